@@ -1,0 +1,496 @@
+// Dense linear assignment (Monge matching) solver.
+//
+// Algorithm: Jonker-Volgenant (LAPJV, Computing 38, 1987), i.e. a shortest-augmenting-path method on
+// the dual potentials v of the columns, preceded by JV's cheap initialisation:
+//   1. column reduction + reduction transfer (square problems only),
+//   2. augmenting row reduction (ARR, an auction-like pass), with a bounded amount of work because
+//      ties (integer costs) can make it cycle,
+//   3. one Dijkstra shortest-path search per remaining free row on the reduced costs
+//      C_ij - v_j - u_i >= 0, dense (O(m) per scanned row), with the lazy potential update of JV.
+//
+// Invariants (exact arithmetic): every assigned row i is matched to a column x_i minimising
+// C_ij - v_j over j; so with u_i := C_{i,x_i} - v_{x_i} all reduced costs are >= 0. Columns, once
+// assigned, stay assigned, and v only decreases after the initialisation. For rectangular problems
+// (n < m) v starts at 0 and the square-only column reduction is skipped, hence v <= 0 throughout
+// and v == 0 on every unassigned column: (u, v) is then dual optimal for
+//   max sum u + sum v  s.t.  u_i + v_j <= C_ij, v_j <= 0.
+//
+// Hot loop: the relaxation of one scanned row against all columns (`relax_row`). It walks the row of
+// C, v, the distance labels and a one-byte column status contiguously, and fuses into the same pass
+// the minima Dijkstra needs next (min label over assigned unscanned columns, with its column, and
+// over free columns). With AVX-512 it is explicitly vectorised (masked compares/moves, two
+// accumulator sets), likewise with AVX2, and software-prefetches the row of C, which streams from
+// DRAM for large n and is then the bottleneck; otherwise a scalar loop is used.
+
+#include "assignment.hpp"
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace nb = nanobind;
+
+namespace monge {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Column status in the shortest-path phase.
+enum : uint8_t { kAssigned = 0, kFree = 1, kScanned = 2 };
+
+// A minimum label and the first column attaining it (col == -1: not known yet).
+struct Best {
+  double key = kInf;
+  int col = -1;
+  void offer(double k, int c) {
+    if (k < key || (k == key && c < col)) key = k, col = c;
+  }
+};
+
+// The hot loop of the solver. For every column k in [begin, end) not yet scanned:
+//   label = C_ik - v_k - h;  if label < d[k]: d[k] = label, pred[k] = i.
+// Returns in `assigned` the minimum label over assigned unscanned columns with its first column, and
+// in `free` the minimum label over free columns (its column is left to the caller to find: it is
+// needed once per augmentation only).
+inline void relax_row_scalar(const double *ci, const double *v, double h, int i,
+                             const uint8_t *status, double *d, int *pred, int begin, int end,
+                             Best &assigned, Best &free) {
+  for (int k = begin; k < end; ++k) {
+    const double nd = ci[k] - v[k] - h;
+    if (status[k] != kScanned && nd < d[k]) {
+      d[k] = nd;
+      pred[k] = i;
+    }
+    if (status[k] == kAssigned) assigned.offer(d[k], k);
+    if (status[k] == kFree) free.key = std::min(free.key, d[k]);
+  }
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+// AVX-512: 8 columns per vector, two independent accumulator sets to hide the latency of the
+// running minima.
+constexpr int kPrefetchAhead = 1024;  // columns (8 KiB) of software prefetch on the row of C
+
+struct LaneMin {
+  __m512d key = _mm512_set1_pd(kInf), col = _mm512_set1_pd(-1.0), free = _mm512_set1_pd(kInf);
+};
+
+inline void relax8(const double *ci, const double *v, __m512d vh, __m256i vi, const uint8_t *status,
+                   double *d, int *pred, int k, __m512d cols, LaneMin &acc) {
+  const __m128i st = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(status + k));
+  const __mmask8 unscanned = static_cast<__mmask8>(_mm_cmpneq_epi8_mask(st, _mm_set1_epi8(kScanned)));
+  const __mmask8 is_assigned = static_cast<__mmask8>(_mm_cmpeq_epi8_mask(st, _mm_set1_epi8(kAssigned)));
+  const __mmask8 is_free = static_cast<__mmask8>(_mm_cmpeq_epi8_mask(st, _mm_set1_epi8(kFree)));
+  const __m512d nd = _mm512_sub_pd(_mm512_sub_pd(_mm512_loadu_pd(ci + k), _mm512_loadu_pd(v + k)), vh);
+  __m512d dk = _mm512_loadu_pd(d + k);
+  const __mmask8 better = _mm512_mask_cmp_pd_mask(unscanned, nd, dk, _CMP_LT_OQ);
+  if (better) {
+    dk = _mm512_mask_mov_pd(dk, better, nd);
+    _mm512_storeu_pd(d + k, dk);
+    _mm256_mask_storeu_epi32(pred + k, better, vi);
+  }
+  const __mmask8 lt = _mm512_mask_cmp_pd_mask(is_assigned, dk, acc.key, _CMP_LT_OQ);
+  acc.key = _mm512_mask_mov_pd(acc.key, lt, dk);
+  acc.col = _mm512_mask_mov_pd(acc.col, lt, cols);
+  acc.free = _mm512_mask_min_pd(acc.free, is_free, acc.free, dk);
+}
+
+inline void relax_row(const double *ci, const double *v, double h, int i, const uint8_t *status,
+                      double *d, int *pred, int m, Best &assigned, Best &free) {
+  const __m512d vh = _mm512_set1_pd(h), sixteen = _mm512_set1_pd(16.0);
+  const __m256i vi = _mm256_set1_epi32(i);
+  __m512d cols0 = _mm512_setr_pd(0, 1, 2, 3, 4, 5, 6, 7);
+  __m512d cols1 = _mm512_add_pd(cols0, _mm512_set1_pd(8.0));
+  LaneMin acc[2];
+  int k = 0;
+  for (; k + 16 <= m; k += 16) {
+    if (k + kPrefetchAhead < m) {  // the row of C streams from DRAM: run well ahead of it
+      _mm_prefetch(reinterpret_cast<const char *>(ci + k + kPrefetchAhead), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char *>(ci + k + kPrefetchAhead + 8), _MM_HINT_T0);
+    }
+    relax8(ci, v, vh, vi, status, d, pred, k, cols0, acc[0]);
+    relax8(ci, v, vh, vi, status, d, pred, k + 8, cols1, acc[1]);
+    cols0 = _mm512_add_pd(cols0, sixteen);
+    cols1 = _mm512_add_pd(cols1, sixteen);
+  }
+  assigned = Best();
+  free = Best();
+  for (const LaneMin &a : acc) {
+    alignas(64) double keys[8], idx[8];
+    _mm512_store_pd(keys, a.key);
+    _mm512_store_pd(idx, a.col);
+    for (int l = 0; l < 8; ++l) {
+      if (idx[l] >= 0) assigned.offer(keys[l], static_cast<int>(idx[l]));
+    }
+    _mm512_store_pd(keys, a.free);
+    for (int l = 0; l < 8; ++l) free.key = std::min(free.key, keys[l]);
+  }
+  relax_row_scalar(ci, v, h, i, status, d, pred, k, m, assigned, free);
+}
+#elif defined(__AVX2__)
+// AVX2: 4 columns per vector, two independent accumulator sets.
+constexpr int kPrefetchAhead = 1024;  // columns (8 KiB) of software prefetch on the row of C
+
+struct LaneMin {
+  __m256d key = _mm256_set1_pd(kInf), col = _mm256_set1_pd(-1.0), free = _mm256_set1_pd(kInf);
+};
+
+inline void relax4(const double *ci, const double *v, __m256d vh, __m128i vi, const uint8_t *status,
+                   double *d, int *pred, int k, __m256d cols, LaneMin &acc) {
+  int32_t st4;
+  std::memcpy(&st4, status + k, sizeof st4);
+  const __m256i st = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(st4));
+  const __m256d is_scanned = _mm256_castsi256_pd(_mm256_cmpeq_epi64(st, _mm256_set1_epi64x(kScanned)));
+  const __m256d is_assigned = _mm256_castsi256_pd(_mm256_cmpeq_epi64(st, _mm256_set1_epi64x(kAssigned)));
+  const __m256d is_free = _mm256_castsi256_pd(_mm256_cmpeq_epi64(st, _mm256_set1_epi64x(kFree)));
+  const __m256d nd = _mm256_sub_pd(_mm256_sub_pd(_mm256_loadu_pd(ci + k), _mm256_loadu_pd(v + k)), vh);
+  __m256d dk = _mm256_loadu_pd(d + k);
+  const __m256d better = _mm256_andnot_pd(is_scanned, _mm256_cmp_pd(nd, dk, _CMP_LT_OQ));
+  if (_mm256_movemask_pd(better)) {
+    dk = _mm256_blendv_pd(dk, nd, better);
+    _mm256_storeu_pd(d + k, dk);
+    const __m256i pack = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);  // low halves of the 64-bit masks
+    const __m128i mask = _mm256_castsi256_si128(
+        _mm256_permutevar8x32_epi32(_mm256_castpd_si256(better), pack));
+    _mm_maskstore_epi32(pred + k, mask, vi);
+  }
+  const __m256d lt = _mm256_and_pd(is_assigned, _mm256_cmp_pd(dk, acc.key, _CMP_LT_OQ));
+  acc.key = _mm256_blendv_pd(acc.key, dk, lt);
+  acc.col = _mm256_blendv_pd(acc.col, cols, lt);
+  acc.free = _mm256_min_pd(acc.free, _mm256_blendv_pd(_mm256_set1_pd(kInf), dk, is_free));
+}
+
+inline void relax_row(const double *ci, const double *v, double h, int i, const uint8_t *status,
+                      double *d, int *pred, int m, Best &assigned, Best &free) {
+  const __m256d vh = _mm256_set1_pd(h), eight = _mm256_set1_pd(8.0);
+  const __m128i vi = _mm_set1_epi32(i);
+  __m256d cols0 = _mm256_setr_pd(0, 1, 2, 3);
+  __m256d cols1 = _mm256_add_pd(cols0, _mm256_set1_pd(4.0));
+  LaneMin acc[2];
+  int k = 0;
+  for (; k + 8 <= m; k += 8) {
+    if (k + kPrefetchAhead < m) {
+      _mm_prefetch(reinterpret_cast<const char *>(ci + k + kPrefetchAhead), _MM_HINT_T0);
+    }
+    relax4(ci, v, vh, vi, status, d, pred, k, cols0, acc[0]);
+    relax4(ci, v, vh, vi, status, d, pred, k + 4, cols1, acc[1]);
+    cols0 = _mm256_add_pd(cols0, eight);
+    cols1 = _mm256_add_pd(cols1, eight);
+  }
+  assigned = Best();
+  free = Best();
+  for (const LaneMin &a : acc) {
+    alignas(32) double keys[4], idx[4], frees[4];
+    _mm256_store_pd(keys, a.key);
+    _mm256_store_pd(idx, a.col);
+    _mm256_store_pd(frees, a.free);
+    for (int l = 0; l < 4; ++l) {
+      if (idx[l] >= 0) assigned.offer(keys[l], static_cast<int>(idx[l]));
+      free.key = std::min(free.key, frees[l]);
+    }
+  }
+  relax_row_scalar(ci, v, h, i, status, d, pred, k, m, assigned, free);
+}
+#else
+inline void relax_row(const double *ci, const double *v, double h, int i, const uint8_t *status,
+                      double *d, int *pred, int m, Best &assigned, Best &free) {
+  assigned = Best();
+  free = Best();
+  relax_row_scalar(ci, v, h, i, status, d, pred, 0, m, assigned, free);
+}
+#endif
+
+class LapSolver {
+ public:
+  LapSolver(const double *C, int n, int m)
+      : C_(C), n_(n), m_(m), row_to_col_(n, -1), col_to_row_(m, -1), v_(m, 0.0) {}
+
+  void solve() {
+    if (n_ == m_) {
+      column_reduction();
+    } else {
+      for (int i = 0; i < n_; ++i) free_rows_.push_back(i);
+    }
+    augmenting_row_reduction();
+    augment_free_rows();
+  }
+
+  // Writes the matching and the duals u_i = C_{i,x_i} - v_{x_i}; returns the cost.
+  double extract(int64_t *cols, double *u, double *v) const {
+    double cost = 0.0;
+    for (int i = 0; i < n_; ++i) {
+      const int j = row_to_col_[i];
+      cols[i] = j;
+      u[i] = row(i)[j] - v_[j];
+      cost += row(i)[j];
+    }
+    std::copy(v_.begin(), v_.end(), v);
+    return cost;
+  }
+
+ private:
+  const double *row(int i) const { return C_ + static_cast<std::size_t>(i) * m_; }
+
+  void assign(int i, int j) {
+    row_to_col_[i] = j;
+    col_to_row_[j] = i;
+  }
+
+  // ---- 1. Column reduction and reduction transfer (square problems) ----------------------------
+
+  // v_j = min_i C_ij; each column is tentatively given to its minimising row (a row keeps only one
+  // column). Rows that got exactly one column transfer their slack to it (reduction transfer),
+  // rows that got none are free.
+  void column_reduction() {
+    std::vector<double> colmin(row(0), row(0) + m_);
+    std::vector<int> colarg(m_, 0);
+    for (int i = 1; i < n_; ++i) {  // row-major sweep: contiguous and vectorisable
+      const double *ci = row(i);
+      for (int j = 0; j < m_; ++j) {
+        const bool better = ci[j] < colmin[j];
+        colmin[j] = better ? ci[j] : colmin[j];
+        colarg[j] = better ? i : colarg[j];
+      }
+    }
+    v_ = colmin;
+    std::vector<int> matches(n_, 0);
+    for (int j = m_ - 1; j >= 0; --j) {
+      const int i = colarg[j];
+      if (++matches[i] == 1) {
+        assign(i, j);
+      } else if (v_[j] < v_[row_to_col_[i]]) {
+        col_to_row_[row_to_col_[i]] = -1;
+        assign(i, j);
+      }
+    }
+    for (int i = 0; i < n_; ++i) {
+      if (matches[i] == 0) {
+        free_rows_.push_back(i);
+      } else if (matches[i] == 1) {
+        reduction_transfer(i);
+      }
+    }
+  }
+
+  // Lowers v of row i's column by the gap to the row's second best reduced cost.
+  void reduction_transfer(int i) {
+    const int j1 = row_to_col_[i];
+    const double *ci = row(i);
+    double best = kInf;
+    for (int j = 0; j < m_; ++j) {
+      const double r = (j == j1) ? kInf : ci[j] - v_[j];
+      best = r < best ? r : best;
+    }
+    const double slack = best - (ci[j1] - v_[j1]);
+    if (slack > 0.0 && slack < kInf) v_[j1] -= slack;
+  }
+
+  // ---- 2. Augmenting row reduction ---------------------------------------------------------------
+
+  // Smallest and second smallest reduced cost C_ij - v_j of row i, with their columns.
+  void two_smallest(int i, double &u1, int &j1, double &u2, int &j2) const {
+    const double *ci = row(i);
+    u1 = kInf, u2 = kInf;
+    j1 = 0, j2 = -1;
+    for (int j = 0; j < m_; ++j) {
+      const double r = ci[j] - v_[j];
+      if (r < u2) {
+        if (r < u1) {
+          u2 = u1, j2 = j1;
+          u1 = r, j1 = j;
+        } else {
+          u2 = r, j2 = j;
+        }
+      }
+    }
+  }
+
+  // JV's ARR: each free row bids for its best column, lowering that column's v by the gap to the
+  // second best (an auction step with zero epsilon), and evicts the column's previous row. With
+  // ties (gap 0) this can cycle, so at most kArrPasses passes are made and the total number of
+  // steps is capped; whatever rows are left free go to the shortest-path phase.
+  void augmenting_row_reduction() {
+    constexpr int kArrPasses = 2;
+    const long long budget = 4LL * n_ + 16;  // total ARR steps, each O(m)
+    long long steps = 0;
+    for (int pass = 0; pass < kArrPasses && !free_rows_.empty(); ++pass) {
+      std::vector<int> todo;
+      todo.swap(free_rows_);
+      std::size_t k = 0;
+      while (k < todo.size()) {
+        if (m_ < 2 || ++steps > budget) break;
+        const int i = todo[k++];
+        double u1, u2;
+        int j1, j2;
+        two_smallest(i, u1, j1, u2, j2);
+        int i0 = col_to_row_[j1];
+        if (u1 < u2) {
+          v_[j1] -= u2 - u1;  // row i's best becomes tied with its second best
+        } else if (i0 >= 0) {  // tie: prefer the second column, maybe unassigned
+          j1 = j2;
+          i0 = col_to_row_[j1];
+        }
+        assign(i, j1);
+        if (i0 >= 0) {
+          row_to_col_[i0] = -1;
+          if (u1 < u2) {
+            todo[--k] = i0;  // strictly improved: reprocess the evicted row at once
+          } else {
+            free_rows_.push_back(i0);
+          }
+        }
+      }
+      for (; k < todo.size(); ++k) free_rows_.push_back(todo[k]);
+      if (steps > budget) break;
+    }
+  }
+
+  // ---- 3. Shortest augmenting paths ----------------------------------------------------------------
+
+  void augment_free_rows() {
+    if (free_rows_.empty()) return;
+    dist_.assign(m_, kInf);
+    pred_.assign(m_, 0);
+    status_.assign(m_, kAssigned);
+    for (int j = 0; j < m_; ++j) {
+      if (col_to_row_[j] < 0) status_[j] = kFree;
+    }
+    scanned_.clear();
+    scanned_.reserve(m_);
+    for (int f : free_rows_) augment(f);
+    free_rows_.clear();
+  }
+
+  // Relaxes row i, whose reduced costs are C_ik - v_k - h, into the labels of unscanned columns.
+  void relax(int i, double h, Best &assigned, Best &free) {
+    relax_row(row(i), v_.data(), h, i, status_.data(), dist_.data(), pred_.data(), m_, assigned, free);
+  }
+
+  int first_free_column_at(double label) const {
+    for (int k = 0; k < m_; ++k) {
+      if (status_[k] == kFree && dist_[k] == label) return k;
+    }
+    return -1;  // unreachable: `label` is the minimum over free columns
+  }
+
+  // Dijkstra from free row f until an unassigned column is reached at minimum distance (ties
+  // prefer unassigned columns), then JV's lazy potential update on the scanned columns and
+  // augmentation along the predecessor tree.
+  void augment(int f) {
+    std::fill(dist_.begin(), dist_.end(), kInf);
+    Best assigned, free;
+    relax(f, 0.0, assigned, free);  // labels d_k = C_fk - v_k
+    double mu;
+    int sink;
+    for (;;) {
+      if (free.key <= assigned.key) {
+        mu = free.key;
+        sink = first_free_column_at(mu);
+        break;
+      }
+      mu = assigned.key;
+      const int j = assigned.col;
+      status_[j] = kScanned;
+      scanned_.push_back(j);
+      const int i = col_to_row_[j];
+      relax(i, row(i)[j] - v_[j] - mu, assigned, free);
+    }
+    for (int k : scanned_) {  // lazy update: v_k -= mu - d_k on the scanned columns only
+      v_[k] -= mu - dist_[k];
+      status_[k] = kAssigned;
+    }
+    scanned_.clear();
+    status_[sink] = kAssigned;
+    for (int j = sink;;) {
+      const int i = pred_[j];
+      col_to_row_[j] = i;
+      std::swap(j, row_to_col_[i]);
+      if (i == f) break;
+    }
+  }
+
+  const double *C_;
+  const int n_, m_;
+  std::vector<int> row_to_col_, col_to_row_;
+  std::vector<double> v_;
+  std::vector<int> free_rows_;
+  // Dijkstra workspace.
+  std::vector<double> dist_;
+  std::vector<int> pred_;
+  std::vector<uint8_t> status_;  // kAssigned / kFree / kScanned (in the current search)
+  std::vector<int> scanned_;
+};
+
+}  // namespace
+
+void solve_assignment(const double *C, int64_t n, int64_t m, int64_t *cols, double *u, double *v,
+                      double *cost) {
+  if (n > m) throw std::invalid_argument("assignment: C must have at most as many rows as columns");
+  if (m > std::numeric_limits<int>::max() - 1)
+    throw std::invalid_argument("assignment: too many columns");
+  const std::size_t size = static_cast<std::size_t>(n) * static_cast<std::size_t>(m);
+  for (std::size_t k = 0; k < size; ++k) {
+    if (!std::isfinite(C[k])) throw std::invalid_argument("assignment: C must be finite");
+  }
+  if (n == 0) {
+    std::fill(v, v + m, 0.0);
+    *cost = 0.0;
+    return;
+  }
+  LapSolver solver(C, static_cast<int>(n), static_cast<int>(m));
+  solver.solve();
+  *cost = solver.extract(cols, u, v);
+}
+
+}  // namespace monge
+
+namespace {
+
+template <typename T>
+nb::ndarray<nb::numpy, T, nb::ndim<1>> owned_array(std::unique_ptr<T[]> data, std::size_t size) {
+  T *ptr = data.release();
+  nb::capsule owner(ptr, [](void *p) noexcept { delete[] static_cast<T *>(p); });
+  return nb::ndarray<nb::numpy, T, nb::ndim<1>>(ptr, {size}, owner);
+}
+
+nb::tuple assignment_binding(
+    nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu> C) {
+  const std::size_t n = C.shape(0), m = C.shape(1);
+  if (n > m) throw nb::value_error("assignment: C must have at most as many rows as columns");
+  auto cols = std::make_unique<int64_t[]>(n);
+  auto u = std::make_unique<double[]>(n);
+  auto v = std::make_unique<double[]>(m);
+  double cost = 0.0;
+  {
+    nb::gil_scoped_release release;
+    monge::solve_assignment(C.data(), static_cast<int64_t>(n), static_cast<int64_t>(m), cols.get(),
+                            u.get(), v.get(), &cost);
+  }
+  return nb::make_tuple(owned_array(std::move(cols), n), owned_array(std::move(u), n),
+                        owned_array(std::move(v), m), cost);
+}
+
+}  // namespace
+
+void register_assignment(nb::module_ &m) {
+  m.def("assignment", &assignment_binding, nb::arg("C"),
+        "assignment(C) -> (cols, u, v, cost)\n\n"
+        "Exact dense linear assignment (Jonker-Volgenant). C: float64 (n, m), C-contiguous, n <= m,\n"
+        "finite. Returns cols (int64, n): row i -> column cols[i], all distinct, minimising\n"
+        "sum_i C[i, cols[i]]; dual potentials u (n), v (m) with u_i + v_j <= C_ij, equality on\n"
+        "matched pairs; for n < m also v <= 0 with v_j = 0 on unmatched columns, so that\n"
+        "sum(u) + sum(v) == cost; and cost (float). Releases the GIL.");
+}
