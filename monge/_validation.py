@@ -1,0 +1,176 @@
+"""Validation at the public boundary.
+
+Every public function checks its inputs here, once, and raises a ``ValueError`` / ``TypeError`` that names the
+argument, what was expected (with symbolic shapes) and what was received. Nothing below the boundary re-checks.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+
+__all__ = [
+    "MASS_RTOL",
+    "as_tensor",
+    "common_dtype_device",
+    "check_finite",
+    "check_points",
+    "check_cost_matrix",
+    "check_weights",
+    "balance_masses",
+    "check_positive",
+    "check_p",
+]
+
+#: Relative tolerance on ``|sum(a) - sum(b)| / max(sum(a), sum(b))`` for balanced problems. Within it the
+#: second marginal is rescaled to the mass of the first (rounding of weights computed in the user's dtype);
+#: beyond it the problem is rejected, never reported "infeasible". float32 weights of 10^5 entries carry
+#: rounding errors of ~1e-5 relative, hence the looser float32 bound.
+MASS_RTOL = {torch.float32: 1e-4, torch.float64: 1e-8}
+
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def as_tensor(x, name: str, *, dtype=None, device=None) -> torch.Tensor:
+    """Turn ``x`` (tensor, numpy array, sequence) into a floating tensor; integers become the default dtype."""
+    if isinstance(x, torch.Tensor):
+        t = x
+    elif isinstance(x, (np.ndarray, list, tuple, numbers.Number)):
+        t = torch.as_tensor(np.asarray(x))
+    else:
+        raise TypeError(f"{name}: expected a torch.Tensor or array-like, got {type(x).__name__}")
+    if not t.is_floating_point():
+        if t.is_complex():
+            raise TypeError(f"{name}: expected a real floating tensor, got dtype {t.dtype}")
+        t = t.to(dtype if dtype is not None else torch.get_default_dtype())
+    elif t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name}: expected dtype float32 or float64, got {t.dtype}; convert with {name}.float() or "
+            f"{name}.double()"
+        )
+    if dtype is not None and t.dtype != dtype and not isinstance(x, torch.Tensor):
+        t = t.to(dtype)
+    if device is not None and not isinstance(x, torch.Tensor):
+        t = t.to(device)
+    return t
+
+
+def common_dtype_device(**tensors: torch.Tensor | None) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device shared by all given tensors; a clear error naming both otherwise."""
+    items = [(k, v) for k, v in tensors.items() if v is not None]
+    name0, t0 = items[0]
+    for name, t in items[1:]:
+        if t.device != t0.device:
+            raise ValueError(
+                f"{name} is on device {t.device} but {name0} is on {t0.device}; move both to the same device "
+                f"(e.g. {name}.to({name0}.device))"
+            )
+        if t.dtype != t0.dtype:
+            raise TypeError(
+                f"{name} has dtype {t.dtype} but {name0} has dtype {t0.dtype}; use one dtype for all inputs "
+                f"(e.g. {name}.to({name0}.dtype))"
+            )
+    return t0.dtype, t0.device
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Reject NaN and infinite entries (checked once, at the boundary)."""
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        bad = "NaN" if bool(torch.isnan(x).any()) else "infinite"
+        raise ValueError(f"{name}: expected finite values, found {bad} entries")
+
+
+def check_points(x: torch.Tensor, name: str) -> None:
+    """Point clouds are ``(..., n, d)`` with n >= 1 and d >= 1, finite."""
+    if x.dim() < 2:
+        raise ValueError(
+            f"{name}: expected points of shape (..., n, d), got shape {tuple(x.shape)}; "
+            f"for 1-D samples use {name}[:, None]"
+        )
+    if x.shape[-2] == 0 or x.shape[-1] == 0:
+        raise ValueError(f"{name}: expected a non-empty point cloud (n >= 1, d >= 1), got shape {tuple(x.shape)}")
+    check_finite(x, name)
+
+
+def check_cost_matrix(C: torch.Tensor, name: str = "C") -> None:
+    """Cost matrices are ``(..., n, m)``, non-empty and finite."""
+    if C.dim() < 2:
+        raise ValueError(f"{name}: expected a cost matrix of shape (..., n, m), got shape {tuple(C.shape)}")
+    if C.shape[-1] == 0 or C.shape[-2] == 0:
+        raise ValueError(f"{name}: expected a non-empty cost matrix, got shape {tuple(C.shape)}")
+    check_finite(C, name)
+
+
+def check_weights(a, name: str, n, like: torch.Tensor, *, size_name: str = "n") -> torch.Tensor:
+    """Weights of shape ``(..., n)`` (or ``(..., *n)`` for a tuple ``n``, e.g. a grid shape): nonnegative, finite,
+    positive total mass. ``None`` means uniform.
+
+    The result has the dtype and device of ``like``; an array-like is converted, a tensor must already match.
+    """
+    event = tuple(n) if isinstance(n, (tuple, list)) else (n,)
+    k = len(event)
+    if a is None:
+        return like.new_full(event, 1.0 / math.prod(event))
+    t = as_tensor(a, name, dtype=like.dtype, device=like.device)
+    common_dtype_device(**{name: t, "the points/costs": like})
+    if t.dim() < k or tuple(t.shape[t.dim() - k :]) != event:
+        want = size_name if k == 1 else ", ".join(map(str, event))
+        raise ValueError(
+            f"{name}: expected weights of shape (..., {want}) with {size_name} = {n}, got shape {tuple(t.shape)}"
+        )
+    check_finite(t, name)
+    if t.numel() and bool((t < 0).any()):
+        raise ValueError(f"{name}: expected nonnegative weights, found a minimum of {float(t.min()):.3g}")
+    if bool((t.sum(tuple(range(-k, 0))) <= 0).any()):
+        raise ValueError(f"{name}: expected a positive total mass, got a weight vector summing to 0")
+    return t
+
+
+def balance_masses(a: torch.Tensor, b: torch.Tensor, names=("a", "b"), k: int = 1) -> torch.Tensor:
+    """Return ``b`` rescaled to the mass of ``a`` if the masses agree within :data:`MASS_RTOL`, else raise.
+
+    ``k`` trailing dimensions hold the support (1 for point clouds, d for a d-D grid).
+    """
+    dims = tuple(range(-k, 0))
+    ma, mb = a.sum(dims), b.sum(dims)
+    rel = (ma - mb).abs() / torch.maximum(ma, mb)
+    tol = MASS_RTOL[a.dtype]
+    if bool((rel > tol).any()):
+        worst = int(rel.reshape(-1).argmax())
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same total mass for balanced OT: got "
+            f"{float(ma.reshape(-1)[worst % ma.numel()]):.10g} and {float(mb.reshape(-1)[worst % mb.numel()]):.10g} "
+            f"(relative difference {float(rel.max()):.3g} > {tol:g}); normalise both (a / a.sum()) "
+            "or use unbalanced OT (rho=...)"
+        )
+    # the factor is a rounding correction: detached, so gradients w.r.t. a and b stay those of the balanced problem
+    scale = (ma / mb).detach()
+    return b * scale.reshape(*scale.shape, *([1] * k))
+
+
+def check_positive(value, name: str, *, allow_none: bool = False) -> None:
+    """A positive finite scalar (eps, rho, scales)."""
+    if value is None:
+        if allow_none:
+            return
+        raise ValueError(f"{name}: expected a positive number, got None")
+    if isinstance(value, torch.Tensor):
+        if bool((~torch.isfinite(value)).any()) or bool((value <= 0).any()):
+            raise ValueError(f"{name}: expected positive finite values, got {value}")
+        return
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name}: expected a positive number, got {type(value).__name__}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a positive finite number, got {value}")
+
+
+def check_p(p, name: str = "p") -> float:
+    """The exponent of W_p: a finite real p >= 1."""
+    if not isinstance(p, numbers.Real) or isinstance(p, bool):
+        raise TypeError(f"{name}: expected a real number >= 1, got {type(p).__name__}")
+    if not (np.isfinite(p) and p >= 1):
+        raise ValueError(f"{name}: expected p >= 1 (W_p is a metric only for p >= 1), got {p}")
+    return float(p)

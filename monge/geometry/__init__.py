@@ -1,0 +1,20 @@
+"""Geometries: the ground cost and every computation with it."""
+
+from .base import Geometry
+from .costs import CallableCost, Cosine, Cost, Euclidean, SqEuclidean, get_cost
+from .dense import DenseCost
+from .grid import Grid
+from .pointcloud import PointCloud
+
+__all__ = [
+    "Geometry",
+    "DenseCost",
+    "PointCloud",
+    "Grid",
+    "Cost",
+    "SqEuclidean",
+    "Euclidean",
+    "Cosine",
+    "CallableCost",
+    "get_cost",
+]

@@ -1,0 +1,75 @@
+"""The linear (Kantorovich) OT problem: a geometry and two marginals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .._validation import balance_masses, check_positive, check_weights
+from ..geometry.base import Geometry
+
+__all__ = ["LinearProblem"]
+
+
+@dataclass(frozen=True, init=False)
+class LinearProblem:
+    r"""Data of a linear OT problem, validated once.
+
+    .. math::
+        \min_{P \ge 0,\ P 1 = a,\ P^\top 1 = b} \langle P, C \rangle
+
+    (balanced, ``rho_a = rho_b = None``); a finite ``rho`` replaces the corresponding marginal constraint by
+    the penalty ``rho KL(P 1 | a)`` (unbalanced OT, entropic solvers only).
+
+    Args:
+        geom: the :class:`~monge.geometry.Geometry` (cost).
+        a: source weights ``(..., n)``, nonnegative; ``None`` = uniform ``1/n``.
+        b: target weights ``(..., m)``; ``None`` = uniform ``1/m``. For a balanced problem, masses that agree
+            within :data:`monge._validation.MASS_RTOL` are equalised by rescaling ``b``; beyond it, an error.
+        rho_a, rho_b: marginal penalties (``None`` = hard constraint), positive, in cost units.
+
+    Example:
+        >>> import torch
+        >>> from monge.geometry import DenseCost
+        >>> prob = LinearProblem(DenseCost(torch.rand(3, 4)))
+        >>> prob.a.sum().item(), prob.b.shape
+        (1.0, torch.Size([4]))
+    """
+
+    geom: Geometry
+    a: torch.Tensor
+    b: torch.Tensor
+    rho_a: float | None
+    rho_b: float | None
+
+    def __init__(self, geom: Geometry, a=None, b=None, rho_a=None, rho_b=None):
+        if not isinstance(geom, Geometry):
+            raise TypeError(f"geom: expected a monge Geometry (DenseCost, PointCloud, ...), got {type(geom).__name__}")
+        n, m = geom.shape
+        like = geom.like()
+        k = geom.event_ndim
+        if k > 1:  # grids: weights carry the grid shape
+            n = m = geom.grid_shape
+        same = (a is b) and n == m  # one measure against itself (e.g. the self terms of a divergence)
+        a = check_weights(a, "a", n, like, size_name="n")
+        b = a if same else check_weights(b, "b", m, like, size_name="m")
+        check_positive(rho_a, "rho_a", allow_none=True)
+        check_positive(rho_b, "rho_b", allow_none=True)
+        if rho_a is None and rho_b is None and not same:
+            b = balance_masses(a, b, k=k)
+        object.__setattr__(self, "geom", geom)
+        object.__setattr__(self, "a", a)
+        object.__setattr__(self, "b", b)
+        object.__setattr__(self, "rho_a", rho_a)
+        object.__setattr__(self, "rho_b", rho_b)
+
+    @property
+    def is_balanced(self) -> bool:
+        return self.rho_a is None and self.rho_b is None
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        k = self.geom.event_ndim
+        return torch.broadcast_shapes(self.geom.batch_shape, self.a.shape[: self.a.dim() - k],
+                                      self.b.shape[: self.b.dim() - k])

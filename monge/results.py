@@ -1,0 +1,203 @@
+"""Result types shared by all solvers: frozen dataclasses with the same names everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Convergence", "ExactResult", "AssignmentResult", "SinkhornResult"]
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """How a solve ended, per batch element.
+
+    Attributes:
+        converged: bool tensor of the batch shape.
+        n_iters: int64 tensor of the batch shape (pivots, augmentations or iterations).
+        status: one string per batch element in flattened (row-major) order: ``"optimal"``,
+            ``"max_iter_reached"``, ``"converged"``, ...
+        marginal_error: l1 violation ``|P 1 - a|_1 + |P^T 1 - b|_1`` (units of the weights), batch shape.
+        duality_gap: primal minus dual objective (cost units), batch shape, where the solver has one.
+        errors: the trace of marginal errors at check points ``(n_checks, *batch)``, where the solver has one.
+    """
+
+    converged: torch.Tensor
+    n_iters: torch.Tensor
+    status: tuple[str, ...]
+    marginal_error: torch.Tensor
+    duality_gap: torch.Tensor | None = None
+    errors: torch.Tensor | None = None
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
+
+
+def _scatter_plan(rows, cols, vals, n: int, m: int) -> torch.Tensor:
+    """Dense ``(..., n, m)`` plan from padded sparse triplets ``(..., K)`` (padding has value 0)."""
+    batch = rows.shape[:-1]
+    flat = vals.new_zeros((*batch, n * m))
+    flat.scatter_add_(-1, rows * m + cols, vals)
+    return flat.reshape(*batch, n, m)
+
+
+@dataclass(frozen=True)
+class ExactResult:
+    r"""Solution of an exact (unregularised) OT problem.
+
+    Attributes:
+        value: the optimal cost :math:`\langle P, C\rangle`, batch shape, differentiable (envelope theorem:
+            the plan for the cost, centred potentials for the weights).
+        f, g: dual potentials ``(..., n)``, ``(..., m)`` with :math:`f_i + g_j \le C_{ij}`, equality on the
+            support of the plan, and :math:`\langle a, f\rangle + \langle b, g\rangle` = value at optimality.
+        convergence: status, pivots, marginal error and duality gap (the optimality certificate).
+        rows, cols, vals: the plan in sparse form, padded to ``n + m - 1`` entries per problem (padding:
+            value 0 at (0, 0)); at most ``n + m - 1`` nonzeros (a basic solution).
+    """
+
+    value: torch.Tensor
+    f: torch.Tensor
+    g: torch.Tensor
+    convergence: Convergence
+    rows: torch.Tensor
+    cols: torch.Tensor
+    vals: torch.Tensor
+    shape: tuple[int, int]
+
+    @property
+    def plan(self) -> torch.Tensor:
+        """The dense plan ``(..., n, m)`` (materialised on each access; use :attr:`plan_sparse` for large n*m)."""
+        return _scatter_plan(self.rows, self.cols, self.vals, *self.shape)
+
+    @property
+    def plan_sparse(self) -> torch.Tensor:
+        """The plan as a coalesced ``torch.sparse_coo_tensor`` of shape ``(..., n, m)``."""
+        batch = self.rows.shape[:-1]
+        K = self.rows.shape[-1]
+        keep = (self.vals > 0).reshape(-1)
+        bidx = torch.arange(batch.numel(), device=self.rows.device).repeat_interleave(K)
+        bidx = torch.stack(torch.unravel_index(bidx, batch)) if len(batch) else bidx[None, :0]
+        idx = torch.cat([bidx[:, keep], self.rows.reshape(1, -1)[:, keep], self.cols.reshape(1, -1)[:, keep]])
+        return torch.sparse_coo_tensor(idx, self.vals.reshape(-1)[keep], (*batch, *self.shape)).coalesce()
+
+    @property
+    def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(P 1, P^T 1)`` computed from the sparse plan."""
+        n, m = self.shape
+        batch = self.rows.shape[:-1]
+        r = self.vals.new_zeros((*batch, n)).scatter_add_(-1, self.rows, self.vals)
+        c = self.vals.new_zeros((*batch, m)).scatter_add_(-1, self.cols, self.vals)
+        return r, c
+
+    @property
+    def transport_cost(self) -> torch.Tensor:
+        r""":math:`\langle P, C\rangle`: for an exact solver, the value itself."""
+        return self.value
+
+
+@dataclass(frozen=True)
+class AssignmentResult:
+    r"""Solution of a linear assignment problem :math:`\min_\sigma \sum_i C_{i\sigma(i)}`.
+
+    Attributes:
+        cols: int64 ``(..., n)``: row ``i`` is matched to column ``cols[i]`` (a permutation when n = m).
+        value: :math:`\sum_i C_{i, cols_i}`, batch shape, differentiable w.r.t. ``C``.
+        f, g: dual potentials with :math:`f_i + g_j \le C_{ij}`, equality on matched pairs; for n < m,
+            ``g <= 0`` and ``g = 0`` on unmatched columns.
+        convergence: status and the duality gap certificate.
+    """
+
+    cols: torch.Tensor
+    value: torch.Tensor
+    f: torch.Tensor
+    g: torch.Tensor
+    convergence: Convergence
+    shape: tuple[int, int]
+
+    @property
+    def plan(self) -> torch.Tensor:
+        """The 0/1 matching matrix ``(..., n, m)``."""
+        n, m = self.shape
+        P = self.value.new_zeros((*self.cols.shape[:-1], n, m))
+        return P.scatter_(-1, self.cols.unsqueeze(-1), 1.0)
+
+
+@dataclass(frozen=True)
+class SinkhornResult:
+    r"""Solution of an entropic OT problem, held as dual potentials (the plan is computed on demand).
+
+    .. math::
+        P_{ij} = a_i b_j \exp\big((f_i + g_j - C_{ij})/\varepsilon\big)
+
+    Attributes:
+        f, g: potentials ``(..., n)``, ``(..., m)`` (grid geometries: the grid shape).
+        value: the regularised objective (dual value; equals the primal at convergence), batch shape,
+            differentiable according to the solver's ``grad``.
+        eps: the final temperature.
+        problem: the :class:`~monge.problems.LinearProblem` that was solved (geometry, weights, penalties).
+        convergence: converged / status / n_iters / marginal_error / errors (trace at check points).
+    """
+
+    f: torch.Tensor
+    g: torch.Tensor
+    value: torch.Tensor
+    eps: float
+    problem: object
+    convergence: Convergence
+
+    def _log_plan(self, C: torch.Tensor) -> torch.Tensor:
+        from .ops.logsumexp import log_weights
+
+        geom = self.problem.geom
+        k = geom.event_ndim
+        flat = lambda t: t.reshape(*t.shape[: t.dim() - k], -1)  # noqa: E731
+        f = flat(self.f) + self.eps * flat(log_weights(self.problem.a))
+        g = flat(self.g) + self.eps * flat(log_weights(self.problem.b))
+        return (f.unsqueeze(-1) + g.unsqueeze(-2) - C) / self.eps
+
+    @property
+    def plan(self) -> torch.Tensor:
+        """The dense plan ``(..., n, m)`` (grids: ``(N, N)`` over flattened cells), built from the potentials."""
+        return torch.exp(self._log_plan(self.problem.geom.cost()))
+
+    @property
+    def transport_cost(self) -> torch.Tensor:
+        r""":math:`\langle P, C\rangle`, the transport part of the objective (without the entropy)."""
+        C = self.problem.geom.cost()
+        return (torch.exp(self._log_plan(C)) * C).sum((-1, -2))
+
+    @property
+    def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(P 1, P^T 1)`` computed through the geometry's softmin (no dense plan)."""
+        from .ops.logsumexp import log_weights
+
+        geom, eps = self.problem.geom, self.eps
+        la, lb = log_weights(self.problem.a), log_weights(self.problem.b)
+        row = torch.exp(la + (self.f - geom.softmin(self.g + eps * lb, eps, 1)) / eps)
+        col = torch.exp(lb + (self.g - geom.softmin(self.f + eps * la, eps, 0)) / eps)
+        return row, col
+
+    def transport(self, x: torch.Tensor | None = None) -> torch.Tensor:
+        r"""The entropic transport map, the barycentric projection of the plan, extended to any point.
+
+        .. math::
+            T(x) = \sum_j w_j(x)\, y_j, \qquad
+            w_j(x) \propto b_j \exp\big((g_j - c(x, y_j))/\varepsilon\big)
+
+        On the source points, :math:`T(x_i) = \sum_j P_{ij} y_j / \sum_j P_{ij}`. Needs a point-cloud geometry.
+
+        Args:
+            x: ``(..., k, d)`` points to map (default: the source points of the problem).
+        """
+        from .ops.logsumexp import log_weights
+
+        geom = self.problem.geom
+        if not hasattr(geom, "y"):
+            raise TypeError("transport: needs a point-cloud geometry (monge.PointCloud)")
+        x = geom.x if x is None else x
+        if x.shape[-1] != geom.y.shape[-1]:
+            raise ValueError(f"x: expected points of dimension d = {geom.y.shape[-1]}, got shape {tuple(x.shape)}")
+        logits = (self.g + self.eps * log_weights(self.problem.b)).unsqueeze(-2) - geom.cost_fn(x, geom.y)
+        return torch.softmax(logits / self.eps, dim=-1) @ geom.y
