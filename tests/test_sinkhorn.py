@@ -1,0 +1,203 @@
+"""Entropic OT: against POT and GeomLoss, closed forms, backends, batches, numerics, warm starts."""
+
+from __future__ import annotations
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+import monge
+from monge import EpsScaling, LinearProblem, PointCloud, Sinkhorn
+from monge.testing import assert_close
+
+
+def _inst(rng, n, m, dirichlet=True):
+    x, y = rng.random((n, 2)), rng.random((m, 2))
+    a = rng.dirichlet(np.ones(n)) if dirichlet else np.full(n, 1 / n)
+    b = rng.dirichlet(np.ones(m)) if dirichlet else np.full(m, 1 / m)
+    return x, y, a, b, ot.dist(x, y)
+
+
+def _t(*arrs):
+    return [torch.from_numpy(v) for v in arrs]
+
+
+@pytest.mark.parametrize("eps", [1.0, 0.1, 0.02])
+def test_balanced_against_pot(rng, eps):
+    x, y, a, b, C = _inst(rng, 40, 27)
+    P_ref = ot.sinkhorn(a, b, C, eps, method="sinkhorn_log", stopThr=1e-14, numItermax=10**5)
+    Ct, at, bt = _t(C, a, b)
+    res = monge.solve(Ct, at, bt, eps=eps, tol=1e-12, max_iter=10**5)
+    np.testing.assert_allclose(res.plan.numpy(), P_ref, atol=1e-10)
+    P = res.plan.numpy()
+    primal = (P * C).sum() + eps * (P * np.log(P / np.outer(a, b)) - P + np.outer(a, b)).sum()
+    np.testing.assert_allclose(float(res.value), primal, rtol=1e-10)
+    np.testing.assert_allclose(float(res.transport_cost), (P_ref * C).sum(), rtol=1e-9)
+    r, c = res.marginals
+    np.testing.assert_allclose(r.numpy(), a, atol=1e-12)
+    np.testing.assert_allclose(c.numpy(), b, atol=1e-12)
+
+
+@pytest.mark.parametrize("rho", [0.05, 1.0, 10.0])
+def test_unbalanced_against_pot(rng, rho):
+    x, y, a, b, C = _inst(rng, 30, 35)
+    eps = 0.05
+    P_ref = ot.unbalanced.sinkhorn_unbalanced(a, 2 * b, C, eps, rho, method="sinkhorn_stabilized",
+                                              stopThr=1e-15, numItermax=10**5)
+    res = monge.solve(*_t(C, a, 2 * b), eps=eps, rho=rho, tol=1e-13, max_iter=10**5)
+    np.testing.assert_allclose(res.plan.numpy(), P_ref, atol=1e-10)
+
+
+def test_semi_unbalanced(rng):
+    """rho=(None, rho_b): the source marginal stays exact, the target one is penalised."""
+    x, y, a, b, C = _inst(rng, 20, 25)
+    res = monge.solve(*_t(C, a, 3 * b), eps=0.05, rho=(None, 0.5), tol=1e-12)
+    r, c = res.marginals
+    np.testing.assert_allclose(r.numpy(), a, atol=1e-10)
+    assert abs(float(c.sum()) - 1.0) < 1e-10 and not np.allclose(c.numpy(), 3 * b)
+
+
+@pytest.mark.parametrize("debias", [False, True])
+def test_against_geomloss(rng, debias):
+    from geomloss import SamplesLoss
+
+    x, y = (torch.from_numpy(rng.random((k, 2))) for k in (60, 45))
+    blur = 0.4
+    gl = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=0.995, debias=debias, backend="tensorized")(x, y)
+    # GeomLoss's p=2 cost is |x - y|^2 / 2 with eps = blur^2: in monge's units (|x - y|^2), eps = 2 blur^2
+    if debias:
+        ours = monge.sinkhorn_divergence(x, y, eps=2 * blur**2, tol=1e-13) / 2
+    else:
+        ours = monge.solve_points(x, y, eps=2 * blur**2, tol=1e-13).value / 2
+    np.testing.assert_allclose(float(ours), float(gl), rtol=1e-6, atol=2e-8)
+
+
+def test_single_point_closed_form(rng):
+    """One source point: the only coupling is a x b, KL = 0, value = sum_j b_j C_0j."""
+    y, b = torch.from_numpy(rng.random((9, 2))), torch.from_numpy(rng.dirichlet(np.ones(9)))
+    x = torch.tensor([[0.3, 0.6]], dtype=torch.float64)
+    for eps in (1e-3, 1.0):
+        res = monge.solve_points(x, y, None, b, eps=eps)
+        assert_close(res.value, (b * ((x - y) ** 2).sum(-1)).sum())
+        assert_close(res.plan[0], b)
+
+
+def test_converges_to_exact_as_eps_vanishes(rng):
+    x, y, a, b, C = _inst(rng, 30, 30)
+    exact = ot.emd2(a, b, C)
+    gaps = []
+    for eps in (1e-1, 1e-2, 1e-3):
+        res = monge.solve(*_t(C, a, b), eps=eps, schedule=EpsScaling(0.5), max_iter=20000)
+        gaps.append(abs(float(res.transport_cost) - exact))
+        assert float(res.value) - exact <= eps * np.log(30 * 30) + 1e-9  # OT_eps <= OT_0 + eps log(nm)
+    assert gaps[2] < gaps[0] and gaps[2] < 5e-3
+
+
+@pytest.mark.parametrize("cost", ["sqeuclidean", "euclidean"])
+def test_dense_equals_lazy(rng, cost):
+    x = torch.from_numpy(rng.random((70, 3))).requires_grad_()
+    y = torch.from_numpy(rng.random((55, 3))).requires_grad_()
+    res = {}
+    for backend in ("dense", "lazy"):
+        r = monge.solve_points(x, y, cost=cost, eps=0.02, backend=backend, tol=1e-11)
+        res[backend] = (r.value, *torch.autograd.grad(r.value, (x, y)), r.f)
+    for u, v in zip(res["dense"], res["lazy"]):
+        assert_close(u, v, scale=100)
+
+
+def test_batched_equals_looped(rng):
+    x = torch.from_numpy(rng.random((3, 25, 2)))
+    y = torch.from_numpy(rng.random((3, 30, 2)))
+    b = torch.from_numpy(rng.dirichlet(np.ones(30), size=3))
+    res = monge.solve_points(x, y, None, b, eps=0.03, tol=1e-10)
+    assert res.value.shape == (3,) and res.convergence.converged.shape == (3,)
+    for i in range(3):
+        single = monge.solve_points(x[i], y[i], None, b[i], eps=0.03, tol=1e-10)
+        assert_close(res.value[i], single.value, scale=10)
+        assert_close(res.plan[i], single.plan, scale=1e3)
+
+
+@pytest.mark.parametrize("dtype,rel_eps", [(torch.float32, 1e-4), (torch.float64, 1e-6)])
+def test_small_eps_is_finite(rng, dtype, rel_eps):
+    x, y = (torch.from_numpy(rng.random((k, 2))).to(dtype) for k in (50, 40))
+    C = torch.cdist(x, y) ** 2
+    eps = rel_eps * float(C.max())
+    with pytest.warns(RuntimeWarning, match="marginal error"):
+        res = monge.solve(C, eps=eps, max_iter=50, check_every=10)
+    for t in (res.f, res.g, res.value, res.plan, res.convergence.marginal_error):
+        assert torch.isfinite(t).all()
+    assert not res.convergence.all_converged and res.convergence.status == ("max_iter_reached",)
+    # with eps-scaling: converges at 1e-4 x max cost (and its transport cost is near the exact optimum); at 1e-6
+    # Sinkhorn crawls (exp(-1/eps) rates) but stays finite and reports it
+    with pytest.warns(RuntimeWarning) if rel_eps < 1e-5 else _no_warning():
+        res = monge.solve(C, eps=eps, schedule=EpsScaling(0.7), max_iter=20000 if rel_eps > 1e-5 else 2000)
+    assert res.value.dtype == dtype and torch.isfinite(res.plan).all()
+    assert res.convergence.all_converged == (rel_eps > 1e-5)
+    if rel_eps > 1e-5:
+        exact = float(monge.solve(C.double()).value)
+        assert abs(float(res.transport_cost) - exact) < 1e-3 * exact
+
+
+def _no_warning():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def ctx():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            yield
+
+    return ctx()
+
+
+def test_zero_weights_and_warm_start(rng):
+    x, y, a, b, C = _inst(rng, 20, 20)
+    a[:5] = 0
+    a /= a.sum()
+    Ct, at, bt = _t(C, a, b)
+    res = monge.solve(Ct, at, bt, eps=0.05, tol=1e-11)
+    assert torch.isfinite(res.f).all() and float(res.plan[:5].abs().max()) == 0.0
+    warm = Sinkhorn(eps=0.05, tol=1e-11)(LinearProblem(monge.DenseCost(Ct), at, bt), init=(res.f, res.g))
+    assert int(warm.convergence.n_iters) <= 10 < int(res.convergence.n_iters)
+    assert_close(warm.value, res.value)
+
+
+def test_transport_map(rng):
+    x, y = (torch.from_numpy(rng.random((k, 2))) for k in (15, 20))
+    res = monge.solve_points(x, y, eps=0.05, tol=1e-12)
+    P = res.plan
+    assert_close(res.transport(), P @ y / P.sum(1, keepdim=True), scale=100)
+    assert res.transport(torch.rand(4, 2, dtype=torch.float64)).shape == (4, 2)
+
+
+BAD = [
+    (dict(eps=0.0), ValueError, "eps"),
+    (dict(eps=-1.0), ValueError, "eps"),
+    (dict(eps=0.1, rho=0.0), ValueError, "rho_a"),
+    (dict(eps=0.1, grad="magic"), ValueError, "grad"),
+    (dict(eps=0.1, max_iter=0), ValueError, "max_iter"),
+    (dict(rho=1.0), ValueError, "only for entropic"),
+    (dict(eps=0.1, schedule=0.5), TypeError, "schedule"),
+]
+
+
+@pytest.mark.parametrize("kw,exc,match", BAD)
+def test_bad_input(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        monge.solve(torch.rand(4, 5), **kw)
+
+
+def test_bad_init():
+    with pytest.raises(ValueError, match="init f"):
+        Sinkhorn(eps=0.1)(LinearProblem(monge.DenseCost(torch.rand(4, 5))), init=(torch.zeros(3), torch.zeros(5)))
+
+
+def test_cuda_skips_cleanly():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    x, y = torch.rand(100, 2, device="cuda"), torch.rand(90, 2, device="cuda")
+    for backend in ("dense", "lazy"):
+        res = monge.solve_points(x, y, eps=0.01, backend=backend)
+        assert res.f.device.type == "cuda" and res.convergence.all_converged
