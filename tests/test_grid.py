@@ -1,0 +1,139 @@
+"""Grid geometry: the separable soft-min against the dense log-sum-exp over the materialised cost."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from monge.geometry.grid import Grid
+
+TOL = {torch.float32: 2e-6, torch.float64: 1e-13}  # relative to the magnitude of the values
+
+
+def dense_softmin(geom: Grid, h: torch.Tensor, eps: float) -> torch.Tensor:
+    """-eps logsumexp((h - C) / eps) over the dense (N, N) cost, in float64."""
+    C = geom.cost().double()
+    d = len(geom.grid_shape)
+    flat = h.double().reshape(*h.shape[: h.dim() - d], -1)
+    return (-eps * torch.logsumexp((flat.unsqueeze(-2) - C) / eps, dim=-1)).reshape(h.shape)
+
+
+def assert_matches(out, ref, dtype):
+    scale = max(1.0, float(ref[torch.isfinite(ref)].abs().max()))
+    assert out.shape == ref.shape and out.dtype == dtype
+    assert torch.isfinite(out).all()
+    err = float((out.double() - ref).abs().max())
+    assert err <= TOL[dtype] * scale * 10, err
+
+
+SHAPES = [(1,), (9,), (5, 7), (4, 4), (3, 4, 5), (2, 3, 2, 3)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("p", [1, 2])
+def test_softmin_matches_dense(shape, p, dtype):
+    geom = Grid(shape, p=p, dtype=dtype)
+    small = 1e-4 if dtype == torch.float32 else 1e-6
+    for eps in (1.0, 1e-2, small * geom.cost_scale() if geom.cost_scale() > 0 else 1e-3):
+        h = torch.randn(2, 3, *shape, dtype=dtype) * 0.3
+        for dim in (0, 1):
+            assert_matches(geom.softmin(h, eps, dim), dense_softmin(geom, h, eps), dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_explicit_spacing_and_unbatched(dtype):
+    geom = Grid((4, 6), spacing=(0.5, 0.1), dtype=dtype)
+    assert geom.spacing == (0.5, 0.1)
+    C = geom.cost()
+    assert float(C[0, 5]) == pytest.approx(0.25) and float(C[0, 6]) == pytest.approx(0.25)  # (0,5) and (1,0)
+    h = torch.randn(4, 6, dtype=dtype)
+    for eps in (0.3, 1e-3):
+        assert_matches(geom.softmin(h, eps, 1), dense_softmin(geom, h, eps), dtype)
+    assert Grid(5, spacing=2.0).spacing == (2.0,)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_minus_inf_entries(dtype):
+    geom = Grid((6, 5), dtype=dtype)
+    h = torch.randn(6, 5, dtype=dtype)
+    h[:3] = -torch.inf  # whole lines of zero weights
+    h[4, 1:] = -torch.inf
+    for eps in (1.0, 1e-3, 1e-5):
+        out = geom.softmin(h, eps, 1)
+        assert not torch.isnan(out).any()
+        assert_matches(out, dense_softmin(geom, h, eps), dtype)
+    all_inf = torch.full((6, 5), -torch.inf, dtype=dtype)
+    assert torch.isposinf(geom.softmin(all_inf, 0.1, 1)).all()
+
+
+def test_small_eps_far_mass_is_exact():
+    """The kernel product underflows (eps << spacing^2); the exact fallback must take over, no inf."""
+    for dtype, eps in ((torch.float32, 1e-4), (torch.float64, 1e-6)):
+        geom = Grid((32, 32), dtype=dtype)
+        h = torch.full((32, 32), -torch.inf, dtype=dtype)
+        h[0, 0], h[31, 31] = 0.0, -0.5  # two isolated masses: every far cell reads them through the fallback
+        out = geom.softmin(h, eps * geom.cost_scale(), 1)
+        assert torch.isfinite(out).all()
+        assert_matches(out, dense_softmin(geom, h, eps * geom.cost_scale()), dtype)
+
+
+def test_gradcheck():
+    geom = Grid((3, 4), dtype=torch.float64)
+    h = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    for eps in (0.5, 2e-3):
+        assert torch.autograd.gradcheck(lambda h: geom.softmin(h, eps, 1), (h,))
+
+
+def test_gradient_with_minus_inf_is_finite():
+    geom = Grid((4, 4), dtype=torch.float64)
+    h = torch.randn(4, 4, dtype=torch.float64)
+    h[:2] = -torch.inf
+    h.requires_grad_(True)
+    geom.softmin(h, 1e-3, 1).sum().backward()
+    assert torch.isfinite(h.grad).all()
+    assert (h.grad[:2] == 0).all()
+    assert torch.allclose(h.grad.sum(), torch.tensor(-16.0, dtype=torch.float64))  # rows of the plan sum to 1
+
+
+def test_properties():
+    geom = Grid((3, 4, 5), dtype=torch.float64)
+    assert geom.shape == (60, 60) and geom.grid_shape == (3, 4, 5)
+    assert geom.batch_shape == torch.Size([]) and geom.dtype == torch.float64
+    assert geom.like().dtype == torch.float64 and geom.device == torch.device("cpu")
+    assert geom.detach() is geom
+    assert geom.cost_scale() == pytest.approx(float(geom.cost().max()))
+    assert torch.equal(geom.cost(), geom.cost().T)
+
+
+def test_bad_inputs():
+    geom = Grid((4, 5))
+    with pytest.raises(ValueError, match="h"):
+        geom.softmin(torch.zeros(5, 4), 0.1, 1)
+    with pytest.raises(ValueError, match="h"):
+        geom.softmin(torch.zeros(20), 0.1, 1)
+    with pytest.raises(TypeError, match="h"):
+        geom.softmin(torch.zeros(4, 5, dtype=torch.float64), 0.1, 1)
+    with pytest.raises(TypeError, match="h"):
+        geom.softmin([[0.0] * 5] * 4, 0.1, 1)
+    for eps in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="eps"):
+            geom.softmin(torch.zeros(4, 5), eps, 1)
+    with pytest.raises(ValueError, match="dim"):
+        geom.softmin(torch.zeros(4, 5), 0.1, 2)
+    with pytest.raises(ValueError, match="shape"):
+        Grid((4, 0))
+    with pytest.raises(TypeError, match="shape"):
+        Grid((4, 2.5))
+    with pytest.raises(TypeError, match="shape"):
+        Grid(())
+    with pytest.raises(ValueError, match="spacing"):
+        Grid((4, 5), spacing=(0.1,))
+    with pytest.raises(ValueError, match="spacing"):
+        Grid((4, 5), spacing=-1.0)
+    with pytest.raises(ValueError, match="p"):
+        Grid((4, 5), p=0.5)
+    with pytest.raises(TypeError, match="dtype"):
+        Grid((4, 5), dtype=torch.int64)
+    with pytest.raises(ValueError, match="softmin"):
+        Grid((128, 64)).cost()
