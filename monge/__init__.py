@@ -1,0 +1,47 @@
+"""monge: computational optimal transport for machine learning and imaging, in PyTorch.
+
+The short public surface; see the README for conventions (cost = |x - y|^p, eps in cost units).
+"""
+
+from . import geometry, nn, problems, results
+from .divergences import mmd, sinkhorn_divergence
+from .functional import assignment, emd, solve, solve_grid, solve_points, wasserstein
+from .geometry import DenseCost, PointCloud
+from .problems import LinearProblem
+from .results import AssignmentResult, Convergence, ExactResult, SinkhornResult
+from .solvers.exact.assignment import Assignment
+from .solvers.exact.network_simplex import NetworkSimplex
+from .solvers.exact.one_d import wasserstein_1d
+from .solvers.exact.sliced import sliced_wasserstein
+from .solvers.schedules import EpsScaling
+from .solvers.sinkhorn import Sinkhorn
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "solve",
+    "solve_points",
+    "solve_grid",
+    "wasserstein",
+    "wasserstein_1d",
+    "sliced_wasserstein",
+    "emd",
+    "assignment",
+    "sinkhorn_divergence",
+    "mmd",
+    "DenseCost",
+    "PointCloud",
+    "LinearProblem",
+    "NetworkSimplex",
+    "Assignment",
+    "Sinkhorn",
+    "EpsScaling",
+    "ExactResult",
+    "AssignmentResult",
+    "SinkhornResult",
+    "Convergence",
+    "geometry",
+    "problems",
+    "results",
+    "nn",
+]
