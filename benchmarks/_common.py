@@ -1,0 +1,33 @@
+"""Shared helpers for the side-by-side benchmarks: timing and a one-line machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import torch
+
+__all__ = ["timeit", "machine", "row"]
+
+
+def timeit(fn, repeat: int = 3, warmup: int = 0):
+    """(best wall-clock seconds over ``repeat`` runs, last result)."""
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
+
+
+def row(name: str, t_monge: float, t_peer: float, peer: str, extra: str = "") -> str:
+    return f"{name:<44} monge {t_monge:8.3f} s   {peer} {t_peer:8.3f} s   ratio {t_peer / t_monge:6.2f}x  {extra}"
