@@ -77,8 +77,14 @@ def common_dtype_device(**tensors: torch.Tensor | None) -> tuple[torch.dtype, to
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:
-    """Reject NaN and infinite entries (checked once, at the boundary)."""
-    if x.numel() and not bool(torch.isfinite(x).all()):
+    """Reject NaN and infinite entries (checked once, at the boundary).
+
+    NaN and +-inf always propagate through a sum, so a finite sum proves every entry finite (one fast pass);
+    only a non-finite sum (a bad entry, or a finite overflow) pays for the entrywise scan.
+    """
+    if not x.numel() or bool(torch.isfinite(x.detach().sum())):
+        return
+    if not bool(torch.isfinite(x).all()):
         bad = "NaN" if bool(torch.isnan(x).any()) else "infinite"
         raise ValueError(f"{name}: expected finite values, found {bad} entries")
 

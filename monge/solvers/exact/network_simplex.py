@@ -93,11 +93,8 @@ def pack_exact(out, C, a, b, batch_shape, a64, b64) -> ExactResult:
         rows[i, :k], cols[i, :k], vals[i, :k] = o[0], o[1], o[2]
     status = tuple(_STATUS.get(int(o[6]), f"status {o[6]}") for o in out)
     gap = cost - (a64 * f).sum(-1) - (b64 * g).sum(-1)
-    row_m = np.zeros((B, n))
-    col_m = np.zeros((B, m))
-    for i in range(B):
-        np.add.at(row_m[i], rows[i], vals[i])
-        np.add.at(col_m[i], cols[i], vals[i])
+    row_m = np.stack([np.bincount(rows[i], vals[i], minlength=n) for i in range(B)])
+    col_m = np.stack([np.bincount(cols[i], vals[i], minlength=m) for i in range(B)])
     merr = np.abs(row_m - a64).sum(-1) + np.abs(col_m - b64).sum(-1)
     if any(s != "optimal" for s in status):
         bad = [i for i, s in enumerate(status) if s != "optimal"]
