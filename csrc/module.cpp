@@ -5,9 +5,11 @@ namespace nb = nanobind;
 
 void register_network_simplex(nb::module_ &m);
 void register_assignment(nb::module_ &m);
+void register_softmin(nb::module_ &m);
 
 NB_MODULE(_core, m) {
-  m.doc() = "monge's compiled exact OT solvers (float64, CPU, GIL released)";
+  m.doc() = "monge's compiled core: exact OT solvers and the CPU lazy softmin kernel (GIL released)";
   register_network_simplex(m);
   register_assignment(m);
+  register_softmin(m);
 }

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from .._validation import as_tensor, check_points, common_dtype_device
-from ..ops.lazy import lazy_softmin
+from ..ops.lazy import kernel_available, lazy_softmin
 from ..ops.logsumexp import dense_softmin
 from .base import Geometry
-from .costs import Cost, get_cost
+from .costs import Cost, SqEuclidean, get_cost
 
 __all__ = ["PointCloud", "LAZY_ABOVE"]
 
@@ -27,7 +27,8 @@ class PointCloud(Geometry):
         p: the power for ``cost="euclidean"``.
         backend: how :meth:`softmin` reduces: ``"dense"`` materialises the ``(n, m)`` cost once (fastest while it
             fits), ``"lazy"`` recomputes cost tiles on the fly in O(n + m) memory, also in the backward pass;
-            ``"auto"`` picks lazy above :data:`LAZY_ABOVE` entries.
+            ``"auto"`` picks lazy for the squared Euclidean cost on the CPU (the compiled kernel beats a
+            materialised log-sum-exp at every size) and above :data:`LAZY_ABOVE` entries, dense otherwise.
         chunk: rows per tile for the lazy backend (``None``: automatic).
 
     Example:
@@ -63,7 +64,9 @@ class PointCloud(Geometry):
         self.cost_fn = get_cost(cost, p)
         if backend == "auto":
             n, m = self.shape
-            backend = "lazy" if n * m * max(1, self.batch_shape.numel()) > LAZY_ABOVE else "dense"
+            big = n * m * max(1, self.batch_shape.numel()) > LAZY_ABOVE
+            kernel = isinstance(self.cost_fn, SqEuclidean) and kernel_available(x)
+            backend = "lazy" if big or kernel else "dense"
         self.backend = backend
         self.chunk = chunk
         self._C = None  # the dense cost, cached when it carries no autograd graph

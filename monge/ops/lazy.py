@@ -1,17 +1,32 @@
 r"""Lazy soft-min between point clouds: cost tiles recomputed on the fly, O(n + m) memory forward and backward.
 
-For the squared Euclidean cost a custom autograd function recomputes the tiles in the backward pass (the
-gradients are plan-weighted averages of the points); any other cost goes through checkpointed row chunks.
+For the squared Euclidean cost on the CPU, the compiled kernel of ``csrc/softmin.cpp`` streams the
+log-sum-exp (vectorised exp, threads; ~40x faster than KeOps here); elsewhere a custom autograd function
+recomputes torch tiles in the backward pass (the gradients are plan-weighted averages of the points). Any other
+cost goes through checkpointed row chunks. The kernel path has first derivatives only: for second derivatives
+use ``backend="dense"``.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from ..geometry.costs import Cost, SqEuclidean
 
-__all__ = ["lazy_softmin", "default_chunk"]
+try:  # the compiled CPU kernel (csrc/softmin.cpp): streaming log-sum-exp, vectorised exp, threads
+    from .._core import softmin_sqeuclid as _k_fwd
+    from .._core import softmin_sqeuclid_backward as _k_bwd
+except ImportError:  # pragma: no cover - a build without the kernel falls back to chunked torch
+    _k_fwd = _k_bwd = None
+
+__all__ = ["lazy_softmin", "default_chunk", "kernel_available"]
+
+
+def kernel_available(x: torch.Tensor) -> bool:
+    """Whether the compiled CPU soft-min kernel applies to points like ``x``."""
+    return _k_fwd is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 _TILE_ELEMENTS = 1 << 22  # ~4M entries per tile: 16 MB in float32, big enough for BLAS, small for memory
 
@@ -63,6 +78,36 @@ class _SqEuclidSoftmin(torch.autograd.Function):
         return _sum_to(gx, x.shape), _sum_to(gy, y.shape), _sum_to(gh, h.shape), None, None
 
 
+class _SqEuclidSoftminKernel(torch.autograd.Function):
+    """The same reduction through the compiled kernel; inputs flattened to (B, n, d), (B, m, d), (B, m)."""
+
+    @staticmethod
+    def forward(ctx, x, y, h, eps):
+        # spawning threads costs ~250 us per call: below ~2M pairs one thread is faster (83 vs 337 us at 400^2)
+        nt = 1 if x.shape[0] * x.shape[1] * y.shape[1] < (1 << 21) else torch.get_num_threads()
+        out = torch.from_numpy(_k_fwd(x.detach().numpy(), y.detach().numpy(), h.detach().numpy(), eps, nt))
+        ctx.save_for_backward(x, y, h, out)
+        ctx.eps, ctx.nt = eps, nt
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, u):
+        x, y, h, out = ctx.saved_tensors
+        gx, gy, gh = _k_bwd(x.detach().numpy(), y.detach().numpy(), h.detach().numpy(), out.numpy(),
+                            u.contiguous().numpy(), ctx.eps, ctx.nt)
+        return torch.from_numpy(gx), torch.from_numpy(gy), torch.from_numpy(gh), None
+
+
+def _kernel_softmin(x, y, h, eps):
+    batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2], h.shape[:-1])
+    n, m, d = x.shape[-2], y.shape[-2], x.shape[-1]
+    xb = x.expand(*batch, n, d).reshape(-1, n, d).contiguous()
+    yb = y.expand(*batch, m, d).reshape(-1, m, d).contiguous()
+    hb = h.to(x.dtype).expand(*batch, m).reshape(-1, m).contiguous()
+    return _SqEuclidSoftminKernel.apply(xb, yb, hb, float(eps)).reshape(*batch, n)
+
+
 def _sum_to(g: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Reduce a broadcast gradient back to ``shape``."""
     while g.dim() > len(shape):
@@ -110,6 +155,8 @@ def lazy_softmin(x, y, h, eps: float, dim: int, cost_fn: Cost, chunk: int | None
             return lazy_softmin(y, x, h, eps, 1, _Transposed(cost_fn), chunk)
     elif dim != 1:
         raise ValueError(f"dim: expected 0 or 1, got {dim!r}")
+    if isinstance(cost_fn, SqEuclidean) and kernel_available(x):
+        return _kernel_softmin(x, y, h, float(eps))
     chunk = chunk or default_chunk(y.shape[-2], h.shape[:-1].numel())
     if isinstance(cost_fn, SqEuclidean):
         return _SqEuclidSoftmin.apply(x, y, h, float(eps), chunk)
