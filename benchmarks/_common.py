@@ -8,7 +8,7 @@ import time
 
 import torch
 
-__all__ = ["timeit", "machine", "row"]
+__all__ = ["timeit", "best_of", "machine", "row"]
 
 
 def timeit(fn, repeat: int = 3, warmup: int = 0):
@@ -22,6 +22,17 @@ def timeit(fn, repeat: int = 3, warmup: int = 0):
         out = fn()
         best = min(best, time.perf_counter() - t0)
     return best, out
+
+
+def best_of(fns: dict, repeat: int) -> dict:
+    """Best wall time of each callable, calls interleaved round-robin (fair under background load)."""
+    times = {k: float("inf") for k in fns}
+    for _ in range(repeat):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k] = min(times[k], time.perf_counter() - t0)
+    return times
 
 
 def machine() -> str:

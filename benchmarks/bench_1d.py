@@ -15,18 +15,9 @@ import ot
 import scipy.stats
 import torch
 
+from _common import best_of
+
 from monge.solvers.exact.one_d import wasserstein_1d
-
-
-def best_of(fns: dict, repeat: int) -> dict:
-    """Best wall time of each callable, calls interleaved round-robin."""
-    times = {k: float("inf") for k in fns}
-    for _ in range(repeat):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k] = min(times[k], time.perf_counter() - t0)
-    return times
 
 
 def report(title: str, times: dict, ref: str = "monge") -> None:

@@ -21,19 +21,9 @@ import torch
 from monge.geometry.grid import Grid
 
 try:
-    from _common import machine
+    from _common import best_of, machine
 except ImportError:  # run from elsewhere
-    from benchmarks._common import machine
-
-
-def best_of(fns: dict, repeat: int) -> dict:
-    times = {k: float("inf") for k in fns}
-    for _ in range(repeat):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k] = min(times[k], time.perf_counter() - t0)
-    return times
+    from benchmarks._common import best_of, machine
 
 
 def blob(shape, dtype) -> np.ndarray:

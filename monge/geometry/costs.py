@@ -11,6 +11,8 @@ from typing import Callable
 
 import torch
 
+from ..ops.broadcast import sum_to_shape
+
 __all__ = ["Cost", "SqEuclidean", "Euclidean", "Cosine", "CallableCost", "get_cost"]
 
 
@@ -51,23 +53,14 @@ class _SqDist(torch.autograd.Function):
         gx = gy = None
         if ctx.needs_input_grad[0]:
             gx = 2.0 * (G.sum(-1, keepdim=True) * x - G @ y)
-            gx = _reduce_to(gx, x.shape)
+            gx = sum_to_shape(gx, x.shape)
         if ctx.needs_input_grad[1]:
             gy = 2.0 * (G.sum(-2).unsqueeze(-1) * y - G.transpose(-1, -2) @ x)
-            gy = _reduce_to(gy, y.shape)
+            gy = sum_to_shape(gy, y.shape)
         return gx, gy
 
 
 _DIRECT_MAX_D = 16  # up to this dimension, differences are computed directly (exact 0 at coincident points)
-
-
-def _reduce_to(g: torch.Tensor, shape) -> torch.Tensor:
-    while g.dim() > len(shape):
-        g = g.sum(0)
-    for k, s in enumerate(shape):
-        if s == 1 and g.shape[k] != 1:
-            g = g.sum(k, keepdim=True)
-    return g
 
 
 class SqEuclidean(Cost):

@@ -14,6 +14,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from ..geometry.costs import Cost, SqEuclidean
+from .broadcast import sum_to_shape
 
 try:  # the compiled CPU kernel (csrc/softmin.cpp): streaming log-sum-exp, vectorised exp, threads
     from .._core import softmin_sqeuclid as _k_fwd
@@ -75,7 +76,7 @@ class _SqEuclidSoftmin(torch.autograd.Function):
             gy_lin = gy_lin + up.transpose(-1, -2) @ xc  # sum_i u_i p_ij x_i
             gy_w = gy_w + col
         gy = 2.0 * (gy_w.unsqueeze(-1) * y - gy_lin)
-        return _sum_to(gx, x.shape), _sum_to(gy, y.shape), _sum_to(gh, h.shape), None, None
+        return sum_to_shape(gx, x.shape), sum_to_shape(gy, y.shape), sum_to_shape(gh, h.shape), None, None
 
 
 class _SqEuclidSoftminKernel(torch.autograd.Function):
@@ -106,16 +107,6 @@ def _kernel_softmin(x, y, h, eps):
     yb = y.expand(*batch, m, d).reshape(-1, m, d).contiguous()
     hb = h.to(x.dtype).expand(*batch, m).reshape(-1, m).contiguous()
     return _SqEuclidSoftminKernel.apply(xb, yb, hb, float(eps)).reshape(*batch, n)
-
-
-def _sum_to(g: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Reduce a broadcast gradient back to ``shape``."""
-    while g.dim() > len(shape):
-        g = g.sum(0)
-    for k, s in enumerate(shape):
-        if s == 1 and g.shape[k] != 1:
-            g = g.sum(k, keepdim=True)
-    return g
 
 
 def _generic_rows(x, y, h, eps, cost_fn, i0, chunk):
