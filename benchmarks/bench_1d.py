@@ -7,7 +7,6 @@ interleaved (monge, peer, monge, peer, ...) so that load from other processes hi
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np

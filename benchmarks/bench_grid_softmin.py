@@ -13,7 +13,6 @@ interleaved runs (monge, peer, monge, ...) in one process on the same data.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch

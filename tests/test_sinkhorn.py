@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import monge
-from monge import EpsScaling, LinearProblem, PointCloud, Sinkhorn
+from monge import EpsScaling, LinearProblem, Sinkhorn
 from monge.testing import assert_close
 
 
