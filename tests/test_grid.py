@@ -137,3 +137,29 @@ def test_bad_inputs():
         Grid((4, 5), dtype=torch.int64)
     with pytest.raises(ValueError, match="softmin"):
         Grid((128, 64)).cost()
+
+
+def test_float32_underflow_is_redone_in_float64_without_exact_fallback(monkeypatch):
+    """The float32 product underflows (spread of h ~ 200 eps > 87 eps) but the float64 one does not: no fallback."""
+    import monge.geometry.grid as grid_module
+
+    geom = Grid((24, 20), dtype=torch.float32)
+    eps = 2e-3
+    h = torch.rand(2, 24, 20, dtype=torch.float32) * 0.4  # exp(-0.4 / eps) = e^-200: below float32's tiny
+    ref = dense_softmin(geom, h, eps)
+
+    def no_fallback(*args):
+        raise AssertionError("the exact fallback should not run: float64 covers this range")
+
+    monkeypatch.setattr(grid_module, "_exact_entries", no_fallback)
+    for dim in (0, 1):
+        assert_matches(geom.softmin(h, eps, dim), ref, torch.float32)
+
+
+def test_exact_fallback_on_batched_3d_lines():
+    """Both retries underflow (float64 too): the exact entries are gathered from non-contiguous (A, n, B) lines."""
+    for dtype, spread in ((torch.float32, 2.0), (torch.float64, 2.0)):
+        geom = Grid((5, 7, 6), dtype=dtype)
+        eps = 1e-3  # spread / eps = 2000 nats: the float64 product underflows too
+        h = torch.rand(3, 5, 7, 6, dtype=dtype) * spread
+        assert_matches(geom.softmin(h, eps, 1), dense_softmin(geom, h, eps), dtype)
