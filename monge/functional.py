@@ -7,6 +7,7 @@ cost, no factor 1/2); ``value`` is the optimal :math:`\langle P, C\rangle`; :fun
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ._validation import check_p
@@ -14,6 +15,7 @@ from .geometry import DenseCost, Geometry, PointCloud
 from .geometry.costs import Euclidean, SqEuclidean
 from .problems import LinearProblem
 from .results import AssignmentResult, ExactResult, SinkhornResult
+from .solvers.exact._batch import to_numpy64
 from .solvers.exact.assignment import Assignment, solve_assignment_core
 from .solvers.exact.network_simplex import NetworkSimplex, _broadcast, pack_exact
 from .solvers.sinkhorn import Sinkhorn
@@ -98,12 +100,10 @@ def _solve_by_assignment(prob: LinearProblem) -> ExactResult:
     C, a, b = _broadcast(prob.geom.cost(), prob.a, prob.b)
     n = C.shape[-1]
     out = []
+    rows, vals = np.arange(n), np.full(n, 1.0 / n)
     for cols, u, v, cost in solve_assignment_core(C):
-        rows = torch.arange(n).numpy()
-        vals = torch.full((n,), 1.0 / n, dtype=torch.float64).numpy()
         out.append((rows, cols, vals, u, v, cost / n, 0, n))
-    a64, b64 = a.detach().double().cpu().numpy(), b.detach().double().cpu().numpy()
-    return pack_exact(out, C, a, b, prob.batch_shape, a64, b64)
+    return pack_exact(out, C, a, b, prob.batch_shape, to_numpy64(a), to_numpy64(b))
 
 
 def solve_points(x, y, a=None, b=None, *, cost="sqeuclidean", p: float | None = None, backend: str = "auto",

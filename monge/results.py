@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .ops.logsumexp import log_weights
+
 __all__ = ["Convergence", "ExactResult", "AssignmentResult", "SinkhornResult"]
 
 
@@ -148,8 +150,6 @@ class SinkhornResult:
     convergence: Convergence
 
     def _log_plan(self, C: torch.Tensor) -> torch.Tensor:
-        from .ops.logsumexp import log_weights
-
         geom = self.problem.geom
         k = geom.event_ndim
         flat = lambda t: t.reshape(*t.shape[: t.dim() - k], -1)  # noqa: E731
@@ -171,8 +171,6 @@ class SinkhornResult:
     @property
     def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(P 1, P^T 1)`` computed through the geometry's softmin (no dense plan)."""
-        from .ops.logsumexp import log_weights
-
         geom, eps = self.problem.geom, self.eps
         la, lb = log_weights(self.problem.a), log_weights(self.problem.b)
         row = torch.exp(la + (self.f - geom.softmin(self.g + eps * lb, eps, 1)) / eps)
@@ -191,8 +189,6 @@ class SinkhornResult:
         Args:
             x: ``(..., k, d)`` points to map (default: the source points of the problem).
         """
-        from .ops.logsumexp import log_weights
-
         geom = self.problem.geom
         if not hasattr(geom, "y"):
             raise TypeError("transport: needs a point-cloud geometry (monge.PointCloud)")

@@ -61,6 +61,15 @@ class Geometry:
         """
         raise NotImplementedError
 
+    @property
+    def symmetric(self) -> bool:
+        """Whether source and target are the same support and cost (self-transport, e.g. OT(a, a))."""
+        return False
+
+    def cost_scale(self) -> float:
+        """An upper bound of the largest cost (the first temperature of eps-scaling); subclasses do it cheaper."""
+        return float(self.cost().detach().max())
+
     def detach(self) -> "Geometry":
         """The same geometry on detached data: solver loops run on it, then one differentiable step follows."""
         raise NotImplementedError

@@ -54,8 +54,8 @@ class DenseCost(Geometry):
         return dense_softmin(self.C, h, eps, dim)
 
     def detach(self) -> "DenseCost":
-        """The same geometry on a detached cost (for solver loops that need no gradient)."""
-        return DenseCost(self.C.detach())
+        """The same geometry on a detached cost (itself when the cost needs no gradient)."""
+        return DenseCost(self.C.detach()) if self.C.requires_grad else self
 
     def __repr__(self) -> str:
         return f"DenseCost(shape={tuple(self.C.shape)}, dtype={self.C.dtype})"

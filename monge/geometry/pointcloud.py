@@ -88,16 +88,23 @@ class PointCloud(Geometry):
             return max(diam, 1e-30) ** p
         if self.cost_fn.name == "cosine":
             return 2.0
-        return float(self._dense_cost().detach().max()) if self.backend == "dense" else float(self.cost().detach().max())
+        return float(self._dense_cost().detach().max()) if self.backend == "dense" else super().cost_scale()
 
     def softmin(self, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
         if self.backend == "dense":
             return dense_softmin(self._dense_cost(), h, eps, dim)
         return lazy_softmin(self.x, self.y, h, eps, dim, self.cost_fn, self.chunk)
 
+    @property
+    def symmetric(self) -> bool:
+        return self.y is self.x
+
     def detach(self) -> "PointCloud":
-        """The same geometry on detached points (for solver loops that need no gradient)."""
-        return PointCloud(self.x.detach(), self.y.detach(), cost=self.cost_fn, backend=self.backend, chunk=self.chunk)
+        """The same geometry on detached points (itself when nothing needs gradients, so its cost cache is shared)."""
+        if not (self.x.requires_grad or self.y.requires_grad):
+            return self
+        y = None if self.symmetric else self.y.detach()
+        return PointCloud(self.x.detach(), y, cost=self.cost_fn, backend=self.backend, chunk=self.chunk)
 
     @property
     def shape(self):

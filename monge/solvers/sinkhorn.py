@@ -55,6 +55,12 @@ class _Data:
     k: int
     symmetric: bool = False  # OT(a, a) on one point cloud: f = g, averaged updates f <- (f + T(f)) / 2
 
+    @classmethod
+    def of(cls, prob: LinearProblem, detach: bool = False) -> "_Data":
+        a, b = (prob.a.detach(), prob.b.detach()) if detach else (prob.a, prob.b)
+        sym = prob.geom.symmetric and prob.a is prob.b and prob.rho_a == prob.rho_b
+        return cls(a, b, log_weights(a), log_weights(b), prob.rho_a, prob.rho_b, prob.geom.event_ndim, sym)
+
     def step(self, geom, f, g, eps, omega: float = 1.0):
         """One (over-relaxed) Sinkhorn iteration; returns (f, g, S), S the unscaled softmin for the error."""
         f_new, S = self.f_update(geom, g, eps)
@@ -148,19 +154,12 @@ class Sinkhorn:
         """Solve ``prob``; ``init=(f, g)`` warm-starts from given potentials."""
         if not isinstance(prob, LinearProblem):
             raise TypeError(f"prob: expected a monge LinearProblem, got {type(prob).__name__}")
-        geom, unroll = prob.geom, self.grad == "unroll"
-        k = geom.event_ndim
-        a, b = (prob.a, prob.b) if unroll else (prob.a.detach(), prob.b.detach())
-        sym = getattr(geom, "y", None) is getattr(geom, "x", False) and prob.a is prob.b and prob.rho_a == prob.rho_b
-        data = _Data(a, b, log_weights(a), log_weights(b), prob.rho_a, prob.rho_b, k, sym)
-        loop_geom = _loop_geometry(geom, unroll)
-        f, g = self._init(prob, init, k)
+        unroll = self.grad == "unroll"
+        f, g = self._init(prob, init, prob.geom.event_ndim)
         with torch.set_grad_enabled(unroll):
-            f, g, n_it, trace = self._iterate(loop_geom, data, f, g)
-        if not unroll:
-            data = _Data(prob.a, prob.b, log_weights(prob.a), log_weights(prob.b), prob.rho_a, prob.rho_b, k, sym)
-            loop_geom = geom
-        return self._finish(prob, loop_geom, data, f, g, n_it, trace)
+            f, g, n_it, trace = self._iterate(_loop_geometry(prob.geom, unroll), _Data.of(prob, detach=not unroll), f, g)
+        # the final (differentiable) half step runs on the problem's own geometry and weights
+        return self._finish(prob, prob.geom, _Data.of(prob), f, g, n_it, trace)
 
     def _init(self, prob, init, k):
         n_shape, m_shape = prob.a.shape[prob.a.dim() - k :], prob.b.shape[prob.b.dim() - k :]
@@ -178,7 +177,7 @@ class Sinkhorn:
 
     def _iterate(self, geom, data, f, g):
         """Annealing stages (if any), then iterations at eps with checks; returns (f, g, iterations, trace)."""
-        temps = self.schedule.temperatures(self.eps, _max_cost(geom)) if self.schedule else [self.eps]
+        temps = self.schedule.temperatures(self.eps, geom.cost_scale()) if self.schedule else [self.eps]
         n_it = 0
         for e in temps[:-1]:
             for _ in range(self.schedule.iters_per_stage):
@@ -186,8 +185,11 @@ class Sinkhorn:
                 n_it += 1
         return self._final_stage(geom, data, f, g, n_it)
 
+    def _tol(self, dtype: torch.dtype) -> float:
+        return self.tol if self.tol is not None else DEFAULT_TOL[dtype]
+
     def _final_stage(self, geom, data, f, g, n_it):
-        eps, tol, trace = self.eps, self.tol or DEFAULT_TOL[f.dtype], []
+        eps, tol, trace = self.eps, self._tol(f.dtype), []
         batched = f.dim() > data.k
         active = None
         relax = Relaxation(self.omega, self.check_every)
@@ -216,7 +218,7 @@ class Sinkhorn:
 
     def _finish(self, prob, geom, data, f, g, n_it, trace):
         """One (differentiable) half step from g: the value, the final error, the convergence record."""
-        eps, tol = self.eps, self.tol or DEFAULT_TOL[f.dtype]
+        eps, tol = self.eps, self._tol(f.dtype)
         if self.grad == "implicit":
             from ..autodiff import implicit_potential
 
@@ -243,8 +245,3 @@ def _loop_geometry(geom, unroll: bool):
         return DenseCost(geom.cost())
     return geom
 
-
-def _max_cost(geom) -> float:
-    """The largest cost (the first temperature of an eps-scaling schedule)."""
-    scale = getattr(geom, "cost_scale", None)
-    return float(scale()) if callable(scale) else float(geom.cost().max())
