@@ -160,3 +160,16 @@ def test_costs_and_emd_alias(rng):
     ]:
         res = monge.solve_points(x, y, cost=cost)
         assert_close(res.value, monge.emd(None, None, fn(x, y)).value, scale=1e3)
+
+
+def test_float32_weights_with_rounding_are_feasible():
+    """float32 masses agree only to ~1e-8; the exact solver must rebalance them, not call the problem infeasible."""
+    g = torch.Generator().manual_seed(3)
+    for n, m in [(2, 3), (50, 70), (300, 200)]:
+        C = torch.rand(n, m, generator=g)
+        a = torch.rand(n, generator=g).softmax(0)
+        b = torch.rand(m, generator=g).softmax(0)
+        res = monge.solve(C, a, b)
+        assert res.convergence.status == ("optimal",)
+        ref = monge.solve(C.double(), a.double(), b.double() / b.double().sum() * a.double().sum())
+        assert abs(float(res.value) - float(ref.value)) <= 1e-5 * max(1.0, float(ref.value))

@@ -59,6 +59,11 @@ class NetworkSimplex:
             )
         C, a, b = _broadcast(prob.geom.cost(), prob.a, prob.b)
         C64, a64, b64 = to_numpy64(C), to_numpy64(a), to_numpy64(b)
+        # masses agree to the input dtype's precision (checked by the problem); the core wants them equal in
+        # float64 (1e-9), so float32 weights are rebalanced here, on a copy (b64 may view the caller's tensor)
+        ratio = a64.sum(-1) / b64.sum(-1)
+        if not np.allclose(ratio, 1.0, rtol=1e-12, atol=0):
+            b64 = b64 * ratio[:, None]
         cap = self.max_iter or 0
         out = run_batched(
             lambda i: _core.network_simplex(a64[i], b64[i], C64[i], cap), [(i,) for i in range(C64.shape[0])],
