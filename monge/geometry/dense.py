@@ -16,6 +16,9 @@ class DenseCost(Geometry):
 
     Args:
         C: finite costs, float32 or float64, any device; leading dimensions are batch dimensions.
+        symmetric: declare that source and target are one support with ``C = C^T`` (e.g. a ground metric
+            between the bins of histograms); then ``OT(a, a)`` uses the symmetric (averaged) Sinkhorn update.
+            Checked (``C`` square, ``C == C^T``) when given.
 
     Example:
         >>> import torch
@@ -23,10 +26,22 @@ class DenseCost(Geometry):
         (3, 4)
     """
 
-    def __init__(self, C):
+    def __init__(self, C, symmetric: bool = False):
         C = as_tensor(C, "C")
         check_cost_matrix(C, "C")
+        if symmetric:
+            n, m = C.shape[-2:]
+            if n != m or not bool(torch.equal(C.detach(), C.detach().transpose(-1, -2))):
+                raise ValueError(
+                    f"C: symmetric=True needs a square cost equal to its transpose, got shape {tuple(C.shape)}"
+                    + ("" if n != m else " with C != C^T (symmetrise it with (C + C.mT) / 2)")
+                )
         self.C = C
+        self._symmetric = bool(symmetric)
+
+    @property
+    def symmetric(self) -> bool:
+        return self._symmetric
 
     @property
     def shape(self):
@@ -55,7 +70,7 @@ class DenseCost(Geometry):
 
     def detach(self) -> "DenseCost":
         """The same geometry on a detached cost (itself when the cost needs no gradient)."""
-        return DenseCost(self.C.detach()) if self.C.requires_grad else self
+        return DenseCost(self.C.detach(), symmetric=self._symmetric) if self.C.requires_grad else self
 
     def __repr__(self) -> str:
         return f"DenseCost(shape={tuple(self.C.shape)}, dtype={self.C.dtype})"

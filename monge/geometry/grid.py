@@ -115,6 +115,11 @@ class Grid(Geometry):
     def like(self) -> torch.Tensor:
         return self._like
 
+    @property
+    def symmetric(self) -> bool:
+        """True: source and target are the same grid with a symmetric cost."""
+        return True
+
     def detach(self) -> "Grid":
         """The grid itself: it holds no differentiable data."""
         return self
