@@ -4,15 +4,26 @@ The short public surface; see the README for conventions (cost = |x - y|^p, eps 
 """
 
 from . import geometry, nn, problems, results
-from .divergences import mmd, sinkhorn_divergence
+from .divergences import mmd, sinkhorn_divergence, sinkhorn_divergence_hist
 from .functional import assignment, emd, solve, solve_grid, solve_points, wasserstein
 from .geometry import DenseCost, PointCloud
+from .interpolation import (
+    DisplacementInterpolation,
+    displacement_interpolation,
+    gaussian_geodesic,
+)
 from .problems import LinearProblem
 from .results import AssignmentResult, Convergence, ExactResult, SinkhornResult
 from .solvers.exact.assignment import Assignment
 from .solvers.exact.network_simplex import NetworkSimplex
 from .solvers.exact.one_d import wasserstein_1d
 from .solvers.exact.sliced import sliced_wasserstein
+from .solvers.free_support import (
+    FreeSupportBarycenter,
+    FreeSupportResult,
+    free_support_barycenter,
+)
+from .solvers.kmeans import KMeans, KMeansResult, kmeans
 from .solvers.schedules import EpsScaling
 from .solvers.sinkhorn import Sinkhorn
 
@@ -28,6 +39,16 @@ __all__ = [
     "emd",
     "assignment",
     "sinkhorn_divergence",
+    "sinkhorn_divergence_hist",
+    "free_support_barycenter",
+    "FreeSupportBarycenter",
+    "FreeSupportResult",
+    "kmeans",
+    "KMeans",
+    "KMeansResult",
+    "displacement_interpolation",
+    "DisplacementInterpolation",
+    "gaussian_geodesic",
     "mmd",
     "DenseCost",
     "PointCloud",

@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 
 from . import data
+from .demos.free_support import section_free_support
 from .functional import solve_points, wasserstein
 from .nn import SinkhornLoss
-from .solvers.schedules import EpsScaling
 from .report import Section, write_report
+from .solvers.schedules import EpsScaling
 
 __all__ = ["run_demo", "SECTIONS"]
 
@@ -179,7 +180,7 @@ def section_flow(out_dir: Path) -> Section:
     )
 
 
-SECTIONS = [section_matching, section_digits, section_entropic, section_flow]
+SECTIONS = [section_matching, section_digits, section_entropic, section_flow, section_free_support]
 
 
 def run_demo(out_dir: str | Path = "report", verbose: bool = True) -> Path:

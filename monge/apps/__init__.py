@@ -1,0 +1,1 @@
+"""Applications and inverse problems built on the solvers: barycentric coordinates, dictionary learning, flows."""
