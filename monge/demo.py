@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import data
+from .demos.dictionary import section_dictionary
 from .demos.free_support import section_free_support
 from .functional import solve_points, wasserstein
 from .nn import SinkhornLoss
@@ -180,7 +181,8 @@ def section_flow(out_dir: Path) -> Section:
     )
 
 
-SECTIONS = [section_matching, section_digits, section_entropic, section_flow, section_free_support]
+SECTIONS = [section_matching, section_digits, section_entropic, section_flow, section_free_support,
+            section_dictionary]
 
 
 def run_demo(out_dir: str | Path = "report", verbose: bool = True) -> Path:
