@@ -3,8 +3,9 @@
 The short public surface; see the README for conventions (cost = |x - y|^p, eps in cost units).
 """
 
-from . import geometry, nn, problems, results
+from . import flows, geometry, nn, problems, results
 from .divergences import mmd, sinkhorn_divergence, sinkhorn_divergence_hist
+from .flows import jko_flow, particle_flow
 from .functional import assignment, emd, solve, solve_grid, solve_points, wasserstein
 from .geometry import DenseCost, PointCloud
 from .interpolation import (
@@ -62,6 +63,9 @@ __all__ = [
     "SinkhornResult",
     "Convergence",
     "geometry",
+    "flows",
+    "jko_flow",
+    "particle_flow",
     "problems",
     "results",
     "nn",

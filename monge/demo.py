@@ -12,9 +12,9 @@ import torch
 
 from . import data
 from .demos.dictionary import section_dictionary
+from .demos.flows import section_flows, section_multilabel
 from .demos.free_support import section_free_support
 from .functional import solve_points, wasserstein
-from .nn import SinkhornLoss
 from .report import Section, write_report
 from .solvers.schedules import EpsScaling
 
@@ -147,42 +147,8 @@ def section_entropic(out_dir: Path) -> Section:
     )
 
 
-def section_flow(out_dir: Path) -> Section:
-    """A particle flow of the Sinkhorn divergence: a cloud moves to a target shape by gradient steps."""
-    plt = _plt()
-    x = data.shape("square", 400, seed=5).requires_grad_()
-    y = data.shape("heart", 400, seed=6)
-    loss_fn = SinkhornLoss(blur=0.05, tol=1e-5)  # a training-grade tolerance (units of the weights)
-    snaps, losses = [x.detach().clone()], []
-    for it in range(30):
-        loss = loss_fn(x, y)
-        (grad,) = torch.autograd.grad(loss, x)
-        losses.append(float(loss.detach()))
-        x = (x - len(x) * 0.5 * grad).detach().requires_grad_()  # step ~ 1 / (2 a_i)
-        if it in (2, 9, 29):
-            snaps.append(x.detach().clone())
-    fig, axes = plt.subplots(1, len(snaps) + 1, figsize=(4 * (len(snaps) + 1), 4))
-    for ax, pts, title in zip(axes, snaps, ["start", "3 steps", "10 steps", "30 steps"]):
-        ax.scatter(*y.T, s=4, c="tab:blue", alpha=0.3)
-        ax.scatter(*pts.T, s=4, c="tab:red")
-        ax.set_title(title)
-        ax.set_aspect("equal")
-    axes[-1].semilogy(losses)
-    axes[-1].set_title("Sinkhorn divergence")
-    axes[-1].set_xlabel("gradient step")
-    fig.savefig(out_dir / "flow.png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return Section(
-        "A particle flow of the Sinkhorn divergence",
-        "400 particles follow the gradient of the debiased Sinkhorn divergence (blur 0.05) to a heart; the "
-        "gradient w.r.t. positions comes from the envelope theorem through one differentiable softmin step.",
-        ["flow.png"],
-        {"divergence at start": f"{losses[0]:.3e}", "after 30 steps": f"{losses[-1]:.3e}"},
-    )
-
-
-SECTIONS = [section_matching, section_digits, section_entropic, section_flow, section_free_support,
-            section_dictionary]
+SECTIONS = [section_matching, section_digits, section_entropic, section_flows, section_free_support,
+            section_dictionary, section_multilabel]
 
 
 def run_demo(out_dir: str | Path = "report", verbose: bool = True) -> Path:
