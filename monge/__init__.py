@@ -13,12 +13,16 @@ from .interpolation import (
     displacement_interpolation,
     gaussian_geodesic,
 )
-from .problems import LinearProblem
+from .apps.coordinates import CoordinatesResult, barycentric_coordinates
+from .problems import BarycenterProblem, LinearProblem
 from .results import AssignmentResult, Convergence, ExactResult, SinkhornResult
 from .solvers.exact.assignment import Assignment
 from .solvers.exact.network_simplex import NetworkSimplex
 from .solvers.exact.one_d import wasserstein_1d
 from .solvers.exact.sliced import sliced_wasserstein
+from .solvers.barycenter import Barycenter, BarycenterResult
+from .solvers.barycenter_functional import barycenter, interpolate_histograms
+from .solvers.exact.lp_barycenter import lp_barycenter
 from .solvers.free_support import (
     FreeSupportBarycenter,
     FreeSupportResult,
@@ -41,6 +45,14 @@ __all__ = [
     "assignment",
     "sinkhorn_divergence",
     "sinkhorn_divergence_hist",
+    "barycenter",
+    "interpolate_histograms",
+    "Barycenter",
+    "BarycenterProblem",
+    "BarycenterResult",
+    "lp_barycenter",
+    "barycentric_coordinates",
+    "CoordinatesResult",
     "free_support_barycenter",
     "FreeSupportBarycenter",
     "FreeSupportResult",

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import data
+from .demos.barycenters import section_barycenters
 from .demos.dictionary import section_dictionary
 from .demos.flows import section_flows, section_multilabel
 from .demos.free_support import section_free_support
@@ -147,8 +148,8 @@ def section_entropic(out_dir: Path) -> Section:
     )
 
 
-SECTIONS = [section_matching, section_digits, section_entropic, section_flows, section_free_support,
-            section_dictionary, section_multilabel]
+SECTIONS = [section_matching, section_digits, section_entropic, section_flows, section_barycenters,
+            section_free_support, section_dictionary, section_multilabel]
 
 
 def run_demo(out_dir: str | Path = "report", verbose: bool = True) -> Path:

@@ -161,3 +161,18 @@ def test_input_errors_name_the_argument():
         dictionary_learning(atoms, 0, geom, eps=1e-2)
     with pytest.raises(ValueError, match="data"):
         dictionary_learning(atoms[0], 2, geom, eps=1e-2)
+
+
+def test_unmix_with_barycentric_mixing_recovers_weights():
+    """Wasserstein barycentric coordinates through the unrolled barycenter: a translated bump between two atoms."""
+    from monge.solvers.barycenter_functional import barycenter
+
+    geom = Grid((30,), dtype=F64)
+    x = torch.arange(30, dtype=F64) / 30
+    atoms = torch.stack([torch.softmax(-((x - c) / 0.05) ** 2, 0) for c in (0.2, 0.8)])
+    lam = torch.tensor([0.3, 0.7], dtype=F64)
+    target = barycenter(atoms, lam, geom=geom, eps=1e-3).barycenter
+    res = unmix(target, atoms, geom, eps=1e-3, mixing="barycenter", n_bary=100)
+    torch.testing.assert_close(res.weights, lam, atol=1e-3, rtol=0)
+    linear = unmix(target, atoms, geom, eps=1e-3, tol=1.0)  # a linear mixture cannot move mass to the middle
+    assert float(linear.value) > 10 * float(res.value) + 1e-6

@@ -10,9 +10,11 @@ the weights :math:`\lambda \in \Delta_K` of the mixture closest to :math:`x` in 
 (the second term, optional, is a Wasserstein prior towards :math:`\lambda_0` under a cost :math:`C_0` between
 atoms, as in Nakhostin et al. 2016). :math:`L_\varepsilon` is the debiased Sinkhorn divergence
 (``loss="divergence"``, the default: zero iff the mixture equals :math:`x`, convex in the mixture) or the plain
-entropic cost :math:`\mathrm{OT}_\varepsilon` (``loss="ot"``). Both are convex in :math:`\lambda`, so the
-Frank-Wolfe gap :math:`\langle \nabla, \lambda\rangle - \min_k \nabla_k` bounds the suboptimality: it is the
-stopping certificate reported in the result.
+entropic cost :math:`\mathrm{OT}_\varepsilon` (``loss="ot"``). Both are convex in :math:`\lambda` for a linear
+mixture, so the Frank-Wolfe gap :math:`\langle \nabla, \lambda\rangle - \min_k \nabla_k` bounds the
+suboptimality: it is the stopping certificate reported in the result. With ``mixing="barycenter"`` (Wasserstein
+barycentric coordinates, Bonneel, Peyre & Cuturi 2016) the problem is not convex and the gap certifies
+stationarity only; for an l2 or KL fit of the barycenter, see :func:`monge.apps.coordinates.barycentric_coordinates`.
 
 Dictionary learning (Wasserstein NMF; Sandler & Lindenbaum 2011, Rolet, Cuturi & Peyre 2016) learns atoms and
 weights together:
@@ -103,10 +105,10 @@ def _mix(atoms, weights, k, mixing, geom, eps, n_bary):
     """The mixture of ``atoms (K, *support)`` with ``weights (..., K)``: linear, or the entropic barycenter."""
     if mixing == "linear":
         return torch.tensordot(weights, atoms, dims=([-1], [0]))
-    from ..solvers.barycenter import barycenter  # the unrolled, memory-lean IBP loop
+    from ..solvers.barycenter_functional import barycenter  # the unrolled, checkpointed IBP loop
 
     hists = atoms.expand(*weights.shape[:-1], *atoms.shape)
-    return barycenter(hists, weights, geom=geom, eps=eps, grad="unroll", n_iter=n_bary).barycenter
+    return barycenter(hists, weights, geom=geom, eps=eps, grad="unroll", tol=0, max_iter=n_bary).barycenter
 
 
 #: Inner Sinkhorn solves of a fit: a loss-grade tolerance (units of the weights). Mixtures put small masses where

@@ -1,7 +1,8 @@
 """Solvers: small configured callables, ``solver(problem) -> result``."""
 
+from .barycenter import Barycenter
 from .exact import Assignment, NetworkSimplex
 from .schedules import EpsScaling
 from .sinkhorn import Sinkhorn
 
-__all__ = ["NetworkSimplex", "Assignment", "Sinkhorn", "EpsScaling"]
+__all__ = ["NetworkSimplex", "Assignment", "Sinkhorn", "EpsScaling", "Barycenter"]
