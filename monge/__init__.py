@@ -3,7 +3,7 @@
 The short public surface; see the README for conventions (cost = |x - y|^p, eps in cost units).
 """
 
-from . import flows, geometry, nn, problems, results
+from . import flows, gen, geometry, nn, problems, results
 from .divergences import mmd, sinkhorn_divergence, sinkhorn_divergence_hist
 from .flows import jko_flow, particle_flow
 from .functional import assignment, emd, solve, solve_grid, solve_points, wasserstein
@@ -76,6 +76,7 @@ __all__ = [
     "Convergence",
     "geometry",
     "flows",
+    "gen",
     "jko_flow",
     "particle_flow",
     "problems",

@@ -15,6 +15,7 @@ from .demos.barycenters import section_barycenters
 from .demos.dictionary import section_dictionary
 from .demos.flows import section_flows, section_multilabel
 from .demos.free_support import section_free_support
+from .demos.generative import section_generative
 from .functional import solve_points, wasserstein
 from .report import Section, write_report
 from .solvers.schedules import EpsScaling
@@ -149,7 +150,7 @@ def section_entropic(out_dir: Path) -> Section:
 
 
 SECTIONS = [section_matching, section_digits, section_entropic, section_flows, section_barycenters,
-            section_free_support, section_dictionary, section_multilabel]
+            section_free_support, section_dictionary, section_multilabel, section_generative]
 
 
 def run_demo(out_dir: str | Path = "report", verbose: bool = True) -> Path:
