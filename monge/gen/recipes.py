@@ -16,7 +16,7 @@ import torch
 
 from ..nn import SinkhornLoss
 from .data import Dataset, load
-from .evaluate import evaluate, held_out_w2, sinkhorn_backend
+from .evaluate import evaluate, held_out_w2
 from .models import MLP, ConvFeatures, ConvGenerator, MLPGenerator
 from .train import MKE, WGANGP, LearnedCost, TrainResult, train
 
@@ -86,7 +86,7 @@ def build_model(model: str, ds: Dataset, seed: int = 0, **overrides):
             gen = MLPGenerator(s["latent_dim"], D, hidden=s["hidden"] or (512, 512), output=out)
         critic_hidden = s["hidden"] or (512, 512)
         sk_kw = {"scaling": s.get("scaling", 0.7), "tol": 1e-3, "max_iter": 300,
-                 "grad": s.get("grad", "envelope"), "backend": sinkhorn_backend(D)}
+                 "grad": s.get("grad", "envelope"), "backend": "auto"}
         if model == "sinkhorn":
             m = MKE(gen, SinkhornLoss(blur=s["blur"], **sk_kw), lr=s["lr"])
         elif model == "learned-cost":
