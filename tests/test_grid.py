@@ -163,3 +163,19 @@ def test_exact_fallback_on_batched_3d_lines():
         eps = 1e-3  # spread / eps = 2000 nats: the float64 product underflows too
         h = torch.rand(3, 5, 7, 6, dtype=dtype) * spread
         assert_matches(geom.softmin(h, eps, 1), dense_softmin(geom, h, eps), dtype)
+
+
+def test_float32_redoes_only_the_underflowing_lines_in_float64():
+    """A few lines with a huge spread underflow in float32; the float64 redo on just those lines (and the exact
+    fallback behind it) must give the exact soft-min everywhere, also through autograd."""
+    g = torch.Generator().manual_seed(0)
+    h64 = torch.rand(16, 24, generator=g, dtype=torch.float64) * 0.01
+    h64[3] = torch.linspace(0, 8.0, 24, dtype=torch.float64)  # spread >> eps: underflows in float32
+    h64[11, ::2] = -5.0
+    eps = 2e-3
+    ref = Grid((16, 24), dtype=torch.float64).softmin(h64, eps, 1)
+    h32 = h64.float().requires_grad_()
+    out = Grid((16, 24)).softmin(h32, eps, 1)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    assert torch.isfinite(h32.grad).all()

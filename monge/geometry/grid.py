@@ -249,8 +249,7 @@ def _softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, 
     g3 = g.reshape(lead, n, -1)  # (A, n, B): lines along the middle dimension
     out, bad = _shifted_product(g3, K, eps)
     if K64 is not None and bool(bad.any()):
-        out64, bad = _shifted_product(g3.double(), K64, eps)
-        out = torch.where(bad, out, out64.to(out.dtype))  # bad entries of out are redone exactly below
+        out, bad = _redo_lines64(out, bad, g3, K64, eps)
     if bool(bad.any()):
         out = _exact_entries(out, g3, bad, C, eps)
     return out.reshape(shape)
@@ -274,6 +273,21 @@ def _shifted_product(g3: torch.Tensor, K: torch.Tensor, eps: float):
     finfo = torch.finfo(g3.dtype)
     bad = (s.detach() < n * finfo.tiny / finfo.eps) & finite
     return out, bad
+
+
+def _redo_lines64(out: torch.Tensor, bad: torch.Tensor, g3: torch.Tensor, K64: torch.Tensor, eps: float):
+    """The float64 product on the lines of ``g3 (A, n, B)`` holding an underflowed entry, and only those (all at
+    once when most lines are affected); returns ``(out, bad)`` with ``bad`` left for the exact fallback."""
+    line_bad = bad.any(1)  # (A, B)
+    if 4 * int(line_bad.sum()) > line_bad.numel():
+        out64, bad = _shifted_product(g3.double(), K64, eps)
+        return torch.where(bad, out, out64.to(out.dtype)), bad  # bad entries of out are redone exactly later
+    a, b = line_bad.nonzero(as_tuple=True)
+    out_t, bad_t = out.transpose(1, 2), bad.transpose(1, 2)  # (A, B, n) views: a line is out_t[a, b]
+    o64, b64 = _shifted_product(g3.transpose(1, 2)[a, b].double().unsqueeze(-1), K64, eps)  # (L, n, 1)
+    o64, b64 = o64.squeeze(-1), b64.squeeze(-1)
+    lines = torch.where(b64, out_t[a, b], o64.to(out.dtype))
+    return out_t.index_put((a, b), lines).transpose(1, 2), bad_t.index_put((a, b), b64).transpose(1, 2)
 
 
 def _exact_entries(out: torch.Tensor, g3: torch.Tensor, bad: torch.Tensor, C: torch.Tensor, eps: float):
