@@ -18,14 +18,19 @@ from _common import machine, row, timeit
 import monge
 
 
-def points(n, m, seed=0):
+def points(n, m, seed=0, layout="uniform"):
+    """Costs between clouds: ``uniform`` in [0,1]^2, or ``spread``: a standard Gaussian to a 1.9x wider one,
+    shifted (each row's partners lie beyond its cheapest columns: the case that defeats cost shortlists)."""
     rng = np.random.default_rng(seed)
-    x, y = rng.random((n, 2)), rng.random((m, 2))
+    if layout == "spread":
+        x, y = rng.normal(size=(n, 2)), rng.normal(size=(m, 2)) * 1.9 + 1.0
+    else:
+        x, y = rng.random((n, 2)), rng.random((m, 2))
     return ot.dist(x, y), rng
 
 
-def bench_emd(n, m, weights, repeat):
-    C, rng = points(n, m)
+def bench_emd(n, m, weights, repeat, layout="uniform"):
+    C, rng = points(n, m, layout=layout)
     if weights == "uniform":
         a, b = np.full(n, 1 / n), np.full(m, 1 / m)
     else:
@@ -34,8 +39,9 @@ def bench_emd(n, m, weights, repeat):
     t_pot, v_pot = timeit(lambda: ot.emd2(a, b, C, numItermax=10**8), repeat)
     t_ns, r_ns = timeit(lambda: monge.solve(Ct, at, bt, method="network_simplex"), repeat)
     rel = abs(float(r_ns.value) - v_pot) / v_pot
-    print(row(f"emd {n}x{m} {weights} (network simplex)", t_ns, t_pot, "POT emd2", f"rel.diff {rel:.1e}"))
-    if weights == "uniform" and n == m:
+    where = "" if layout == "uniform" else f", {layout}"
+    print(row(f"emd {n}x{m} {weights}{where} (network simplex)", t_ns, t_pot, "POT emd2", f"rel.diff {rel:.1e}"))
+    if weights == "uniform" and n == m and layout == "uniform":
         t_as, r_as = timeit(lambda: monge.solve(Ct, method="assignment"), repeat)
         rel = abs(float(r_as.value) - v_pot) / v_pot
         print(row(f"emd {n}x{m} uniform (method=assignment)", t_as, t_pot, "POT emd2", f"rel.diff {rel:.1e}"))
@@ -80,6 +86,8 @@ def main():
         bench_emd(n, n, "uniform", args.repeat)
         bench_emd(n, n, "dirichlet", args.repeat)
     bench_emd(3000, 5000, "dirichlet", 1)
+    for n in args.sizes:
+        bench_emd(n, n, "dirichlet", 1, layout="spread")
     for n in args.sizes:
         bench_assignment(n, args.repeat)
     if args.big:

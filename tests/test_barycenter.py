@@ -258,7 +258,7 @@ def test_problem_is_immutable_and_dtype_preserved():
 def test_kernel_fast_path_matches_log_domain(dtype):
     """The shifted-product soft-min equals the log-sum-exp, also where it underflows (exact fallback) and on -inf."""
     from monge.ops.logsumexp import dense_softmin
-    from monge.solvers.barycenter_kernel import KernelDense
+    from monge.ops.kernel import KernelDense
 
     rng = np.random.default_rng(6)
     x = rng.random((40, 2))

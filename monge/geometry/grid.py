@@ -30,6 +30,7 @@ __all__ = ["Grid", "MAX_DENSE"]
 MAX_DENSE = 4096
 _FALLBACK_ELEMENTS = 1 << 22  # entries per chunk of the exact fallback: 16 MB in float32
 _CACHE_SIZE = 16  # 1-D (cost, kernel) pairs kept per grid: d axes x a few eps of an annealing schedule
+_FUSED_TRIES = 3  # underflows of the one-shift product at an eps before that eps goes per-axis for good
 
 
 class Grid(Geometry):
@@ -76,6 +77,7 @@ class Grid(Geometry):
             raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype!r}")
         self._like = torch.zeros((), dtype=dtype, device=device)
         self._kernels: dict = {}  # private cache of 1-D (cost, kernel) pairs; never changes what softmin returns
+        self._fused_fails: dict = {}  # eps -> times the one-shift product underflowed (then: per-axis shifts)
 
     # ------------------------------------------------------------------ the Geometry interface
     @property
@@ -174,11 +176,16 @@ class Grid(Geometry):
         eps = float(eps)
         self._check_h(h)
         d = len(self._grid_shape)
+        if d > 1 and self._fused_fails.get(eps, 0) < _FUSED_TRIES:
+            out = _fused_product(h, [self._kernel(k, eps)[1] for k in range(d)], eps)
+            if out is not None:
+                return -out
+            self._fused_fails[eps] = self._fused_fails.get(eps, 0) + 1
         g = h
         for k in reversed(range(d)):
-            C, K, K64 = self._kernel(k, eps)
+            C, K, K64, wide = self._kernel(k, eps)
             axis = h.dim() - d + k
-            g = _softmax_axis(g, axis, C, K, eps, K64)
+            g = _softmax_axis(g, axis, C, K, eps, K64, wide)
         return -g
 
     # ------------------------------------------------------------------ helpers
@@ -207,7 +214,7 @@ class Grid(Geometry):
             C64 = _cost_1d(n, s, self.p, torch.float64, self.device)
             K64 = _no_subnormals(torch.exp(-C64 / eps), torch.float64)  # subnormals: slow, and imprecise
             K = _no_subnormals(K64, self.dtype).to(self.dtype)
-            hit = (C64.to(self.dtype), K, K64 if self.dtype == torch.float32 else None)
+            hit = (C64.to(self.dtype), K, K64 if self.dtype == torch.float32 else None, {"wide": False})
             if len(self._kernels) >= _CACHE_SIZE:
                 self._kernels.clear()
             self._kernels[key] = hit
@@ -233,13 +240,15 @@ def _cost_1d(n: int, spacing: float, p: float, dtype, device) -> torch.Tensor:
 
 
 def _softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, eps: float,
-                  K64: torch.Tensor | None = None) -> torch.Tensor:
+                  K64: torch.Tensor | None = None, wide: dict | None = None) -> torch.Tensor:
     r"""``eps log sum_j exp((g_j - C_ij) / eps)`` along ``axis`` of ``g`` (the negative 1-D soft-min).
 
     Fast path (:func:`_shifted_product`): one matrix product per axis in a per-line shifted frame. Entries where it
     underflows are, for a float32 ``g`` with the float64 kernel ``K64`` given, first recomputed by the same product in
     float64 (range ``e^-708`` instead of ``e^-87``: ~8x more ``eps`` headroom at twice the cost of one product), and
-    only the entries still underflowing there go to the exact log-sum-exp of :func:`_exact_entries`.
+    only the entries still underflowing there go to the exact log-sum-exp of :func:`_exact_entries`. Once the
+    float32 product has underflowed on over a quarter of the lines at this ``(axis, eps)``, ``wide["wide"]`` makes
+    the later calls skip it and start in float64 (a private switch: the same result up to rounding).
     """
     shape = g.shape
     n = shape[axis]
@@ -247,12 +256,46 @@ def _softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, 
     for s in shape[:axis]:
         lead *= s
     g3 = g.reshape(lead, n, -1)  # (A, n, B): lines along the middle dimension
-    out, bad = _shifted_product(g3, K, eps)
-    if K64 is not None and bool(bad.any()):
-        out, bad = _redo_lines64(out, bad, g3, K64, eps)
+    if K64 is not None and wide is not None and wide["wide"]:
+        out64, bad = _shifted_product(g3.double(), K64, eps)
+        out = out64.to(g.dtype)
+    else:
+        out, bad = _shifted_product(g3, K, eps)
+        if K64 is not None and bool(bad.any()):
+            if wide is not None and 4 * int(bad.any(1).sum()) > bad.shape[0] * bad.shape[2]:
+                wide["wide"] = True
+            out, bad = _redo_lines64(out, bad, g3, K64, eps)
     if bool(bad.any()):
         out = _exact_entries(out, g3, bad, C, eps)
     return out.reshape(shape)
+
+
+def _fused_product(h: torch.Tensor, kernels: list, eps: float):
+    r"""``eps log sum_j K_ij exp(h_j / eps)`` over the whole grid with ONE shift (the max of ``h`` per batch element):
+    one ``exp``, ``d`` matrix products, one ``log``; ``None`` if any sum underflowed (then the per-axis path runs).
+
+    A sum that went through an underflowed partial sum has lost at most ``N * tiny`` (every factor is <= 1), so the
+    result is exact to ``N`` ulp wherever ``s >= N * tiny / ulp``: the same certificate as the per-axis path.
+    """
+    d = len(kernels)
+    dims = tuple(range(h.dim() - d, h.dim()))
+    M = h.detach().amax(dim=dims, keepdim=True)
+    finite = torch.isfinite(M)
+    M = torch.where(finite, M, torch.zeros_like(M))
+    s = torch.exp((h - M) / eps)
+    for k in range(d):
+        axis = h.dim() - d + k
+        lead = 1
+        for n_ in s.shape[:axis]:
+            lead *= n_
+        s3 = s.reshape(lead, s.shape[axis], -1)
+        s3 = (s3.squeeze(-1) @ kernels[k]).unsqueeze(-1) if s3.shape[-1] == 1 else torch.matmul(kernels[k], s3)
+        s = s3.reshape(s.shape)
+    finfo = torch.finfo(s.dtype)
+    N = s[0].numel() if s.dim() > d else s.numel()
+    if bool(((s.detach() < N * finfo.tiny / finfo.eps) & finite).any()):
+        return None
+    return M + eps * torch.log(s)
 
 
 def _shifted_product(g3: torch.Tensor, K: torch.Tensor, eps: float):
