@@ -132,9 +132,10 @@ def solve_grid(a, b, *, eps: float, rho=None, spacing=None, p: float = 2, **kwar
 
     Args:
         a, b: histograms ``(..., n_1, ..., n_d)`` on the same grid (the last ``d`` dims); ``d`` is taken from
-            ``spacing`` if given, else ``a.dim()`` (so batch them by passing ``spacing``).
+            ``spacing`` if it is a tuple, else ``a.dim()`` (so batch them by passing ``spacing=(s_1, ..., s_d)``).
         eps: temperature in cost units; rho: KL marginal penalty (``None``: balanced).
-        spacing: cell sizes per axis (default ``1 / n_k``: the grid covers [0, 1)^d).
+        spacing: cell sizes per axis: ``d`` floats, one float for every axis, or ``None`` (``1 / n_k``: the grid
+            covers [0, 1)^d).
         **kwargs: passed to :class:`~monge.solvers.sinkhorn.Sinkhorn`.
 
     Example:
@@ -148,7 +149,7 @@ def solve_grid(a, b, *, eps: float, rho=None, spacing=None, p: float = 2, **kwar
     from .geometry.grid import Grid
 
     a = as_tensor(a, "a")
-    d = len(spacing) if spacing is not None else a.dim()
+    d = len(spacing) if isinstance(spacing, (tuple, list)) else a.dim()  # a number: every axis, unbatched
     geom = Grid(tuple(a.shape[a.dim() - d :]), spacing=spacing, p=p, dtype=a.dtype, device=a.device)
     return solve(geom, a, b, eps=eps, rho=rho, **kwargs)
 
