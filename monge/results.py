@@ -37,6 +37,12 @@ class Convergence:
         return bool(self.converged.all())
 
 
+def _lazy_sqeuclid(geom) -> bool:
+    from .geometry.costs import SqEuclidean
+
+    return getattr(geom, "backend", None) == "lazy" and isinstance(getattr(geom, "cost_fn", None), SqEuclidean)
+
+
 def _scatter_plan(rows, cols, vals, n: int, m: int) -> torch.Tensor:
     """Dense ``(..., n, m)`` plan from padded sparse triplets ``(..., K)`` (padding has value 0)."""
     batch = rows.shape[:-1]
@@ -164,9 +170,62 @@ class SinkhornResult:
 
     @property
     def transport_cost(self) -> torch.Tensor:
-        r""":math:`\langle P, C\rangle`, the transport part of the objective (without the entropy)."""
-        C = self.problem.geom.cost()
+        r""":math:`\langle P, C\rangle`, the transport part of the objective (without the entropy).
+
+        Lazy squared-Euclidean point clouds never build the plan: with centred points,
+        :math:`\langle P, C\rangle = \sum_i r_i |x_i|^2 + \sum_j c_j |y_j|^2 - 2 \sum_i x_i \cdot (P y)_i`
+        (``r, c`` the plan's marginals), all through :meth:`apply_plan` in O(n + m) memory.
+        """
+        geom = self.problem.geom
+        if _lazy_sqeuclid(geom):
+            return self._lazy_sq_cost(geom)
+        C = geom.cost()
         return (torch.exp(self._log_plan(C)) * C).sum((-1, -2))
+
+    def _lazy_sq_cost(self, geom) -> torch.Tensor:
+        centre = 0.5 * (geom.x.mean(-2, keepdim=True) + geom.y.mean(-2, keepdim=True)).detach()
+        x0, y0 = geom.x - centre, geom.y - centre  # the cost is translation invariant; centring limits cancellation
+        row, col = self.marginals
+        Py = self.apply_plan(y0.movedim(-1, 0), dim=1).movedim(0, -1)  # (..., n, d)
+        return (row * (x0 * x0).sum(-1)).sum(-1) + (col * (y0 * y0).sum(-1)).sum(-1) - 2 * (x0 * Py).sum((-1, -2))
+
+    def apply_plan(self, v: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        r"""``P v`` (``dim=1``) or ``P^T v`` (``dim=0``) through the geometry's soft-min, never the ``(n, m)`` plan.
+
+        .. math::
+            (P v)_i = \exp\Big(\big(f_i + \varepsilon \log a_i - \mathrm{softmin}_\varepsilon(g + \varepsilon \log b
+                + \varepsilon \log v)_i\big)/\varepsilon\Big) \quad (v \ge 0;\ \text{signed } v = v^+ - v^-)
+
+        Args:
+            v: ``(..., m)`` for ``dim=1`` (``(..., n)`` for ``dim=0``; grids: the grid shape); leading dims
+                broadcast against the problem's batch shape (several vectors at once: stack them in front).
+
+        Returns:
+            ``(..., n)`` (``dim=1``) or ``(..., m)``, in O(n + m) memory for a lazy geometry; differentiable.
+
+        Example:
+            >>> import torch, monge
+            >>> x = torch.rand(50, 2, dtype=torch.float64); y = torch.rand(40, 2, dtype=torch.float64)
+            >>> res = monge.solve_points(x, y, eps=0.05)
+            >>> v = torch.randn(40, dtype=torch.float64)
+            >>> bool(torch.allclose(res.apply_plan(v), res.plan @ v))
+            True
+        """
+        if dim not in (0, 1) or isinstance(dim, bool):
+            raise ValueError(f"dim: expected 1 (P v) or 0 (P^T v), got {dim!r}")
+        prob, eps = self.problem, self.eps
+        geom = prob.geom
+        pot_in, w_in, pot_out, w_out = (self.g, prob.b, self.f, prob.a) if dim == 1 else (self.f, prob.a, self.g, prob.b)
+        base = pot_in + eps * log_weights(w_in)
+        out_log = pot_out + eps * log_weights(w_out)
+
+        def part(w):
+            return torch.exp((out_log - geom.softmin(base + eps * log_weights(w), eps, dim)) / eps)
+
+        out = part(v.clamp_min(0))
+        if bool((v < 0).any()):
+            out = out - part((-v).clamp_min(0))
+        return out
 
     @property
     def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,6 +251,9 @@ class SinkhornResult:
         geom = self.problem.geom
         if not hasattr(geom, "y"):
             raise TypeError("transport: needs a point-cloud geometry (monge.PointCloud)")
+        if x is None and getattr(geom, "backend", None) == "lazy":  # (P y) / (P 1): O(n + m) memory
+            Py = self.apply_plan(geom.y.movedim(-1, 0), dim=1).movedim(0, -1)
+            return Py / self.marginals[0].unsqueeze(-1)
         x = geom.x if x is None else x
         if x.shape[-1] != geom.y.shape[-1]:
             raise ValueError(f"x: expected points of dimension d = {geom.y.shape[-1]}, got shape {tuple(x.shape)}")
