@@ -280,20 +280,18 @@ def _fused_product(h: torch.Tensor, kernels: list, eps: float):
     d = len(kernels)
     dims = tuple(range(h.dim() - d, h.dim()))
     M = h.detach().amax(dim=dims, keepdim=True)
-    finite = torch.isfinite(M)
-    M = torch.where(finite, M, torch.zeros_like(M))
-    s = torch.exp((h - M) / eps)
-    for k in range(d):
+    M = torch.where(torch.isfinite(M), M, torch.zeros_like(M))  # all -inf: s = 0 below, flagged, done per axis
+    s = torch.exp((h - M) * (1.0 / eps))
+    for k in range(d - 1):
         axis = h.dim() - d + k
         lead = 1
         for n_ in s.shape[:axis]:
             lead *= n_
-        s3 = s.reshape(lead, s.shape[axis], -1)
-        s3 = (s3.squeeze(-1) @ kernels[k]).unsqueeze(-1) if s3.shape[-1] == 1 else torch.matmul(kernels[k], s3)
-        s = s3.reshape(s.shape)
+        s = torch.matmul(kernels[k], s.reshape(lead, s.shape[axis], -1)).reshape(s.shape)
+    s = s @ kernels[-1]  # the last axis: K is symmetric
     finfo = torch.finfo(s.dtype)
     N = s[0].numel() if s.dim() > d else s.numel()
-    if bool(((s.detach() < N * finfo.tiny / finfo.eps) & finite).any()):
+    if bool((s.detach() < N * finfo.tiny / finfo.eps).any()):
         return None
     return M + eps * torch.log(s)
 
