@@ -77,7 +77,7 @@ class Grid(Geometry):
             raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype!r}")
         self._like = torch.zeros((), dtype=dtype, device=device)
         self._kernels: dict = {}  # private cache of 1-D (cost, kernel) pairs; never changes what softmin returns
-        self._fused_fails: dict = {}  # eps -> times the one-shift product underflowed (then: per-axis shifts)
+        self._fused_fails: dict = {}  # (eps, dtype) -> times the one-shift product underflowed (then: per axis)
 
     # ------------------------------------------------------------------ the Geometry interface
     @property
@@ -176,11 +176,10 @@ class Grid(Geometry):
         eps = float(eps)
         self._check_h(h)
         d = len(self._grid_shape)
-        if d > 1 and self._fused_fails.get(eps, 0) < _FUSED_TRIES:
-            out = _fused_product(h, [self._kernel(k, eps)[1] for k in range(d)], eps)
+        if d > 1:
+            out = self._fused(h, eps)
             if out is not None:
                 return -out
-            self._fused_fails[eps] = self._fused_fails.get(eps, 0) + 1
         g = h
         for k in reversed(range(d)):
             C, K, K64, wide = self._kernel(k, eps)
@@ -189,6 +188,22 @@ class Grid(Geometry):
         return -g
 
     # ------------------------------------------------------------------ helpers
+    def _fused(self, h: torch.Tensor, eps: float):
+        """The one-shift product (:func:`_fused_product`) in the grid's dtype, then (float32 grids) in float64;
+        ``None`` when both underflow. A precision that failed ``_FUSED_TRIES`` times at an eps is not tried again."""
+        d = len(self._grid_shape)
+        tries = [(self.dtype, 1)] + ([(torch.float64, 2)] if self.dtype == torch.float32 else [])
+        for dtype, slot in tries:
+            key = (eps, dtype)
+            if self._fused_fails.get(key, 0) >= _FUSED_TRIES:
+                continue
+            kernels = [self._kernel(k, eps)[slot] for k in range(d)]
+            out = _fused_product(h if dtype == h.dtype else h.to(dtype), kernels, eps)
+            if out is not None:
+                return out.to(h.dtype)
+            self._fused_fails[key] = self._fused_fails.get(key, 0) + 1
+        return None
+
     def _check_h(self, h) -> None:
         if not isinstance(h, torch.Tensor):
             raise TypeError(f"h: expected a torch.Tensor of shape (..., {_sym(self)}), got {type(h).__name__}")
