@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._validation import as_tensor, check_cost_matrix
-from ..ops.kernel import KERNEL_MAX_ENTRIES, KernelDense
+from ..ops.kernel import KERNEL_MAX_ENTRIES, KernelDense, adapts
 from ..ops.logsumexp import dense_softmin
 from .base import Geometry
 
@@ -71,10 +71,12 @@ class DenseCost(Geometry):
         """The log-domain soft-min; repeated calls at one ``eps`` switch to the kernel fast path (same result up
         to rounding, see :mod:`monge.ops.kernel`) unless the call must differentiate w.r.t. ``C``."""
         if not (self.C.requires_grad and torch.is_grad_enabled()):
-            kern = self._fast.get(self.C, eps)
+            adapt = adapts(h)
+            kern = self._fast.get(self.C, eps, adapt)
             if kern is not None:
                 out = kern.softmin(h, eps, dim)
-                self._fast.report(kern)
+                if adapt:
+                    self._fast.report(kern)
                 return out
         return dense_softmin(self.C, h, eps, dim)
 
@@ -95,13 +97,14 @@ class _KernelCache:
     def __init__(self):
         self.kern, self.eps, self.calls, self.refused = None, None, 0, set()
 
-    def get(self, C: torch.Tensor, eps):
+    def get(self, C: torch.Tensor, eps, adapt: bool = True):
+        """The kernel to use at ``eps`` (or None); ``adapt=False`` (a call recorded for autograd) only reads."""
         if not isinstance(eps, (int, float)) or C.numel() > KERNEL_MAX_ENTRIES:
             return None
         eps = float(eps)
         if self.kern is not None and self.eps == eps:
             return self.kern
-        if eps in self.refused:
+        if eps in self.refused or not adapt:
             return None
         self.calls = self.calls + 1 if self.eps == eps else 1
         self.eps, self.kern = eps, None

@@ -22,6 +22,7 @@ import numbers
 import torch
 
 from .._validation import check_p, check_positive
+from ..ops.kernel import adapts
 from .base import Geometry
 
 __all__ = ["Grid", "MAX_DENSE"]
@@ -201,7 +202,8 @@ class Grid(Geometry):
             out = _fused_product(h if dtype == h.dtype else h.to(dtype), kernels, eps)
             if out is not None:
                 return out.to(h.dtype)
-            self._fused_fails[key] = self._fused_fails.get(key, 0) + 1
+            if adapts(h):
+                self._fused_fails[key] = self._fused_fails.get(key, 0) + 1
         return None
 
     def _check_h(self, h) -> None:
@@ -277,7 +279,7 @@ def _softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, 
     else:
         out, bad = _shifted_product(g3, K, eps)
         if K64 is not None and bool(bad.any()):
-            if wide is not None and 4 * int(bad.any(1).sum()) > bad.shape[0] * bad.shape[2]:
+            if wide is not None and adapts(g) and 4 * int(bad.any(1).sum()) > bad.shape[0] * bad.shape[2]:
                 wide["wide"] = True
             out, bad = _redo_lines64(out, bad, g3, K64, eps)
     if bool(bad.any()):

@@ -17,11 +17,18 @@ import torch
 
 from .logsumexp import dense_softmin
 
-__all__ = ["KernelDense", "KERNEL_MAX_ENTRIES"]
+__all__ = ["KernelDense", "KERNEL_MAX_ENTRIES", "adapts"]
 
 #: The fast path keeps the kernel beside the cost: used up to this many entries (128 MB in float64).
 KERNEL_MAX_ENTRIES = 1 << 24
 _FALLBACK_ELEMENTS = 1 << 22  # cost entries gathered per chunk of the exact fallback
+
+
+def adapts(h: torch.Tensor) -> bool:
+    """Whether a soft-min call may update the private switches that pick its fast path (underflow counters, the
+    float64 switch): not while recording for autograd. A checkpointed (unrolled) loop recomputes its forward in the
+    backward pass and must take the same path then, so recorded calls read the switches and never move them."""
+    return not (torch.is_grad_enabled() and h.requires_grad)
 
 
 class KernelDense:
@@ -50,7 +57,7 @@ class KernelDense:
             out, bad = _shifted(h, self.K, eps, dim)
             if not bool(bad.any()):
                 return out
-            self._wide = True
+            self._wide = adapts(h)
         if self.K64 is not None:
             out, bad = _shifted(h.double(), self.K64, eps, dim)
             out = out.to(h.dtype)
