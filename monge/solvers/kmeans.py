@@ -67,16 +67,21 @@ def _chunk(k: int, chunk: int | None) -> int:
     return chunk if chunk is not None else max(1, (1 << 20) // max(1, k))
 
 
-def assign(x, c, chunk: int | None = None):
-    """Nearest centre of each point and its squared distance, by chunks of rows: ``O(chunk * k)`` memory."""
+def assign(x, c, chunk: int | None = None, xn: torch.Tensor | None = None):
+    """Nearest centre of each point and its squared distance, by chunks of rows: ``O(chunk * k)`` memory.
+
+    Per chunk one fused ``|c|^2 - 2 x c^T`` (``addmm``) and one ``min`` (two passes over the chunk); ``|x|^2``,
+    constant over a row, is added to the minima only (``xn``: precomputed, e.g. once per Lloyd run).
+    """
     n, step = x.shape[0], _chunk(c.shape[0], chunk)
-    labels, d2 = x.new_empty(n, dtype=torch.int64), x.new_empty(n)
+    labels, part = x.new_empty(n, dtype=torch.int64), x.new_empty(n)
     cn = (c * c).sum(-1)
+    ct = c.T.contiguous()
     for s in range(0, n, step):
-        xs = x[s : s + step]
-        dist = ((xs * xs).sum(-1, keepdim=True) - 2.0 * xs @ c.T + cn).clamp_min_(0.0)
-        d2[s : s + step], labels[s : s + step] = dist.min(-1)
-    return labels, d2
+        dist = torch.addmm(cn, x[s : s + step], ct, alpha=-2.0)
+        part[s : s + step], labels[s : s + step] = dist.min(-1)
+    xn = (x * x).sum(-1) if xn is None else xn
+    return labels, (part + xn).clamp_min_(0.0)
 
 
 def kmeans_plusplus(x, k: int, a=None, *, seed=None, n_trials: int | None = None, chunk: int | None = None):
@@ -116,7 +121,8 @@ def _distances(x, c, chunk):
 def _lloyd(x, a, c, max_iter, tol, scale, chunk, verbose):
     """Lloyd's iterations from centres ``c``; returns ``(c, labels, d2, trace, errors, converged)``."""
     k, d = c.shape
-    labels, d2 = assign(x, c, chunk)
+    xn = (x * x).sum(-1)
+    labels, d2 = assign(x, c, chunk, xn)
     trace, errors, converged = [(a * d2).sum()], [], False
     bar = Progress(max_iter, verbose, "k-means")
     for it in range(max_iter):
@@ -126,7 +132,7 @@ def _lloyd(x, a, c, max_iter, tol, scale, chunk, verbose):
         empty = (mass <= 0).nonzero().reshape(-1)
         if len(empty):  # an empty cell takes the points farthest from their centres
             c_new[empty] = x[torch.topk(d2 * (a > 0), len(empty)).indices]
-        new_labels, d2 = assign(x, c_new, chunk)
+        new_labels, d2 = assign(x, c_new, chunk, xn)
         err = float((((c_new - c) ** 2).sum(-1) * mass).sum().sqrt()) / scale
         errors.append(err)
         trace.append((a * d2).sum())
