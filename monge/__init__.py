@@ -4,6 +4,7 @@ The short public surface; see the README for conventions (cost = |x - y|^p, eps 
 """
 
 from . import flows, gen, geometry, nn, problems, results
+from .apps.coordinates import CoordinatesResult, barycentric_coordinates
 from .divergences import mmd, sinkhorn_divergence, sinkhorn_divergence_hist
 from .flows import jko_flow, particle_flow
 from .functional import assignment, emd, solve, solve_grid, solve_points, wasserstein
@@ -13,16 +14,15 @@ from .interpolation import (
     displacement_interpolation,
     gaussian_geodesic,
 )
-from .apps.coordinates import CoordinatesResult, barycentric_coordinates
 from .problems import BarycenterProblem, LinearProblem
 from .results import AssignmentResult, Convergence, ExactResult, SinkhornResult
+from .solvers.barycenter import Barycenter, BarycenterResult
+from .solvers.barycenter_functional import barycenter, interpolate_histograms
 from .solvers.exact.assignment import Assignment
+from .solvers.exact.lp_barycenter import lp_barycenter
 from .solvers.exact.network_simplex import NetworkSimplex
 from .solvers.exact.one_d import wasserstein_1d
 from .solvers.exact.sliced import sliced_wasserstein
-from .solvers.barycenter import Barycenter, BarycenterResult
-from .solvers.barycenter_functional import barycenter, interpolate_histograms
-from .solvers.exact.lp_barycenter import lp_barycenter
 from .solvers.free_support import (
     FreeSupportBarycenter,
     FreeSupportResult,

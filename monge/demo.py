@@ -17,21 +17,11 @@ from .demos.flows import section_flows, section_multilabel
 from .demos.free_support import section_free_support
 from .demos.generative import section_generative
 from .functional import solve_points, wasserstein
-from .report import Section, write_report
+from .report import Section, pyplot, write_report
 from .solvers.schedules import EpsScaling
 
 __all__ = ["run_demo", "SECTIONS"]
 
-
-def _plt():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("monge demo needs matplotlib: pip install 'monge[demo]'") from e
-    return plt
 
 
 def _draw_plan(ax, x, y, rows, cols, vals, max_lines=3000):
@@ -49,7 +39,7 @@ def _draw_plan(ax, x, y, rows, cols, vals, max_lines=3000):
 
 def section_matching(out_dir: Path) -> Section:
     """Two shapes of 600 points matched exactly (uniform weights: the optimal plan is a permutation)."""
-    plt = _plt()
+    plt = pyplot()
     n = 600
     x, y = data.shape("heart", n, seed=1), data.shape("ring", n, seed=2)
     t0 = time.perf_counter()
@@ -84,7 +74,7 @@ def section_matching(out_dir: Path) -> Section:
 
 def section_digits(out_dir: Path) -> Section:
     """Weighted clouds from two digit images: the network simplex with non-uniform weights."""
-    plt = _plt()
+    plt = pyplot()
     (x, a), (y, b) = data.digit_cloud(0), data.digit_cloud(6)
     res = solve_points(x, y, a, b)
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
@@ -119,7 +109,7 @@ def section_digits(out_dir: Path) -> Section:
 
 def section_entropic(out_dir: Path) -> Section:
     """Entropic plans between two shapes as eps shrinks: from blurred couplings to the sharp exact plan."""
-    plt = _plt()
+    plt = pyplot()
     x, y = data.shape("moons", 300, seed=3), data.shape("spiral", 300, seed=4)
     epss = [1e-1, 1e-2, 1e-3]
     fig, axes = plt.subplots(1, len(epss), figsize=(5 * len(epss), 5))

@@ -6,7 +6,19 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Section", "write_report"]
+__all__ = ["Section", "write_report", "pyplot"]
+
+
+def pyplot(extra: str = "demo"):
+    """``matplotlib.pyplot`` on the file-only Agg backend, or an ImportError naming the extra that provides it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(f"figures need matplotlib: pip install 'monge[{extra}]'") from e
+    return plt
 
 
 @dataclass

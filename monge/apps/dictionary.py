@@ -105,7 +105,9 @@ def _mix(atoms, weights, k, mixing, geom, eps, n_bary):
     """The mixture of ``atoms (K, *support)`` with ``weights (..., K)``: linear, or the entropic barycenter."""
     if mixing == "linear":
         return torch.tensordot(weights, atoms, dims=([-1], [0]))
-    from ..solvers.barycenter_functional import barycenter  # the unrolled, checkpointed IBP loop
+    from ..solvers.barycenter_functional import (
+        barycenter,  # the unrolled, checkpointed IBP loop
+    )
 
     hists = atoms.expand(*weights.shape[:-1], *atoms.shape)
     return barycenter(hists, weights, geom=geom, eps=eps, grad="unroll", tol=0, max_iter=n_bary).barycenter

@@ -11,7 +11,7 @@ import torch
 from .. import data
 from ..geometry.grid import Grid
 from ..problems.barycenter import BarycenterProblem
-from ..report import Section
+from ..report import Section, pyplot
 from ..solvers.barycenter import Barycenter
 from ..solvers.barycenter_functional import interpolate_histograms
 
@@ -74,9 +74,8 @@ def _strip(plt, frames, ts, out_dir):
 
 def section_barycenters(out_dir: Path) -> Section:
     """Barycenters of three shapes over a lattice of the simplex (one batched solve), and a displacement strip."""
-    from ..demo import _plt
 
-    plt = _plt()
+    plt = pyplot()
     out_dir = Path(out_dir)
     corners = torch.stack([raster("square"), raster("ring", seed=1), raster("moons", seed=2)])
     steps = 4

@@ -11,18 +11,14 @@ import torch
 from .. import data
 from ..apps.dictionary import dictionary_learning, unmix
 from ..geometry import Grid
-from ..report import Section
+from ..report import Section, pyplot
 
 __all__ = ["section_dictionary"]
 
 
 def section_dictionary(out_dir: Path, n_images: int = 120, n_atoms: int = 8, n_iter: int = 60) -> Section:
     """Learn atoms from digit images under a Sinkhorn-divergence fit, then unmix held-out digits on them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     imgs, labels = data.digits(dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(imgs), generator=g)

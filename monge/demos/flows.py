@@ -19,25 +19,15 @@ from ..flows import (
 )
 from ..geometry.grid import Grid
 from ..nn.multilabel import WassersteinLoss
-from ..report import Section
+from ..report import Section, pyplot
 
 __all__ = ["section_flows", "section_multilabel"]
 
 
-def _plt():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("monge demo needs matplotlib: pip install 'monge[demo]'") from e
-    return plt
-
 
 def section_flows(out_dir: Path) -> Section:
     """A crowd-motion JKO flow on a 64x64 grid, and particle flows of the Sinkhorn divergence vs the MMD."""
-    plt = _plt()
+    plt = pyplot()
     n, kappa, tau, eps, steps = 64, 4.0, 0.1, 1e-3, 12
     geom = Grid((n, n), dtype=torch.float64)
     x, y = grid_coordinates(geom)
@@ -120,7 +110,7 @@ def _train(kind, x, y, wloss, steps=60):
 
 def section_multilabel(out_dir: Path) -> Section:
     """Labels on a circle: predicted histograms of a linear model trained with the Wasserstein loss vs BCE."""
-    plt = _plt()
+    plt = pyplot()
     L = 12
     x, y, phi = _circle_data(128, L, 0)
     xt, yt, _ = _circle_data(500, L, 1)

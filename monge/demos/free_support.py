@@ -9,22 +9,12 @@ import torch
 
 from .. import data
 from ..interpolation import displacement_interpolation
-from ..report import Section
+from ..report import Section, pyplot
 from ..solvers.free_support import free_support_barycenter
 from ..solvers.kmeans import kmeans
 
 __all__ = ["section_free_support"]
 
-
-def _plt():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("monge demo needs matplotlib: pip install 'monge[demo]'") from e
-    return plt
 
 
 def _barycenter_row(axes, metrics):
@@ -74,7 +64,7 @@ def _kmeans_row(axes, metrics):
 
 def section_free_support(out_dir: Path) -> Section:
     """Free-support barycenter of 4 shapes, an interpolation strip, and k-means quantisation of a shape."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(3, 5, figsize=(16, 10))
     metrics: dict[str, str] = {}
     _barycenter_row(axes[0], metrics)

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from ..gen import build_model, held_out_w2, load_toy, train
-from ..gen.figures import _plt, scatter
-from ..report import Section
+from ..gen.figures import scatter
+from ..report import Section, pyplot
 
 __all__ = ["section_generative"]
 
@@ -35,7 +35,7 @@ def _fit(ds, blur: float, steps: int, seed: int = 0):
 def section_generative(out_dir: Path, steps: int = 300) -> Section:
     """Sinkhorn generative model on 8 Gaussians: before/after and OT-like vs MMD-like blur (``steps`` Adam
     steps per fit)."""
-    plt = _plt()
+    plt = pyplot()
     ds = load_toy("gaussians", 2000, 500, seed=0)
     w2 = held_out_w2(ds.test)
     untrained, _ = build_model("sinkhorn", ds, seed=0)

@@ -9,20 +9,11 @@ from pathlib import Path
 
 import torch
 
+from ..report import pyplot
 from .train import draw
 
 __all__ = ["curves", "image_grid", "latent_manifold", "samples_figure", "scatter"]
 
-
-def _plt():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("monge.gen.figures needs matplotlib: pip install matplotlib") from e
-    return plt
 
 
 def image_grid(x: torch.Tensor, image_shape: tuple[int, int], nrow: int, pad: int = 1) -> torch.Tensor:
@@ -53,7 +44,7 @@ def scatter(ax, x, y=None, title: str = ""):
 
 def samples_figure(generator, ds, path: Path, title: str = "", n: int = 100, seed: int = 0) -> Path:
     """Generated samples next to held-out ones: image grids (10 x 10) or a 2-D scatter plot."""
-    plt = _plt()
+    plt = pyplot()
     with torch.no_grad():
         x, _ = draw(generator, n, torch.Generator().manual_seed(seed))
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
@@ -76,7 +67,7 @@ def latent_manifold(generator, image_shape, path: Path, n: int = 15) -> Path:
     """Decode an ``n x n`` grid of a 2-D latent space at Gaussian quantiles (the learned manifold of digits)."""
     if getattr(generator, "latent_dim", None) != 2:
         raise ValueError(f"generator: expected latent_dim = 2, got {getattr(generator, 'latent_dim', None)}")
-    plt = _plt()
+    plt = pyplot()
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n))
     z = torch.stack(torch.meshgrid(q, q, indexing="ij"), -1).reshape(-1, 2)
     p = next(generator.parameters())
@@ -94,7 +85,7 @@ def latent_manifold(generator, image_shape, path: Path, n: int = 15) -> Path:
 def curves(history: dict, path: Path, title: str = "", references: dict | None = None) -> Path:
     """Training loss(es) and held-out W_2 against the step; ``references`` (name -> W_2, e.g. the real-data
     floor and the Gaussian baseline) are drawn as horizontal lines."""
-    plt = _plt()
+    plt = pyplot()
     keys = [k for k in history if k not in ("step", "seconds", "w2_test", "eval_step")]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for k in keys:

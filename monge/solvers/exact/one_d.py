@@ -19,7 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..._validation import as_tensor, balance_masses, check_finite, check_p, check_weights, common_dtype_device
+from ..._validation import (
+    as_tensor,
+    balance_masses,
+    check_finite,
+    check_p,
+    check_weights,
+    common_dtype_device,
+)
 
 __all__ = ["wasserstein_1d", "quantile_function"]
 

@@ -6,8 +6,15 @@ import numbers
 
 import torch
 
-from ..._validation import as_tensor, balance_masses, check_finite, check_p, check_points, check_weights
-from ..._validation import common_dtype_device
+from ..._validation import (
+    as_tensor,
+    balance_masses,
+    check_finite,
+    check_p,
+    check_points,
+    check_weights,
+    common_dtype_device,
+)
 from .one_d import _safe_root, _wasserstein_1d_pow
 
 __all__ = ["sliced_wasserstein"]
