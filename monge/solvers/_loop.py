@@ -33,6 +33,14 @@ class Progress:
             self.bar.close()
 
 
+#: What to try when a loop stops at max_iter, per loop (default: the Sinkhorn advice).
+HINTS = {
+    "sinkhorn": "raise max_iter, use eps-scaling (schedule=EpsScaling()) or a larger eps",
+    "barycenter": "raise max_iter or use a larger eps",
+    "dictionary_learning": "raise n_iter or the learning rate (the change is the relative loss change)",
+}
+
+
 def warn_not_converged(name: str, converged: torch.Tensor, errors: torch.Tensor, tol: float, max_iter: int):
     """One warning naming the marginal error reached, when some batch element hit ``max_iter``."""
     if bool(converged.all()):
@@ -40,8 +48,8 @@ def warn_not_converged(name: str, converged: torch.Tensor, errors: torch.Tensor,
     worst = float(errors.max())
     warnings.warn(
         f"{name}: {int((~converged).sum())} of {converged.numel()} problems reached max_iter={max_iter} with a "
-        f"marginal error of {worst:.3g} > tol={tol:g}; raise max_iter, use eps-scaling (schedule=EpsScaling()) "
-        "or a larger eps. The result reports converged=False.",
+        f"marginal error of {worst:.3g} > tol={tol:g}; {HINTS.get(name, HINTS['sinkhorn'])}. The result reports "
+        "converged=False.",
         RuntimeWarning,
         stacklevel=4,
     )
