@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._validation import as_tensor, check_cost_matrix
-from ..ops.kernel import KERNEL_MAX_ENTRIES, KernelDense, adapts
-from ..ops.logsumexp import dense_softmin
+from ..ops.kernel import KernelCache
 from .base import Geometry
 
 __all__ = ["DenseCost"]
@@ -39,7 +38,7 @@ class DenseCost(Geometry):
                 )
         self.C = C
         self._symmetric = bool(symmetric)
-        self._fast = _KernelCache()
+        self._fast = KernelCache()
 
     @property
     def symmetric(self) -> bool:
@@ -70,15 +69,7 @@ class DenseCost(Geometry):
     def softmin(self, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
         """The log-domain soft-min; repeated calls at one ``eps`` switch to the kernel fast path (same result up
         to rounding, see :mod:`monge.ops.kernel`) unless the call must differentiate w.r.t. ``C``."""
-        if not (self.C.requires_grad and torch.is_grad_enabled()):
-            adapt = adapts(h)
-            kern = self._fast.get(self.C, eps, adapt)
-            if kern is not None:
-                out = kern.softmin(h, eps, dim)
-                if adapt:
-                    self._fast.report(kern)
-                return out
-        return dense_softmin(self.C, h, eps, dim)
+        return self._fast.softmin(self.C, h, eps, dim)
 
     def detach(self) -> "DenseCost":
         """The same geometry on a detached cost (itself when the cost needs no gradient)."""
@@ -87,32 +78,3 @@ class DenseCost(Geometry):
     def __repr__(self) -> str:
         return f"DenseCost(shape={tuple(self.C.shape)}, dtype={self.C.dtype})"
 
-
-class _KernelCache:
-    """When to use :class:`~monge.ops.kernel.KernelDense` for a cost: from the third call at one ``eps`` (an
-    annealing stage of one iteration never pays for the kernel's ``n m`` exponentials), for costs up to
-    :data:`~monge.ops.kernel.KERNEL_MAX_ENTRIES` entries, and not at an ``eps`` where the products underflowed
-    for over 5% of the entries (the exact fallback would then cost more than the plain log-sum-exp)."""
-
-    def __init__(self):
-        self.kern, self.eps, self.calls, self.refused = None, None, 0, set()
-
-    def get(self, C: torch.Tensor, eps, adapt: bool = True):
-        """The kernel to use at ``eps`` (or None); ``adapt=False`` (a call recorded for autograd) only reads."""
-        if not isinstance(eps, (int, float)) or C.numel() > KERNEL_MAX_ENTRIES:
-            return None
-        eps = float(eps)
-        if self.kern is not None and self.eps == eps:
-            return self.kern
-        if eps in self.refused or not adapt:
-            return None
-        self.calls = self.calls + 1 if self.eps == eps else 1
-        self.eps, self.kern = eps, None
-        if self.calls >= 3:
-            self.kern = KernelDense(C.detach(), eps)
-        return self.kern
-
-    def report(self, kern) -> None:
-        if kern.bad_fraction > 0.05:
-            self.refused.add(self.eps)
-            self.kern = None

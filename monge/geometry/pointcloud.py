@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from .._validation import as_tensor, check_points, common_dtype_device
+from ..ops.kernel import KernelCache
 from ..ops.lazy import kernel_available, lazy_softmin
-from ..ops.logsumexp import dense_softmin
 from .base import Geometry
 from .costs import Cost, SqEuclidean, get_cost
 
@@ -76,6 +76,7 @@ class PointCloud(Geometry):
         self.backend = backend
         self.chunk = chunk
         self._C = None  # the dense cost, cached when it carries no autograd graph
+        self._fast = KernelCache()  # the kernel fast path of the dense backend (monge.ops.kernel)
 
     def _dense_cost(self) -> torch.Tensor:
         if self._C is not None:
@@ -98,7 +99,7 @@ class PointCloud(Geometry):
 
     def softmin(self, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
         if self.backend == "dense":
-            return dense_softmin(self._dense_cost(), h, eps, dim)
+            return self._fast.softmin(self._dense_cost(), h, eps, dim)
         return lazy_softmin(self.x, self.y, h, eps, dim, self.cost_fn, self.chunk)
 
     @property

@@ -17,7 +17,7 @@ import torch
 
 from .logsumexp import dense_softmin
 
-__all__ = ["KernelDense", "KERNEL_MAX_ENTRIES", "adapts"]
+__all__ = ["KernelDense", "KernelCache", "KERNEL_MAX_ENTRIES", "adapts"]
 
 #: The fast path keeps the kernel beside the cost: used up to this many entries (128 MB in float64).
 KERNEL_MAX_ENTRIES = 1 << 24
@@ -102,3 +102,43 @@ def _exact_entries(out, C, h, bad, eps: float, dim: int):
     vals = [-eps * torch.logsumexp((hb[r[p:p + step]] - Cr[i[p:p + step]]) / eps, -1)
             for p in range(0, r.numel(), step)]
     return out.reshape(-1, n).index_put((r, i), torch.cat(vals)).reshape(out.shape)
+
+
+class KernelCache:
+    """A dense cost's choice between :class:`KernelDense` and the plain log-sum-exp (:func:`dense_softmin`).
+
+    The kernel is built from the third call at one ``eps`` (an annealing stage of one iteration never pays for its
+    ``n m`` exponentials), for costs up to :data:`KERNEL_MAX_ENTRIES` entries, never when the call differentiates
+    w.r.t. the cost, and not at an ``eps`` where over 5% of the sums underflowed (the exact fallback would then
+    cost more than the log-sum-exp). Calls recorded for autograd (see :func:`adapts`) build it at once instead
+    of counting, and never refuse it, so that a recomputed (checkpointed) forward takes the same path.
+    """
+
+    def __init__(self):
+        self.kern, self.eps, self.calls, self.refused = None, None, 0, set()
+
+    def softmin(self, C: torch.Tensor, h: torch.Tensor, eps, dim: int) -> torch.Tensor:
+        if not (C.requires_grad and torch.is_grad_enabled()):
+            adapt = adapts(h)
+            kern = self._get(C, eps, adapt)
+            if kern is not None:
+                out = kern.softmin(h, eps, dim)
+                if adapt and kern.bad_fraction > 0.05:
+                    self.refused.add(self.eps)
+                    self.kern = None
+                return out
+        return dense_softmin(C, h, eps, dim)
+
+    def _get(self, C: torch.Tensor, eps, adapt: bool):
+        if not isinstance(eps, (int, float)) or C.numel() > KERNEL_MAX_ENTRIES:
+            return None
+        eps = float(eps)
+        if self.kern is not None and self.eps == eps:
+            return self.kern
+        if eps in self.refused:
+            return None
+        self.calls = self.calls + 1 if self.eps == eps else 1
+        self.eps, self.kern = eps, None
+        if self.calls >= 3 or not adapt:
+            self.kern = KernelDense(C.detach(), eps)
+        return self.kern

@@ -26,7 +26,7 @@ iteration is, for all k at once (K is a batch dimension of one softmin call),
   e^{-S_k/(\rho+\varepsilon)}`, :math:`g_k \leftarrow \kappa(\varepsilon \log b + S_k)`.
 
 Speed: the K soft-mins of a step are one batched call; grids reduce axis by axis (one matrix product each); dense
-costs go through :mod:`~monge.solvers.barycenter_kernel` (shifted products with the Gibbs kernel, exact log-sum-exp
+costs go through their soft-min's kernel fast path (:mod:`~monge.ops.kernel`: shifted products, exact log-sum-exp
 where they underflow); the error is computed only every ``check_every`` iterations.
 """
 
@@ -41,7 +41,6 @@ from ..ops.logsumexp import log_weights
 from ..problems.barycenter import BarycenterProblem
 from ..results import Convergence
 from ._loop import Progress, warn_not_converged
-from .barycenter_kernel import kernel_geometry
 from .sinkhorn import DEFAULT_TOL, _loop_geometry
 
 __all__ = ["Barycenter", "BarycenterResult", "BARYCENTER_GRADS"]
@@ -219,12 +218,9 @@ class Barycenter:
         data = _Data.of(prob, self.debias, detach=not unroll)
         f, g, h = self._init(prob, data)
         with torch.set_grad_enabled(unroll and torch.is_grad_enabled()):
-            loop_geom = _loop_geometry(prob.geom, unroll)
-            geom = kernel_geometry(loop_geom, self.eps)
-            f, g, h, n_it, trace = self._loop(geom, data, f, g, h)
-        # the last (differentiable) iteration: on the problem's own geometry (the same object if nothing needs grad)
-        final = geom if loop_geom is prob.geom else kernel_geometry(prob.geom, self.eps)
-        return self._finish(prob, final, _Data.of(prob, self.debias), f, g, h, n_it, trace)
+            f, g, h, n_it, trace = self._loop(_loop_geometry(prob.geom, unroll), data, f, g, h)
+        # the last (differentiable) iteration: on the problem's own geometry
+        return self._finish(prob, prob.geom, _Data.of(prob, self.debias), f, g, h, n_it, trace)
 
     def _check_debias(self, prob):
         if not self.debias:
