@@ -22,7 +22,7 @@ import numbers
 import torch
 
 from .._validation import check_p, check_positive
-from ..ops.kernel import adapts
+from ..ops.kernel import adapts, underflowed
 from .base import Geometry
 
 __all__ = ["Grid", "MAX_DENSE"]
@@ -306,9 +306,8 @@ def _fused_product(h: torch.Tensor, kernels: list, eps: float):
             lead *= n_
         s = torch.matmul(kernels[k], s.reshape(lead, s.shape[axis], -1)).reshape(s.shape)
     s = s @ kernels[-1]  # the last axis: K is symmetric
-    finfo = torch.finfo(s.dtype)
     N = s[0].numel() if s.dim() > d else s.numel()
-    if bool((s.detach() < N * finfo.tiny / finfo.eps).any()):
+    if bool(underflowed(s, N).any()):
         return None
     return M + eps * torch.log(s)
 
@@ -328,8 +327,7 @@ def _shifted_product(g3: torch.Tensor, K: torch.Tensor, eps: float):
     s = (u.squeeze(-1) @ K).unsqueeze(-1) if g3.shape[-1] == 1 else torch.matmul(K, u)  # K is symmetric
     pos = s > 0
     out = torch.where(pos, m + eps * torch.log(torch.where(pos, s, torch.ones_like(s))), torch.full_like(s, -torch.inf))
-    finfo = torch.finfo(g3.dtype)
-    bad = (s.detach() < n * finfo.tiny / finfo.eps) & finite
+    bad = underflowed(s, n) & finite
     return out, bad
 
 

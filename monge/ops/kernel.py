@@ -17,11 +17,19 @@ import torch
 
 from .logsumexp import dense_softmin
 
-__all__ = ["KernelDense", "KernelCache", "KERNEL_MAX_ENTRIES", "adapts"]
+__all__ = ["KernelDense", "KernelCache", "KERNEL_MAX_ENTRIES", "adapts", "underflowed"]
 
 #: The fast path keeps the kernel beside the cost: used up to this many entries (128 MB in float64).
 KERNEL_MAX_ENTRIES = 1 << 24
 _FALLBACK_ELEMENTS = 1 << 22  # cost entries gathered per chunk of the exact fallback
+
+
+def underflowed(s: torch.Tensor, n: int) -> torch.Tensor:
+    """Where a sum ``s`` of ``n`` terms, each a product of numbers in [0, 1], may have lost relative accuracy to
+    underflow: ``s < n * tiny / ulp`` (above it, flushed terms cost less than one ulp). Shared certificate of the
+    shifted-product fast paths (dense kernels and grids)."""
+    finfo = torch.finfo(s.dtype)
+    return s.detach() < n * finfo.tiny / finfo.eps
 
 
 def adapts(h: torch.Tensor) -> bool:
@@ -86,8 +94,7 @@ def _shifted(h: torch.Tensor, K: torch.Tensor, eps: float, dim: int):
     pos = s > 0
     out = -(M + eps * torch.log(torch.where(pos, s, torch.ones_like(s))))
     out = torch.where(pos, out, torch.full_like(out, torch.inf))
-    finfo = torch.finfo(s.dtype)
-    return out, (s.detach() < h.shape[-1] * finfo.tiny / finfo.eps) & finite
+    return out, underflowed(s, h.shape[-1]) & finite
 
 
 def _exact_entries(out, C, h, bad, eps: float, dim: int):
