@@ -298,7 +298,7 @@ def _fused_product(h: torch.Tensor, kernels: list, eps: float):
     dims = tuple(range(h.dim() - d, h.dim()))
     M = h.detach().amax(dim=dims, keepdim=True)
     M = torch.where(torch.isfinite(M), M, torch.zeros_like(M))  # all -inf: s = 0 below, flagged, done per axis
-    s = torch.exp((h - M) * (1.0 / eps))
+    s = torch.sub(h, M).mul_(1.0 / eps).exp_()  # in place on a fresh tensor: one allocation
     for k in range(d - 1):
         axis = h.dim() - d + k
         lead = 1
@@ -307,9 +307,9 @@ def _fused_product(h: torch.Tensor, kernels: list, eps: float):
         s = torch.matmul(kernels[k], s.reshape(lead, s.shape[axis], -1)).reshape(s.shape)
     s = s @ kernels[-1]  # the last axis: K is symmetric
     N = s[0].numel() if s.dim() > d else s.numel()
-    if bool(underflowed(s, N).any()):
+    if bool(underflowed(s.detach().amin(), N)):  # one reduction instead of a mask
         return None
-    return M + eps * torch.log(s)
+    return torch.log(s).mul_(eps).add_(M)
 
 
 def _shifted_product(g3: torch.Tensor, K: torch.Tensor, eps: float):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 
-__all__ = ["Progress", "warn_not_converged", "Relaxation"]
+__all__ = ["Progress", "warn_not_converged", "Relaxation", "early_check"]
 
 
 class Progress:
@@ -55,15 +56,41 @@ def warn_not_converged(name: str, converged: torch.Tensor, errors: torch.Tensor,
     )
 
 
-class Relaxation:
-    """Adaptive over-relaxation for fixed-point loops (no OT math): ``omega`` in use, and when to change it.
+def early_check(previous: float | None, err: float, tol: float, it: int, check_every: int) -> int | None:
+    """The iteration before the next regular check where the error is predicted to reach ``tol``, if any.
 
-    ``"auto"``: plain iterations until check 5; then the SOR optimum :math:`2/(1+\\sqrt{1-r})` for the plain
-    contraction rate r measured over the last three checks, damped towards 1 (x 0.85) and capped at 1.8, because
-    the optimum sits next to an unstable region (1.9 diverges where 1.8 is 9x faster than plain, at eps = 1e-3).
-    The iterate is saved when omega changes; if the error then exceeds 10x its value at the switch, the saved
-    iterate is restored and the over-relaxation halved (at most twice, then plain iterations for good).
+    The contraction per iteration is taken from the last two regular checks (``previous`` then ``err``,
+    ``check_every`` iterations apart); one extra check there saves up to ``check_every - 1`` iterations of
+    overshoot, at the price of one error evaluation (O(n), against O(nm) for an iteration).
     """
+    if previous is None or not 0.0 < tol < err < previous:
+        return None
+    rate = (err / previous) ** (1.0 / check_every)
+    if not 0.0 < rate < 1.0:
+        return None
+    k = math.ceil(math.log(tol / err) / math.log(rate))
+    return it + k if 1 <= k < check_every else None
+
+
+class Relaxation:
+    r"""Adaptive over-relaxation for fixed-point loops (no OT math): ``omega`` in use, and when to change it.
+
+    ``"auto"`` starts with plain iterations and records the error at every iteration up to :attr:`PROBES` (kept on
+    the device; read at the next check, so the loop synchronises no more often). At each check it estimates the
+    plain contraction rate ``r`` from three errors at equal spacing (3 iterations apart from the probes, else
+    ``check_every``), once the two ratios agree within 25%, and switches to the SOR optimum
+    :math:`\omega^* = 2/(1+\sqrt{1-r})`, damped towards 1 (x 0.85) and capped at 1.8: the optimum sits next to an
+    unstable region (1.9 diverges where 1.8 is 9x faster than plain, at eps = 1e-3).
+
+    Relaxed, the rate ``lam`` it observes gives back the plain rate by Young's relation for SOR below the optimum,
+    :math:`(\lambda + \omega - 1)^2 = \lambda \omega^2 r`, so an early, low estimate is raised (at most twice).
+    The iterate is saved when omega changes; if the error then exceeds 10x its value at the change, or has not
+    decreased over three checks, the saved iterate is restored and the over-relaxation halved (at most three
+    times, then plain iterations for good); omega never returns to within 10% of a value that failed.
+    """
+
+    PROBES = 10  #: iterations whose error the auto mode records before its first check-point decision
+    _SPACING = 3  # iterations between the probe errors used for the first rate estimate
 
     def __init__(self, omega, check_every: int):
         self.auto = omega == "auto"
@@ -72,25 +99,82 @@ class Relaxation:
         self.saved = None
         self.err_at_switch = None
         self.retries = 0
+        self.raises = 0
+        self.failed = 2.0  # omega at or above which an attempt failed (halved and restored)
+        self.history: list = []  # (iteration, error) pairs since the last change of omega; errors as floats
+        self._pending: list = []  # (iteration, error tensor) probes not yet read
 
-    def update(self, trace, state):
-        """Call at each check with the error trace and the current iterate; returns an iterate to restore or None."""
+    def wants_probe(self, it: int) -> bool:
+        """Whether the loop should pass the error at iteration ``it`` (not a check) to :meth:`probe`."""
+        return self.auto and self.omega == 1.0 and self.retries == 0 and it < self.PROBES
+
+    def probe(self, it: int, err: torch.Tensor) -> None:
+        self._pending.append((it, err))
+
+    def update(self, trace, state, it: int | None = None):
+        """Call at each check with the error trace and the current iterate (and its iteration number, for the
+        probes); returns an iterate to restore or None."""
         if not self.auto:
             return None
         last = float(trace[-1].max())
+        if self._pending:
+            vals = torch.stack([e.max() for _, e in self._pending]).tolist()
+            self.history += [(i, v) for (i, _), v in zip(self._pending, vals)]
+            self._pending = []
+        step = self.check_every if it is None else None
+        self.history.append((it if it is not None else len(trace) * self.check_every, last))
         if self.omega != 1.0:
-            if last > 10.0 * self.err_at_switch:
+            errs = [e for _, e in self.history]
+            window = errs[-4:]  # (errs[0]: at the change) oscillating, no lower than three checks ago
+            stalled = len(errs) >= 5 and window[-1] >= window[0] and any(
+                y < x for x, y in zip(window, window[1:]))
+            if last > 10.0 * self.err_at_switch or stalled:
                 self.retries += 1
-                self.omega = 1.0 if self.retries > 2 else 1.0 + 0.5 * (self.omega - 1.0)
+                self.failed = min(self.failed, self.omega)
+                self.omega = 1.0 if self.retries > 3 else 1.0 + 0.5 * (self.omega - 1.0)
+                self.history = []
                 return self.saved
+            if self.raises < 2 and len(self.history) >= 4:
+                lam = self._rate(self.history[1:], step)
+                w = self.omega
+                if lam is not None and lam > 1.1 * (w - 1.0):
+                    plain = (lam + w - 1.0) ** 2 / (lam * w * w)
+                    new = self._damped(plain, 0.95) if plain < 1.0 else None
+                    if new is not None and new > w + 0.05:
+                        self.raises += 1
+                        self._switch(new, state, last)
             return None
-        if len(trace) < 6 or self.retries > 2:
+        if self.retries > 3 or last >= float(trace[0].max()):  # not below the start: still in the transient
             return None
-        first = float(trace[-4].max())
-        if not 0 < last < first:
-            return None
-        rate = (last / first) ** (1.0 / (3 * self.check_every))
+        rate = self._rate(self.history, step)
+        if rate is not None:
+            self._switch(self._damped(rate), state, last)
+        return None
+
+    def _switch(self, omega: float, state, err: float) -> None:
+        self.omega = omega
+        self.saved, self.err_at_switch = state, err
+        self.history = [self.history[-1]]
+
+    def _damped(self, rate: float, damping: float = 0.85) -> float:
         optimum = 2.0 / (1.0 + (1.0 - rate) ** 0.5)
-        self.omega = min(1.8, 1.0 + 0.85 * (optimum - 1.0))
-        self.saved, self.err_at_switch = state, last
+        omega = min(1.8, 1.0 + damping * (optimum - 1.0))
+        return min(omega, 1.0 + 0.9 * (self.failed - 1.0))
+
+    def _rate(self, history, step):
+        """The per-iteration contraction from the last three errors ``w`` iterations apart, if both ratios are
+        decreasing and agree within 25%; else None."""
+        if len(history) < 3:
+            return None
+        at = dict(history)
+        it_last = history[-1][0]
+        for w in ((self._SPACING, self.check_every) if step is None else (step,)):
+            e = [at.get(it_last - k * w) for k in (2, 1, 0)]
+            if None in e:
+                continue
+            if not 0 < e[2] < e[1] < e[0]:
+                continue
+            r1, r2 = e[1] / e[0], e[2] / e[1]
+            if r1 / 1.25 <= r2 <= 1.25 * r1:
+                return r2 ** (1.0 / w)
         return None

@@ -22,7 +22,7 @@ from ..geometry.dense import DenseCost
 from ..ops.logsumexp import log_weights
 from ..problems.linear import LinearProblem
 from ..results import Convergence, SinkhornResult
-from ._loop import Progress, Relaxation, warn_not_converged
+from ._loop import Progress, Relaxation, early_check, warn_not_converged
 from .schedules import EpsScaling
 
 __all__ = ["Sinkhorn", "DEFAULT_TOL", "GRADS"]
@@ -68,18 +68,18 @@ class _Data:
             f_new = 0.5 * (f + f_new)
             return f_new, f_new, S
         if omega != 1.0:
-            f_new = f + omega * (f_new - f)
-            g_upd = self.g_update(geom, f_new, eps)
-            return f_new, g + omega * (g_upd - g), S
+            f_new = torch.lerp(f, f_new, omega)  # f + omega (f_new - f), one pass
+            return f_new, torch.lerp(g, self.g_update(geom, f_new, eps), omega), S
         return f_new, self.g_update(geom, f_new, eps), S
 
     def f_update(self, geom, g, eps):
         """(kappa_a * S, S) with S = softmin(g + eps log b) over targets."""
-        S = geom.softmin(g + eps * self.lb, eps, 1)
-        return _kappa(self.rho_a, eps) * S, S
+        S = geom.softmin(torch.add(g, self.lb, alpha=eps), eps, 1)
+        return (S if self.rho_a is None else _kappa(self.rho_a, eps) * S), S
 
     def g_update(self, geom, f, eps):
-        return _kappa(self.rho_b, eps) * geom.softmin(f + eps * self.la, eps, 0)
+        S = geom.softmin(torch.add(f, self.la, alpha=eps), eps, 0)
+        return S if self.rho_b is None else _kappa(self.rho_b, eps) * S
 
     def error(self, f, S, eps):
         """l1 violation of the first-order condition on the row marginal (the marginal error if balanced)."""
@@ -192,22 +192,31 @@ class Sinkhorn:
         eps, tol, trace = self.eps, self._tol(f.dtype), []
         batched = f.dim() > data.k
         active = None
-        relax = Relaxation(self.omega, self.check_every)
+        relax = Relaxation(1.0 if data.symmetric else self.omega, self.check_every)  # (symmetric: averaged steps)
         bar = Progress(self.max_iter, self.verbose, "sinkhorn")
+        extra, last_regular = None, None  # an early check where the tolerance is predicted to be met
         while n_it < self.max_iter:
             f_new, g_new, S = data.step(geom, f, g, eps, relax.omega)
-            if n_it % self.check_every == 0:
+            if n_it % self.check_every == 0 or n_it == extra:
                 err = data.error(f, S, eps).detach()
                 trace.append(err)
                 active = err > tol
-                bar.update(n_it, float(err.max()), eps)
+                worst = float(err.max())
+                bar.update(n_it, worst, eps)
                 if not bool(active.any()):
                     break
-                restore = relax.update(trace, (f, g))
+                if n_it == extra:
+                    extra = None
+                else:
+                    extra = early_check(last_regular, worst, tol, n_it, self.check_every)
+                    last_regular = worst
+                restore = relax.update(trace, (f, g), n_it) if n_it % self.check_every == 0 else None
                 if restore is not None:
                     f, g = restore
                     n_it += 1
                     continue
+            elif relax.wants_probe(n_it):
+                relax.probe(n_it, data.error(f, S, eps).detach())
             if batched and active is not None:
                 mask = active.reshape(*active.shape, *([1] * data.k))
                 f_new, g_new = torch.where(mask, f_new, f), torch.where(mask, g_new, g)

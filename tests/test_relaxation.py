@@ -1,0 +1,108 @@
+"""Adaptive over-relaxation and check scheduling of the Sinkhorn loop (monge.solvers._loop)."""
+
+import math
+
+import pytest
+import torch
+
+import monge
+from monge.solvers._loop import Relaxation, early_check
+
+
+def _feed(relax, errors, every=10, state=None):
+    """Drive ``relax`` with a synthetic error trace (one entry per check); returns the restores it asked for."""
+    trace, restores = [], []
+    for k, e in enumerate(errors):
+        trace.append(torch.tensor([e], dtype=torch.float64))
+        if relax.update(trace, state if state is not None else k, k * every) is not None:
+            restores.append(k)
+    return restores
+
+
+def _optimum(r):
+    return 2.0 / (1.0 + math.sqrt(1.0 - r))
+
+
+def test_plain_rate_gives_the_damped_sor_optimum():
+    r = 0.97  # plain contraction per iteration
+    relax = Relaxation("auto", 10)
+    _feed(relax, [0.5 * r ** (10 * k) for k in range(3)])
+    assert relax.omega == pytest.approx(1.0 + 0.85 * (_optimum(r) - 1.0), rel=1e-9)
+
+
+def test_young_relation_raises_a_low_first_estimate():
+    # the relaxed rate lam of omega = w below the optimum satisfies (lam + w - 1)^2 = lam w^2 r (Young)
+    r, w = 0.99, 1.4
+    lam = max(x for x in _young_roots(r, w))
+    relax = Relaxation("auto", 10)
+    relax.omega, relax.err_at_switch, relax.history = w, 1.0, [(0, 1.0)]
+    _feed_from(relax, [lam ** (10 * k) for k in range(1, 5)], start=1)
+    assert relax.omega == pytest.approx(min(1.8, 1.0 + 0.95 * (_optimum(r) - 1.0)), rel=1e-6)
+
+
+def _young_roots(r, w):
+    # lam^2 + (2(w-1) - w^2 r) lam + (w-1)^2 = 0
+    b, c = 2 * (w - 1) - w * w * r, (w - 1) ** 2
+    d = math.sqrt(b * b - 4 * c)
+    return (-b - d) / 2, (-b + d) / 2
+
+
+def _feed_from(relax, errors, start, every=10):
+    trace = [torch.tensor([1.0])] * start
+    for k, e in enumerate(errors, start):
+        trace.append(torch.tensor([e], dtype=torch.float64))
+        relax.update(trace, k, k * every)
+
+
+def test_transient_and_blow_up_are_handled():
+    relax = Relaxation("auto", 10)
+    _feed(relax, [1.0, 1.3, 1.2, 1.1])  # rising then falling, but not below the start: no switch yet
+    assert relax.omega == 1.0
+    relax = Relaxation("auto", 10)
+    restores = _feed(relax, [1.0, 0.5, 0.25, 30.0], state="saved")
+    assert restores == [3] and 1.0 < relax.omega < 1.5  # restored and halved
+    relax = Relaxation(1.3, 10)
+    assert _feed(relax, [1.0, 0.5, 1e9]) == [] and relax.omega == 1.3  # a fixed omega is the user's
+
+
+def test_oscillation_is_restored():
+    relax = Relaxation("auto", 10)
+    restores = _feed(relax, [1.0, 0.5, 0.25, 0.3, 0.2, 0.35, 0.3])
+    assert restores and relax.omega < 1.8
+
+
+def test_early_check_prediction():
+    # error 1e-3 after 1e-2 ten iterations before: rate 10^(-1/10) per iteration, 1e-6 is 30 iterations away
+    assert early_check(1e-2, 1e-3, 1e-6, 50, 10) is None
+    assert early_check(1e-2, 1e-5, 1e-6, 50, 10) == 54  # rate 0.501: 4 iterations
+    assert early_check(1e-3, 2e-6, 1e-6, 50, 10) == 52  # rate 0.537: two iterations
+    assert early_check(None, 1e-3, 1e-6, 0, 10) is None
+    assert early_check(1e-3, 1e-3, 1e-6, 10, 10) is None  # no progress: no prediction
+    assert early_check(1e-3, 1e-4, 0.0, 10, 10) is None  # tol = 0 runs max_iter
+
+
+def test_auto_relaxation_beats_plain_iterations_on_a_grid():
+    n = 64
+    t = torch.linspace(0, 1, n, dtype=torch.float64)
+    X, Y = torch.meshgrid(t, t, indexing="ij")
+    a = torch.exp(-((X - 0.3) ** 2 + (Y - 0.3) ** 2) / 0.01)
+    b = torch.exp(-((X - 0.7) ** 2 + (Y - 0.6) ** 2) / 0.02) + 1e-3
+    a, b = a / a.sum(), b / b.sum()
+    kw = dict(eps=1e-3, spacing=(1 / (n - 1),) * 2, tol=1e-8, max_iter=5000)
+    plain = monge.solve_grid(a, b, omega=1.0, **kw)
+    auto = monge.solve_grid(a, b, **kw)
+    assert bool(plain.convergence.converged) and bool(auto.convergence.converged)
+    assert int(auto.convergence.n_iters) * 2 < int(plain.convergence.n_iters)
+    assert float(auto.convergence.marginal_error) <= 1e-8
+    assert torch.allclose(auto.value, plain.value, rtol=1e-9, atol=0)
+
+
+def test_auto_relaxation_on_point_clouds_at_small_eps_matches_plain():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(300, 2, generator=g, dtype=torch.float64), torch.rand(300, 2, generator=g, dtype=torch.float64)
+    kw = dict(eps=1e-3, tol=1e-8, max_iter=20000)
+    plain = monge.solve_points(x, y, omega=1.0, **kw)
+    auto = monge.solve_points(x, y, **kw)
+    assert bool(auto.convergence.converged)
+    assert int(auto.convergence.n_iters) < int(plain.convergence.n_iters)
+    torch.testing.assert_close(auto.value, plain.value, rtol=1e-7, atol=0)
