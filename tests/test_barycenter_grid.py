@@ -143,9 +143,10 @@ def test_float32_small_eps_grid():
 def test_batched_grid_hists():
     A, w = images(n=12)
     A2 = torch.tensor(np.stack([A, A[::-1].copy()]))
-    res = barycenter(A2, torch.tensor(w), eps=5e-3, spacing=(1 / 11, 1 / 11))
+    res = barycenter(A2, torch.tensor(w), eps=5e-3, spacing=(1 / 11, 1 / 11), tol=1e-12)  # (trajectories differ:
+    # the batch picks one over-relaxation for both)
     assert res.barycenter.shape == (2, 12, 12) and res.g.shape == (2, 3, 12, 12)
-    one = barycenter(A2[1], torch.tensor(w), eps=5e-3, spacing=(1 / 11, 1 / 11))
+    one = barycenter(A2[1], torch.tensor(w), eps=5e-3, spacing=(1 / 11, 1 / 11), tol=1e-12)
     torch.testing.assert_close(res.barycenter[1], one.barycenter, rtol=1e-8, atol=1e-12)
 
 

@@ -106,3 +106,33 @@ def test_auto_relaxation_on_point_clouds_at_small_eps_matches_plain():
     assert bool(auto.convergence.converged)
     assert int(auto.convergence.n_iters) < int(plain.convergence.n_iters)
     torch.testing.assert_close(auto.value, plain.value, rtol=1e-7, atol=0)
+
+
+def _shapes(n=48):
+    t = torch.linspace(0, 1, n, dtype=torch.float64)
+    X, Y = torch.meshgrid(t, t, indexing="ij")
+    imgs = torch.stack([torch.exp(-((X - cx) ** 2 + (Y - cy) ** 2) / s)
+                        for cx, cy, s in ((0.25, 0.3, 0.01), (0.7, 0.7, 0.02), (0.5, 0.15, 0.005))])
+    imgs[1][(X - 0.5) ** 2 + (Y - 0.5) ** 2 < 0.01] = 0.0  # a hole: zero-weight cells, -inf potentials
+    return imgs / imgs.sum((1, 2), keepdim=True)
+
+
+def test_over_relaxed_barycenter_same_fixed_point_fewer_iterations():
+    A = _shapes()
+    w = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    kw = dict(eps=2e-3, grid=True, spacing=(1 / 47, 1 / 47), tol=1e-9, max_iter=20000)
+    plain = monge.barycenter(A, w, omega=1.0, **kw)
+    auto = monge.barycenter(A, w, **kw)
+    assert plain.convergence.all_converged and auto.convergence.all_converged
+    assert int(auto.convergence.n_iters) * 3 < int(plain.convergence.n_iters)
+    assert torch.isfinite(auto.barycenter).all()
+    assert float((auto.barycenter - plain.barycenter).abs().sum()) < 1e-8
+
+
+def test_barycenter_tol_zero_runs_plain_iterations():
+    A = _shapes(16)
+    kw = dict(eps=5e-3, grid=True, tol=0, max_iter=7)
+    torch.testing.assert_close(monge.barycenter(A, **kw).barycenter,
+                               monge.barycenter(A, omega=1.0, **kw).barycenter, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="omega"):
+        monge.barycenter(A, eps=5e-3, grid=True, omega=2.5)

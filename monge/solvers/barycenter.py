@@ -40,7 +40,7 @@ from torch.utils.checkpoint import checkpoint
 from ..ops.logsumexp import log_weights
 from ..problems.barycenter import BarycenterProblem
 from ..results import Convergence
-from ._loop import Progress, warn_not_converged
+from ._loop import Progress, Relaxation, early_check, warn_not_converged
 from .sinkhorn import DEFAULT_TOL, _loop_geometry
 
 __all__ = ["Barycenter", "BarycenterResult", "BARYCENTER_GRADS"]
@@ -90,14 +90,15 @@ class _Data:
             lb = (t / eps) * torch.logsumexp(log_weights(self.lam) - S / t, dim=0)
         return lb if h is None else lb + h / eps
 
-    def step(self, geom, f, g, h, eps):
-        """One IBP iteration; returns ``(f, g, h, log b, S1)``, ``S1 = softmin(g)`` for the error at the old ``f``."""
+    def step(self, geom, f, g, h, eps, omega: float = 1.0):
+        """One (over-relaxed) IBP iteration; returns ``(f, g, h, log b, S1)``, ``S1 = softmin(g)`` for the error at
+        the old ``f``. The debiasing potential ``h`` keeps its own averaged update."""
         kap = self.kappa(eps)
         S1 = geom.softmin(g, eps, 1)
-        f_new = kap * (eps * self.la + S1)
+        f_new = _relaxed(f, kap * (eps * self.la + S1), omega)
         S0 = geom.softmin(f_new, eps, 0)
         lb = self.log_barycenter(S0, h, eps)
-        g_new = kap * (eps * lb + S0)
+        g_new = _relaxed(g, kap * (eps * lb + S0), omega)
         if h is not None:
             h = 0.5 * (h + eps * lb + geom.softmin(h, eps, 0))
         return f_new, g_new, h, lb, S1
@@ -161,7 +162,14 @@ class Barycenter:
             dtype; ``0``: run exactly ``max_iter`` iterations (no warning; ``converged`` is then reported against
             the default tolerance).
         max_iter: iteration cap; reaching it is reported (``converged=False`` + one warning), never raised.
-        check_every: iterations between checks (the only device synchronisations of the loop).
+        check_every: iterations between checks (the only device synchronisations of the loop), plus one extra
+            check where the measured contraction predicts the tolerance to be met before the next regular one.
+        omega: over-relaxation of the potentials, :math:`f \leftarrow f + \omega (T f - f)` (same fixed point;
+            5-6x fewer iterations on a 128x128 grid at eps = 2e-3 and at eps = 1e-3 on 1000 points).
+            ``"auto"`` (default) picks it from the measured contraction as Sinkhorn does
+            (:class:`~monge.solvers._loop.Relaxation`), and only when ``tol != 0``: ``tol=0`` runs exactly
+            ``max_iter`` plain IBP iterations (the "L iterations" map of barycentric coordinates). A number in
+            (0, 2) fixes it.
         debias: the debiased barycenter (needs the same support on both sides: a square, symmetric geometry).
         grad: ``"envelope"`` (detached iterations, then one differentiable step: cheap, approximate derivatives of
             the barycenter) or ``"unroll"`` (autograd through every iteration, exact derivatives of the L-step
@@ -192,11 +200,15 @@ class Barycenter:
     debias: bool = False
     grad: str = "envelope"
     verbose: bool = False
+    omega: float | str = "auto"
 
     def __post_init__(self):
         from .._validation import check_positive
 
         check_positive(self.eps, "eps")
+        if self.omega != "auto" and not (isinstance(self.omega, (int, float)) and not isinstance(self.omega, bool)
+                                         and 0 < self.omega < 2):
+            raise ValueError(f"omega: expected 'auto' or a number in (0, 2), got {self.omega!r}")
         if self.tol is not None and (not isinstance(self.tol, (int, float)) or isinstance(self.tol, bool)
                                      or not 0 <= self.tol < float("inf")):
             raise ValueError(f"tol: expected None or a finite number >= 0 (0: run max_iter iterations), "
@@ -249,18 +261,34 @@ class Barycenter:
         active, n_it = None, 0
         ckpt = torch.is_grad_enabled()  # unrolled: one checkpoint per iteration, only potentials are stored
         bar = Progress(self.max_iter, self.verbose, "barycenter")
+        relax = Relaxation(1.0 if self.tol == 0 and self.omega == "auto" else self.omega, self.check_every)
+        extra, last_regular = None, None  # an early check where the tolerance is predicted to be met
         while n_it < self.max_iter:
+            w = relax.omega
             if ckpt:
-                f_new, g_new, h_new, _, S1 = checkpoint(_step, data, geom, f, g, h, eps, use_reentrant=False)
+                f_new, g_new, h_new, _, S1 = checkpoint(_step, data, geom, f, g, h, eps, w, use_reentrant=False)
             else:
-                f_new, g_new, h_new, _, S1 = data.step(geom, f, g, h, eps)
-            if n_it % self.check_every == 0:
+                f_new, g_new, h_new, _, S1 = data.step(geom, f, g, h, eps, w)
+            if n_it % self.check_every == 0 or n_it == extra:
                 err = data.error(f, S1, eps).detach()
                 trace.append(err)
                 active = err > tol
-                bar.update(n_it, float(err.max()), eps)
+                worst = float(err.max())
+                bar.update(n_it, worst, eps)
                 if self.tol != 0 and not bool(active.any()):
                     break
+                if n_it == extra:
+                    extra = None
+                elif self.tol != 0:
+                    extra = early_check(last_regular, worst, tol, n_it, self.check_every)
+                    last_regular = worst
+                restore = relax.update(trace, (f, g, h), n_it) if n_it % self.check_every == 0 else None
+                if restore is not None:
+                    f, g, h = restore
+                    n_it += 1
+                    continue
+            elif relax.wants_probe(n_it):
+                relax.probe(n_it, data.error(f, S1, eps).detach())
             if batched and active is not None and self.tol != 0:
                 f_new, g_new, h_new = _freeze(active, (f, g, h), (f_new, g_new, h_new), data.k)
             f, g, h = f_new, g_new, h_new
@@ -293,8 +321,15 @@ def _lead(t: torch.Tensor, batch: torch.Size, k: int) -> torch.Tensor:
     return t.expand(t.shape[0], *batch, *t.shape[t.dim() - k:])
 
 
-def _step(data, geom, f, g, h, eps):
-    return data.step(geom, f, g, h, eps)
+def _step(data, geom, f, g, h, eps, omega):
+    return data.step(geom, f, g, h, eps, omega)
+
+
+def _relaxed(old: torch.Tensor, new: torch.Tensor, omega: float) -> torch.Tensor:
+    """``old + omega (new - old)`` where ``new`` is finite (``-inf``: cells of zero input weight stay ``-inf``)."""
+    if omega == 1.0:
+        return new
+    return torch.where(torch.isfinite(new), torch.lerp(old, new, omega), new)
 
 
 def _freeze(active, old, new, k):
