@@ -138,7 +138,7 @@ def particle_flow(x0, y, loss="sinkhorn", lr: float = 0.2, n_steps: int = 100, a
     Example:
         >>> import torch
         >>> y = torch.rand(20, 2, dtype=torch.float64)
-        >>> res = particle_flow(y + 0.3, y, lr=0.25, n_steps=5, blur=0.1)
+        >>> res = particle_flow(y + 0.3, y, lr=0.25, n_steps=5, blur=0.2)
         >>> res.snapshots.shape, bool(res.losses[-1] < 1e-2 * res.losses[0])
         (torch.Size([6, 20, 2]), True)
     """
