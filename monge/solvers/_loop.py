@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-__all__ = ["Progress", "warn_not_converged", "Relaxation", "early_check"]
+__all__ = ["Checks", "Progress", "Relaxation", "early_check", "warn_not_converged"]
 
 
 class Progress:
@@ -70,6 +70,30 @@ def early_check(previous: float | None, err: float, tol: float, it: int, check_e
         return None
     k = math.ceil(math.log(tol / err) / math.log(rate))
     return it + k if 1 <= k < check_every else None
+
+
+class Checks:
+    """When a loop checks its error: every ``check_every`` iterations (regular checks), plus one extra check where
+    :func:`early_check` predicts the tolerance to be met before the next regular one (``tol <= 0``: never)."""
+
+    def __init__(self, check_every: int, tol: float):
+        self.every, self.tol = check_every, tol
+        self.extra: int | None = None
+        self.last: float | None = None  # the error at the last regular check
+
+    def due(self, it: int) -> bool:
+        return it % self.every == 0 or it == self.extra
+
+    def regular(self, it: int) -> bool:
+        return it % self.every == 0
+
+    def record(self, it: int, worst: float) -> None:
+        """After a check that did not stop the loop: schedule the next extra check, if any."""
+        if not self.regular(it):
+            self.extra = None
+            return
+        self.extra = early_check(self.last, worst, self.tol, it, self.every)
+        self.last = worst
 
 
 class Relaxation:

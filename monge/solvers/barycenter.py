@@ -40,7 +40,7 @@ from torch.utils.checkpoint import checkpoint
 from ..ops.logsumexp import log_weights
 from ..problems.barycenter import BarycenterProblem
 from ..results import Convergence
-from ._loop import Progress, Relaxation, early_check, warn_not_converged
+from ._loop import Checks, Progress, Relaxation, warn_not_converged
 from .sinkhorn import DEFAULT_TOL, _loop_geometry
 
 __all__ = ["Barycenter", "BarycenterResult", "BARYCENTER_GRADS"]
@@ -262,14 +262,14 @@ class Barycenter:
         ckpt = torch.is_grad_enabled()  # unrolled: one checkpoint per iteration, only potentials are stored
         bar = Progress(self.max_iter, self.verbose, "barycenter")
         relax = Relaxation(1.0 if self.tol == 0 and self.omega == "auto" else self.omega, self.check_every)
-        extra, last_regular = None, None  # an early check where the tolerance is predicted to be met
+        checks = Checks(self.check_every, tol if self.tol != 0 else 0.0)
         while n_it < self.max_iter:
             w = relax.omega
             if ckpt:
                 f_new, g_new, h_new, _, S1 = checkpoint(_step, data, geom, f, g, h, eps, w, use_reentrant=False)
             else:
                 f_new, g_new, h_new, _, S1 = data.step(geom, f, g, h, eps, w)
-            if n_it % self.check_every == 0 or n_it == extra:
+            if checks.due(n_it):
                 err = data.error(f, S1, eps).detach()
                 trace.append(err)
                 active = err > tol
@@ -277,12 +277,8 @@ class Barycenter:
                 bar.update(n_it, worst, eps)
                 if self.tol != 0 and not bool(active.any()):
                     break
-                if n_it == extra:
-                    extra = None
-                elif self.tol != 0:
-                    extra = early_check(last_regular, worst, tol, n_it, self.check_every)
-                    last_regular = worst
-                restore = relax.update(trace, (f, g, h), n_it) if n_it % self.check_every == 0 else None
+                checks.record(n_it, worst)
+                restore = relax.update(trace, (f, g, h), n_it) if checks.regular(n_it) else None
                 if restore is not None:
                     f, g, h = restore
                     n_it += 1

@@ -22,7 +22,7 @@ from ..geometry.dense import DenseCost
 from ..ops.logsumexp import log_weights
 from ..problems.linear import LinearProblem
 from ..results import Convergence, SinkhornResult
-from ._loop import Progress, Relaxation, early_check, warn_not_converged
+from ._loop import Checks, Progress, Relaxation, warn_not_converged
 from .schedules import EpsScaling
 
 __all__ = ["Sinkhorn", "DEFAULT_TOL", "GRADS"]
@@ -195,10 +195,10 @@ class Sinkhorn:
         active = None
         relax = Relaxation(1.0 if data.symmetric else self.omega, self.check_every)  # (symmetric: averaged steps)
         bar = Progress(self.max_iter, self.verbose, "sinkhorn")
-        extra, last_regular = None, None  # an early check where the tolerance is predicted to be met
+        checks = Checks(self.check_every, tol)
         while n_it < self.max_iter:
             f_new, g_new, S = data.step(geom, f, g, eps, relax.omega)
-            if n_it % self.check_every == 0 or n_it == extra:
+            if checks.due(n_it):
                 err = data.error(f, S, eps).detach()
                 trace.append(err)
                 active = err > tol
@@ -206,12 +206,8 @@ class Sinkhorn:
                 bar.update(n_it, worst, eps)
                 if not bool(active.any()):
                     break
-                if n_it == extra:
-                    extra = None
-                else:
-                    extra = early_check(last_regular, worst, tol, n_it, self.check_every)
-                    last_regular = worst
-                restore = relax.update(trace, (f, g), n_it) if n_it % self.check_every == 0 else None
+                checks.record(n_it, worst)
+                restore = relax.update(trace, (f, g), n_it) if checks.regular(n_it) else None
                 if restore is not None:
                     f, g = restore
                     n_it += 1
