@@ -185,7 +185,7 @@ class Grid(Geometry):
         for k in reversed(range(d)):
             C, K, K64, wide = self._kernel(k, eps)
             axis = h.dim() - d + k
-            g = _softmax_axis(g, axis, C, K, eps, K64, wide)
+            g = _softmax_axis(g, axis, C, K, eps, K64, wide, self._spacing[k] if self.p == 2.0 else None)
         return -g
 
     # ------------------------------------------------------------------ helpers
@@ -257,13 +257,15 @@ def _cost_1d(n: int, spacing: float, p: float, dtype, device) -> torch.Tensor:
 
 
 def _softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, eps: float,
-                  K64: torch.Tensor | None = None, wide: dict | None = None) -> torch.Tensor:
+                  K64: torch.Tensor | None = None, wide: dict | None = None,
+                  quadratic: float | None = None) -> torch.Tensor:
     r"""``eps log sum_j exp((g_j - C_ij) / eps)`` along ``axis`` of ``g`` (the negative 1-D soft-min).
 
     Fast path (:func:`_shifted_product`): one matrix product per axis in a per-line shifted frame. Entries where it
     underflows are, for a float32 ``g`` with the float64 kernel ``K64`` given, first recomputed by the same product in
     float64 (range ``e^-708`` instead of ``e^-87``: ~8x more ``eps`` headroom at twice the cost of one product), and
-    only the entries still underflowing there go to the exact log-sum-exp of :func:`_exact_entries`. Once the
+    only the entries still underflowing there are computed exactly: by :func:`_quadratic_lines` on their lines when
+    the cost is ``(s (i - j))^2`` (``quadratic = s``), else by the log-sum-exp of :func:`_exact_entries`. Once the
     float32 product has underflowed on over a quarter of the lines at this ``(axis, eps)``, ``wide["wide"]`` makes
     the later calls skip it and start in float64 (a private switch: the same result up to rounding).
     """
@@ -283,7 +285,7 @@ def _softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, 
                 wide["wide"] = True
             out, bad = _redo_lines64(out, bad, g3, K64, eps)
     if bool(bad.any()):
-        out = _exact_entries(out, g3, bad, C, eps)
+        out = _exact_entries(out, g3, bad, C, eps) if quadratic is None else _exact_lines(out, g3, bad, quadratic, eps)
     return out.reshape(shape)
 
 
@@ -344,6 +346,54 @@ def _redo_lines64(out: torch.Tensor, bad: torch.Tensor, g3: torch.Tensor, K64: t
     o64, b64 = o64.squeeze(-1), b64.squeeze(-1)
     lines = torch.where(b64, out_t[a, b], o64.to(out.dtype))
     return out_t.index_put((a, b), lines).transpose(1, 2), bad_t.index_put((a, b), b64).transpose(1, 2)
+
+
+def _exact_lines(out: torch.Tensor, g3: torch.Tensor, bad: torch.Tensor, s: float, eps: float):
+    """Replace the ``bad`` entries of ``out (A, n, B)`` by :func:`_quadratic_lines` on the lines holding them."""
+    line_bad = bad.any(1)  # (A, B)
+    a, b = line_bad.nonzero(as_tuple=True)
+    rows = g3.transpose(1, 2)  # (A, B, n) view: a line is rows[a, b]
+    exact = _quadratic_lines(rows[a, b].double(), s, eps).to(out.dtype)  # (L, n)
+    out_t = out.transpose(1, 2)
+    lines = torch.where(bad.transpose(1, 2)[a, b], exact, out_t[a, b])
+    return out_t.index_put((a, b), lines).transpose(1, 2)
+
+
+def _quadratic_lines(lines: torch.Tensor, s: float, eps: float) -> torch.Tensor:
+    r"""``eps log sum_j exp((g_j - s^2 (i - j)^2) / eps)`` for every ``i`` of each line ``g`` of ``lines (L, n)``,
+    exact up to rounding for any ``eps``, in O(n^2 / B) exponentials per line instead of O(n^2).
+
+    With :math:`arphi_j = g_j/arepsilon - q j^2`, :math:`q = s^2/arepsilon`, the sum is
+    :math:`e^{-q i^2} \sum_j e^{arphi_j + 2 q i j}`. Outputs go in blocks of ``B`` around a centre ``c``: shifted
+    by the exact maximum :math:`m_c = \max_j (arphi_j + 2 q c j)`, the terms :math:`u_j = e^{arphi_j + 2 q c j -
+    m_c} \in [0, 1]`, and :math:`\sum_j e^{arphi_j + 2 q i j} = e^{m_c} \sum_j u_j E_{j, i - c}` with the fixed
+    matrix :math:`E_{jk} = e^{2 q k j}`: one product ``(L, blocks, n) @ (n, B)``. ``B`` keeps
+    :math:`|2 q k j| \le 300`, so a term that underflows in ``u`` stays below ``e^-100`` of the largest term of its
+    output, and the sums lie in ``[e^-300, n e^300]``: no underflow, no overflow (float64).
+    """
+    L, n = lines.shape
+    q = s * s / eps
+    j = torch.arange(n, dtype=torch.float64, device=lines.device)
+    B = int(max(1, min(n, 300.0 // max(q * n, 1e-300))))
+    half = B // 2
+    nb = -(-n // B)
+    centres = torch.arange(nb, dtype=torch.float64, device=lines.device) * B + half  # (may pass n - 1: any c works)
+    phi = lines / eps - q * j * j  # (L, n); -inf where g is -inf
+    tc = (2.0 * q) * centres[:, None] * j[None, :]  # (nb, n)
+    k = torch.arange(B, dtype=torch.float64, device=lines.device) - half
+    E = torch.exp((2.0 * q) * j[:, None] * k[None, :])  # (n, B)
+    i = centres[:, None] + k[None, :]  # (nb, B): output i = centre + k
+    keep = (i < n).reshape(-1)
+    step = max(1, _FALLBACK_ELEMENTS // (nb * n))  # lines per chunk: (lines, nb, n) exponents at a time
+    out = []
+    for p0 in range(0, L, step):
+        T = phi[p0:p0 + step].unsqueeze(1) + tc  # (l, nb, n)
+        m = T.detach().amax(-1, keepdim=True)  # the exact max per block centre (a shift: no gradient through it)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        S = torch.exp(T - m) @ E  # (l, nb, B)
+        vals = eps * (m + torch.log(S)) - eps * q * i * i  # -inf where the line is all -inf
+        out.append(vals.reshape(-1, nb * B)[:, keep])
+    return torch.cat(out)  # (L, n)
 
 
 def _exact_entries(out: torch.Tensor, g3: torch.Tensor, bad: torch.Tensor, C: torch.Tensor, eps: float):
