@@ -108,9 +108,10 @@ class Relaxation:
 
     Relaxed, the rate ``lam`` it observes gives back the plain rate by Young's relation for SOR below the optimum,
     :math:`(\lambda + \omega - 1)^2 = \lambda \omega^2 r`, so an early, low estimate is raised (at most twice).
-    The iterate is saved when omega changes; if the error then exceeds 10x its value at the change, or has not
-    decreased over three checks, the saved iterate is restored and the over-relaxation halved (at most three
-    times, then plain iterations for good); omega never returns to within 10% of a value that failed.
+    The iterate is saved when omega changes; if the error then exceeds 10x its value at the change, the saved
+    iterate is restored and the over-relaxation halved, and omega never returns to within 10% of that value; if it
+    oscillates without a new low over five checks, the over-relaxation is halved from the current iterate. After
+    three such events the iterations stay plain.
     """
 
     PROBES = 10  #: iterations whose error the auto mode records before its first check-point decision
@@ -149,15 +150,19 @@ class Relaxation:
         self.history.append((it if it is not None else len(trace) * self.check_every, last))
         if self.omega != 1.0:
             errs = [e for _, e in self.history]
-            window = errs[-4:]  # (errs[0]: at the change) oscillating, no lower than three checks ago
-            stalled = len(errs) >= 5 and window[-1] >= window[0] and any(
+            window = errs[-6:]  # (errs[0]: at the change) oscillating, no lower than five checks ago
+            stalled = len(errs) >= 7 and window[-1] >= window[0] and any(
                 y < x for x, y in zip(window, window[1:]))
-            if last > 10.0 * self.err_at_switch or stalled:
+            if last > 10.0 * self.err_at_switch:  # blown up: back to the saved iterate, never this omega again
                 self.retries += 1
                 self.failed = min(self.failed, self.omega)
                 self.omega = 1.0 if self.retries > 3 else 1.0 + 0.5 * (self.omega - 1.0)
                 self.history = []
                 return self.saved
+            if stalled:  # no progress (an oscillation, or a plateau of the problem): keep the iterate, calm down
+                self.retries += 1
+                self._switch(1.0 if self.retries > 3 else 1.0 + 0.5 * (self.omega - 1.0), state, last)
+                return None
             if self.raises < 2 and len(self.history) >= 4:
                 lam = self._rate(self.history[1:], step)
                 w = self.omega
