@@ -114,8 +114,8 @@ class Sinkhorn:
             through all iterations) or ``"implicit"`` (implicit function theorem, conjugate gradient).
         omega: over-relaxation :math:`f \leftarrow f + \omega (T(g) - f)` (same fixed point, far fewer iterations
             at small eps). ``"auto"`` (default): 10 plain iterations, then a damped SOR optimum from the measured
-            contraction rate, raised later by Young's relation, with a safe restore on blow-up or oscillation
-            (see :class:`~monge.solvers._loop.Relaxation`). A number in (0, 2) fixes it.
+            contraction rate, raised later by Young's relation; a blow-up restores the saved iterate, an
+            oscillation halves omega (see :class:`~monge.solvers._loop.Relaxation`). A number in (0, 2) fixes it.
         verbose: a tqdm progress bar.
 
     Example:
