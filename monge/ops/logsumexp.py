@@ -58,7 +58,11 @@ def _dense_softmin_core(C: torch.Tensor, h: torch.Tensor, eps: float, dim: int) 
     n, m = C.shape[-2], C.shape[-1]
     batch = torch.broadcast_shapes(C.shape[:-2], h.shape[:-1])
     B, k = math.prod(batch), (m if dim == 1 else n)
-    Cb = C.expand(*batch, n, m).reshape(B, n, m).contiguous()
-    hb = h.expand(*batch, k).reshape(B, k).contiguous()
-    out = torch.from_numpy(_softmin_dense_core(Cb.detach(), hb.detach(), eps, dim))
+    hb = h.expand(*batch, k).reshape(B, k).contiguous().detach()
+    if C.dim() == 2 and B > 1:  # one cost for a batch of potentials: one pass per row, never B copies of C
+        C1 = C.detach().contiguous().reshape(1, n, m)
+        out = torch.cat([torch.from_numpy(_softmin_dense_core(C1, hb[i:i + 1], eps, dim)) for i in range(B)])
+    else:
+        Cb = C.expand(*batch, n, m).reshape(B, n, m).contiguous()
+        out = torch.from_numpy(_softmin_dense_core(Cb.detach(), hb, eps, dim))
     return out.reshape(*batch, n if dim == 1 else m)
