@@ -11,6 +11,12 @@ import torch
 __all__ = ["timeit", "best_of", "machine", "row"]
 
 
+def settle(seconds: float = 0.5) -> None:
+    """Pause before a timed run so that the other library's idle BLAS/OpenMP threads stop spinning: on 2 cores
+    they otherwise take one from the side being timed (monge's first float64 grid call: 0.19 s against 0.08 s)."""
+    time.sleep(seconds)
+
+
 def timeit(fn, repeat: int = 3, warmup: int = 0):
     """(best wall-clock seconds over ``repeat`` runs, last result)."""
     out = None

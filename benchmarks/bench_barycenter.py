@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 import ot
 import torch
-from _common import machine, row
+from _common import machine, row, settle
 
 from monge import data
 from monge.geometry import DenseCost, Grid
@@ -52,7 +52,7 @@ def monge_bary(A: np.ndarray, w: np.ndarray, eps: float, iters: int, dtype, geom
     solver = Barycenter(eps=eps, tol=tol, max_iter=iters, check_every=iters if tol == 0 else 10, omega=omega)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        time.sleep(0.5)  # the other library's idle BLAS/OpenMP threads stop spinning first (2 cores)
+        settle()
         t0 = time.perf_counter()
         res = solver(BarycenterProblem(geom, At, wt))
         return time.perf_counter() - t0, res
@@ -67,7 +67,7 @@ def iterations_to_converge(A, w, eps, dtype, geom=None, cap=20000) -> int:
 def pot(fn):
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        time.sleep(0.5)
+        settle()
         t0 = time.perf_counter()
         out = fn()
         return time.perf_counter() - t0, out

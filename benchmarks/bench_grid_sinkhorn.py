@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 import torch
-from _common import machine
+from _common import machine, settle
 
 import monge
 
@@ -37,7 +37,7 @@ def kernel_mode(a, b, reg, tol, max_iter=20000):
     K1 = np.exp(-((t[:, None] - t[None, :]) ** 2) / reg)
     conv = lambda img: K1 @ img @ K1  # noqa: E731
     v = np.ones_like(b)
-    time.sleep(0.5)  # the other library's idle threads stop spinning first
+    settle()
     t0 = time.perf_counter()
     err = np.inf
     with np.errstate(all="ignore"):
@@ -75,7 +75,7 @@ def main():
                 warnings.simplefilter("ignore")
                 t_m = float("inf")
                 for _ in range(args.repeat):
-                    time.sleep(0.5)  # the other library's idle BLAS/OpenMP threads stop spinning first
+                    settle()
                     t0 = time.perf_counter()
                     res = monge.solve_grid(at, bt, eps=eps, spacing=spacing, tol=tol, max_iter=20000)
                     t_m = min(t_m, time.perf_counter() - t0)

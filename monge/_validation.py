@@ -180,3 +180,13 @@ def check_p(p, name: str = "p") -> float:
     if not (np.isfinite(p) and p >= 1):
         raise ValueError(f"{name}: expected p >= 1 (W_p is a metric only for p >= 1), got {p}")
     return float(p)
+
+
+def check_loop(max_iter, check_every, omega) -> None:
+    """The iteration knobs shared by the fixed-point solvers: positive int ``max_iter`` and ``check_every``, and an
+    over-relaxation ``omega`` that is ``"auto"`` or a number in (0, 2)."""
+    for name, v in (("max_iter", max_iter), ("check_every", check_every)):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    if omega != "auto" and not (isinstance(omega, numbers.Real) and not isinstance(omega, bool) and 0 < omega < 2):
+        raise ValueError(f"omega: expected 'auto' or a number in (0, 2), got {omega!r}")

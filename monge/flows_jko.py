@@ -48,8 +48,8 @@ from ._validation import as_tensor, check_finite, check_positive
 from .geometry.grid import Grid
 from .ops.logsumexp import log_weights
 from .results import Convergence
-from .solvers._loop import Progress, Relaxation
-from .solvers.sinkhorn import DEFAULT_TOL
+from .solvers._loop import Progress, Relaxation, relaxed
+from .solvers.sinkhorn import DEFAULT_TOL, _esum
 
 __all__ = [
     "Congestion",
@@ -283,10 +283,6 @@ def grid_coordinates(geom: Grid) -> tuple[torch.Tensor, ...]:
     return tuple(torch.meshgrid(*axes, indexing="ij"))
 
 
-def _esum(t: torch.Tensor, k: int) -> torch.Tensor:
-    return t.sum(tuple(range(-k, 0)))
-
-
 def jko_step(mu: torch.Tensor, geom: Grid, functional: Functional, tau: float, eps: float, *, tol: float | None = None,
              max_iter: int = 2000, check_every: int = 10, init: torch.Tensor | None = None,
              omega: float | str = "auto"):
@@ -307,7 +303,7 @@ def jko_step(mu: torch.Tensor, geom: Grid, functional: Functional, tau: float, e
     while True:
         S0 = geom.softmin(f, eps, 0)
         log_s = functional.prox(-S0 / eps, sigma, vol)
-        g = _relaxed(g, torch.where(torch.isfinite(log_s), eps * log_s + S0, torch.full_like(S0, -torch.inf)),
+        g = relaxed(g, torch.where(torch.isfinite(log_s), eps * log_s + S0, torch.full_like(S0, -torch.inf)),
                      relax.omega)
         S1 = geom.softmin(g, eps, 1)
         it += 1
@@ -320,17 +316,10 @@ def jko_step(mu: torch.Tensor, geom: Grid, functional: Functional, tau: float, e
             if restore is not None:
                 f, g = restore
                 continue
-        f = _relaxed(f, eps * lp + S1, relax.omega)
+        f = relaxed(f, eps * lp + S1, relax.omega)
     f = eps * lp + S1  # exact projection on P 1 = mu: the column marginal then has exactly the mass of mu
     mu_next = torch.exp((g - geom.softmin(f, eps, 0)) / eps)
     return mu_next, g, it, err, torch.stack(trace)
-
-
-def _relaxed(old: torch.Tensor, new: torch.Tensor, omega: float) -> torch.Tensor:
-    """``old + omega (new - old)`` where ``new`` is finite (``-inf``: cells without mass stay ``-inf``)."""
-    if omega == 1.0:
-        return new
-    return torch.where(torch.isfinite(new), old + omega * (new - old), new)
 
 
 def _check_inputs(mu0, geom, functional, tau, eps, n_steps):

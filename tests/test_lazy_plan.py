@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import monge
-from monge.geometry import Grid, PointCloud
+from monge.geometry import PointCloud
 
 F64 = torch.float64
 

@@ -10,6 +10,7 @@ import ot
 import pytest
 import torch
 
+from monge.data import circle_labels
 from monge.nn.multilabel import WassersteinLoss
 from monge.solvers.schedules import EpsScaling
 
@@ -133,23 +134,13 @@ def test_non_convergence_is_reported():
     assert not res.convergence.all_converged
 
 
-def semantic_data(n, L, seed):
-    """Angles on a circle, noisy 2-D features; targets: the labels within one spacing of the angle."""
-    g = torch.Generator().manual_seed(seed)
-    th = torch.rand(n, generator=g, dtype=torch.float64) * 2 * math.pi
-    x = torch.stack([th.cos(), th.sin()], -1) + 0.5 * torch.randn(n, 2, generator=g, dtype=torch.float64)
-    phi = torch.arange(L, dtype=torch.float64) * (2 * math.pi / L)
-    d = torch.remainder(th[:, None] - phi[None] + math.pi, 2 * math.pi) - math.pi
-    return x, (d.abs() <= 2 * math.pi / L).double()
-
-
 def test_training_is_semantically_smoother_than_bce():
     """Frogner et al.: predictions trained with the Wasserstein loss put mass near the true labels."""
     L = 12
     E = circle(L)
     D = torch.cdist(E, E)
-    x, y = semantic_data(128, L, 0)
-    xt, yt = semantic_data(500, L, 1)
+    x, y, _ = circle_labels(128, L, 0)
+    xt, yt, _ = circle_labels(500, L, 1)
     wloss = WassersteinLoss(embeddings=E, eps=0.1, p=1, tol=1e-5)
     results = {}
     for kind in ("wasserstein", "bce"):

@@ -10,10 +10,12 @@ import monge
 from monge.solvers._loop import Relaxation, early_check
 
 
-def _feed(relax, errors, every=10, state=None):
-    """Drive ``relax`` with a synthetic error trace (one entry per check); returns the restores it asked for."""
-    trace, restores = [], []
-    for k, e in enumerate(errors):
+def _feed(relax, errors, done=(), every=10, state=None):
+    """Drive ``relax`` with a synthetic error trace (one entry per check) after the checks ``done`` (already seen);
+    returns the checks at which it asked for a restore."""
+    trace = [torch.tensor([e], dtype=torch.float64) for e in done]
+    restores = []
+    for k, e in enumerate(errors, len(done)):
         trace.append(torch.tensor([e], dtype=torch.float64))
         if relax.update(trace, state if state is not None else k, k * every) is not None:
             restores.append(k)
@@ -37,7 +39,7 @@ def test_young_relation_raises_a_low_first_estimate():
     lam = max(x for x in _young_roots(r, w))
     relax = Relaxation("auto", 10)
     relax.omega, relax.err_at_switch, relax.history = w, 1.0, [(0, 1.0)]
-    _feed_from(relax, [lam ** (10 * k) for k in range(1, 5)], start=1)
+    _feed(relax, [lam ** (10 * k) for k in range(1, 5)], done=[1.0])
     assert relax.omega == pytest.approx(min(1.8, 1.0 + 0.95 * (_optimum(r) - 1.0)), rel=1e-6)
 
 
@@ -46,13 +48,6 @@ def _young_roots(r, w):
     b, c = 2 * (w - 1) - w * w * r, (w - 1) ** 2
     d = math.sqrt(b * b - 4 * c)
     return (-b - d) / 2, (-b + d) / 2
-
-
-def _feed_from(relax, errors, start, every=10):
-    trace = [torch.tensor([1.0])] * start
-    for k, e in enumerate(errors, start):
-        trace.append(torch.tensor([e], dtype=torch.float64))
-        relax.update(trace, k, k * every)
 
 
 def test_transient_and_blow_up_are_handled():
@@ -70,18 +65,8 @@ def test_oscillation_calms_the_relaxation_without_a_restore():
     relax = Relaxation("auto", 10)
     assert _feed(relax, [1.0, 0.5, 0.25]) == [] and relax.omega > 1.0
     switched = relax.omega
-    restores = _feed_more(relax, [1.0, 0.5, 0.25], [0.3, 0.2, 0.35, 0.3, 0.2, 0.35, 0.3])
+    restores = _feed(relax, [0.3, 0.2, 0.35, 0.3, 0.2, 0.35, 0.3], done=[1.0, 0.5, 0.25])
     assert restores == [] and relax.omega == pytest.approx(1.0 + 0.5 * (switched - 1.0))
-
-
-def _feed_more(relax, done, errors, every=10):
-    trace = [torch.tensor([e], dtype=torch.float64) for e in done]
-    restores = []
-    for k, e in enumerate(errors, len(done)):
-        trace.append(torch.tensor([e], dtype=torch.float64))
-        if relax.update(trace, k, k * every) is not None:
-            restores.append(k)
-    return restores
 
 
 def test_early_check_prediction():

@@ -86,15 +86,6 @@ def section_flows(out_dir: Path) -> Section:
     )
 
 
-def _circle_data(n, L, seed):
-    g = torch.Generator().manual_seed(seed)
-    th = torch.rand(n, generator=g, dtype=torch.float64) * 2 * math.pi
-    x = torch.stack([th.cos(), th.sin()], -1) + 0.5 * torch.randn(n, 2, generator=g, dtype=torch.float64)
-    phi = torch.arange(L, dtype=torch.float64) * (2 * math.pi / L)
-    d = torch.remainder(th[:, None] - phi[None] + math.pi, 2 * math.pi) - math.pi
-    return x, (d.abs() <= 2 * math.pi / L).double(), phi
-
-
 def _train(kind, x, y, wloss, steps=60):
     torch.manual_seed(0)
     model = torch.nn.Linear(2, y.shape[1]).double()
@@ -112,8 +103,8 @@ def section_multilabel(out_dir: Path) -> Section:
     """Labels on a circle: predicted histograms of a linear model trained with the Wasserstein loss vs BCE."""
     plt = pyplot()
     L = 12
-    x, y, phi = _circle_data(128, L, 0)
-    xt, yt, _ = _circle_data(500, L, 1)
+    x, y, phi = data.circle_labels(128, L, 0)
+    xt, yt, _ = data.circle_labels(500, L, 1)
     E = torch.stack([phi.cos(), phi.sin()], -1)
     D = torch.cdist(E, E)
     wloss = WassersteinLoss(embeddings=E, eps=0.1, p=1, tol=1e-5)

@@ -7,7 +7,7 @@ import warnings
 
 import torch
 
-__all__ = ["Checks", "Progress", "Relaxation", "early_check", "warn_not_converged"]
+__all__ = ["Checks", "Progress", "Relaxation", "early_check", "relaxed", "warn_not_converged"]
 
 
 class Progress:
@@ -54,6 +54,13 @@ def warn_not_converged(name: str, converged: torch.Tensor, errors: torch.Tensor,
         RuntimeWarning,
         stacklevel=4,
     )
+
+
+def relaxed(old: torch.Tensor, new: torch.Tensor, omega: float) -> torch.Tensor:
+    """``old + omega (new - old)`` where ``new`` is finite (``-inf``, a cell without mass, stays ``-inf``)."""
+    if omega == 1.0:
+        return new
+    return torch.where(torch.isfinite(new), torch.lerp(old, new, omega), new)
 
 
 def early_check(previous: float | None, err: float, tol: float, it: int, check_every: int) -> int | None:

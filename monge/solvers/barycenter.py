@@ -40,7 +40,7 @@ from torch.utils.checkpoint import checkpoint
 from ..ops.logsumexp import log_weights
 from ..problems.barycenter import BarycenterProblem
 from ..results import Convergence
-from ._loop import Checks, Progress, Relaxation, warn_not_converged
+from ._loop import Checks, Progress, Relaxation, relaxed, warn_not_converged
 from .sinkhorn import DEFAULT_TOL, _loop_geometry
 
 __all__ = ["Barycenter", "BarycenterResult", "BARYCENTER_GRADS"]
@@ -95,10 +95,10 @@ class _Data:
         the old ``f``. The debiasing potential ``h`` keeps its own averaged update."""
         kap = self.kappa(eps)
         S1 = geom.softmin(g, eps, 1)
-        f_new = _relaxed(f, kap * (eps * self.la + S1), omega)
+        f_new = relaxed(f, kap * (eps * self.la + S1), omega)
         S0 = geom.softmin(f_new, eps, 0)
         lb = self.log_barycenter(S0, h, eps)
-        g_new = _relaxed(g, kap * (eps * lb + S0), omega)
+        g_new = relaxed(g, kap * (eps * lb + S0), omega)
         if h is not None:
             h = 0.5 * (h + eps * lb + geom.softmin(h, eps, 0))
         return f_new, g_new, h, lb, S1
@@ -203,20 +203,14 @@ class Barycenter:
     omega: float | str = "auto"
 
     def __post_init__(self):
-        from .._validation import check_positive
+        from .._validation import check_loop, check_positive
 
         check_positive(self.eps, "eps")
-        if self.omega != "auto" and not (isinstance(self.omega, (int, float)) and not isinstance(self.omega, bool)
-                                         and 0 < self.omega < 2):
-            raise ValueError(f"omega: expected 'auto' or a number in (0, 2), got {self.omega!r}")
         if self.tol is not None and (not isinstance(self.tol, (int, float)) or isinstance(self.tol, bool)
                                      or not 0 <= self.tol < float("inf")):
             raise ValueError(f"tol: expected None or a finite number >= 0 (0: run max_iter iterations), "
                              f"got {self.tol!r}")
-        for name in ("max_iter", "check_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        check_loop(self.max_iter, self.check_every, self.omega)
         if self.grad not in BARYCENTER_GRADS:
             raise ValueError(f"grad: expected one of {BARYCENTER_GRADS}, got {self.grad!r}")
         if not isinstance(self.debias, bool):
@@ -319,13 +313,6 @@ def _lead(t: torch.Tensor, batch: torch.Size, k: int) -> torch.Tensor:
 
 def _step(data, geom, f, g, h, eps, omega):
     return data.step(geom, f, g, h, eps, omega)
-
-
-def _relaxed(old: torch.Tensor, new: torch.Tensor, omega: float) -> torch.Tensor:
-    """``old + omega (new - old)`` where ``new`` is finite (``-inf``: cells of zero input weight stay ``-inf``)."""
-    if omega == 1.0:
-        return new
-    return torch.where(torch.isfinite(new), torch.lerp(old, new, omega), new)
 
 
 def _freeze(active, old, new, k):

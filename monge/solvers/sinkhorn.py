@@ -136,18 +136,13 @@ class Sinkhorn:
     verbose: bool = False
 
     def __post_init__(self):
-        from .._validation import check_positive
+        from .._validation import check_loop, check_positive
 
         check_positive(self.eps, "eps")
         check_positive(self.tol, "tol", allow_none=True)
-        for name in ("max_iter", "check_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        check_loop(self.max_iter, self.check_every, self.omega)
         if self.grad not in GRADS:
             raise ValueError(f"grad: expected one of {GRADS}, got {self.grad!r}")
-        if self.omega != "auto" and not (isinstance(self.omega, (int, float)) and 0 < self.omega < 2):
-            raise ValueError(f"omega: expected 'auto' or a number in (0, 2), got {self.omega!r}")
         if self.schedule is not None and not isinstance(self.schedule, EpsScaling):
             raise TypeError(f"schedule: expected an EpsScaling or None, got {type(self.schedule).__name__}")
 
