@@ -112,6 +112,17 @@ def test_dense_softmin_dispatch_broadcast(dtype, dim):
     check(out, ref, 0.05, dtype)
 
 
+@pytest.mark.parametrize("dim", [0, 1])
+def test_dense_softmin_one_large_cost_many_potentials(dim):
+    """A 2-D cost of >= 2^20 entries with batched potentials streams the one cost per row (no batch copy)."""
+    g = torch.Generator().manual_seed(0)
+    C = torch.rand(1024, 1025, generator=g, dtype=torch.float64)
+    h = torch.randn(3, 1025 if dim == 1 else 1024, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        out = dense_softmin(C, h, 0.05, dim)
+    check(out, reference(C, h, 0.05, dim), 0.05, torch.float64)
+
+
 def test_dense_softmin_grad_keeps_torch_path():
     C = torch.rand(5, 6, dtype=torch.float64, requires_grad=True)
     h = torch.randn(6, dtype=torch.float64)

@@ -363,10 +363,10 @@ def _quadratic_lines(lines: torch.Tensor, s: float, eps: float) -> torch.Tensor:
     r"""``eps log sum_j exp((g_j - s^2 (i - j)^2) / eps)`` for every ``i`` of each line ``g`` of ``lines (L, n)``,
     exact up to rounding for any ``eps``, in O(n^2 / B) exponentials per line instead of O(n^2).
 
-    With :math:`arphi_j = g_j/arepsilon - q j^2`, :math:`q = s^2/arepsilon`, the sum is
-    :math:`e^{-q i^2} \sum_j e^{arphi_j + 2 q i j}`. Outputs go in blocks of ``B`` around a centre ``c``: shifted
-    by the exact maximum :math:`m_c = \max_j (arphi_j + 2 q c j)`, the terms :math:`u_j = e^{arphi_j + 2 q c j -
-    m_c} \in [0, 1]`, and :math:`\sum_j e^{arphi_j + 2 q i j} = e^{m_c} \sum_j u_j E_{j, i - c}` with the fixed
+    With :math:`\varphi_j = g_j/\varepsilon - q j^2`, :math:`q = s^2/\varepsilon`, the sum is
+    :math:`e^{-q i^2} \sum_j e^{\varphi_j + 2 q i j}`. Outputs go in blocks of ``B`` around a centre ``c``: shifted
+    by the exact maximum :math:`m_c = \max_j (\varphi_j + 2 q c j)`, the terms :math:`u_j = e^{\varphi_j + 2 q c j -
+    m_c} \in [0, 1]`, and :math:`\sum_j e^{\varphi_j + 2 q i j} = e^{m_c} \sum_j u_j E_{j, i - c}` with the fixed
     matrix :math:`E_{jk} = e^{2 q k j}`: one product ``(L, blocks, n) @ (n, B)``. ``B`` keeps
     :math:`|2 q k j| \le 300`, so a term that underflows in ``u`` stays below ``e^-100`` of the largest term of its
     output, and the sums lie in ``[e^-300, n e^300]``: no underflow, no overflow (float64).

@@ -59,7 +59,8 @@ def _dense_softmin_core(C: torch.Tensor, h: torch.Tensor, eps: float, dim: int) 
     batch = torch.broadcast_shapes(C.shape[:-2], h.shape[:-1])
     B, k = math.prod(batch), (m if dim == 1 else n)
     hb = h.expand(*batch, k).reshape(B, k).contiguous().detach()
-    if C.dim() == 2 and B > 1:  # one cost for a batch of potentials: one pass per row, never B copies of C
+    if C.dim() == 2 and B > 1 and C.numel() >= 1 << 20:  # one large cost, a batch of potentials: a pass per row
+        # instead of B copies of C (small costs: one call over the copied batch is cheaper than B calls)
         C1 = C.detach().contiguous().reshape(1, n, m)
         out = torch.cat([torch.from_numpy(_softmin_dense_core(C1, hb[i:i + 1], eps, dim)) for i in range(B)])
     else:
