@@ -185,4 +185,4 @@ def _convergence(last, steps, tol, n_steps) -> Convergence:
     status = tuple(("converged" if tol is not None else "completed") if c else "max_iter_reached"
                    for c in converged.reshape(-1).tolist())
     return Convergence(converged=converged, n_iters=torch.full_like(converged, steps, dtype=torch.int64),
-                       status=status, marginal_error=last.detach(), errors=None)
+                       status=status, error=last.detach(), errors=None)

@@ -425,4 +425,4 @@ def _convergence(errs, iters, mu0, k, tol, max_iter) -> Convergence:
             f"jko_flow: {int((~converged).sum())} of {converged.numel()} (step, flow) pairs reached inner_iter="
             f"{max_iter} with a marginal error of {float(err.max()):.3g} > tol={tol:g}; raise inner_iter, take a "
             "larger eps or a smaller tau. The result reports converged=False.", RuntimeWarning, stacklevel=3)
-    return Convergence(converged=converged, n_iters=n_iters.clone(), status=status, marginal_error=err, errors=err)
+    return Convergence(converged=converged, n_iters=n_iters.clone(), status=status, error=err, errors=err)

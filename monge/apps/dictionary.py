@@ -259,7 +259,7 @@ def _convergence(gap, tol, n_iter, name, max_iter):
     stop = "max_iter_reached" if n_iter >= max_iter else "stalled"
     status = tuple("converged" if c else stop for c in converged.reshape(-1).tolist())
     return Convergence(converged=converged, n_iters=torch.full_like(converged, n_iter, dtype=torch.int64),
-                       status=status, marginal_error=gap)
+                       status=status, error=gap)
 
 
 def _init_atoms(x, K, generator):
@@ -348,6 +348,6 @@ def dictionary_learning(data, n_atoms: int, geom: Geometry, *, eps: float, loss:
     if not converged:
         warn_not_converged("dictionary_learning", conv_t, change, tol, n_iter)
     conv = Convergence(converged=conv_t, n_iters=torch.tensor(len(trace)),
-                       status=("converged" if converged else "max_iter_reached",), marginal_error=change)
+                       status=("converged" if converged else "max_iter_reached",), error=change)
     return DictionaryResult(atoms=atoms, weights=weights, reconstruction=rec, trace=like.new_tensor(trace),
                             convergence=conv)

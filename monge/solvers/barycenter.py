@@ -299,7 +299,7 @@ class Barycenter:
             warn_not_converged("barycenter", converged, err, tol, self.max_iter)
         status = tuple("converged" if c else "max_iter_reached" for c in converged.reshape(-1).tolist())
         conv = Convergence(converged=converged, n_iters=torch.full_like(converged, n_it, dtype=torch.int64),
-                           status=status, marginal_error=err, errors=torch.stack(trace) if trace else err[None])
+                           status=status, error=err, errors=torch.stack(trace) if trace else err[None])
         return BarycenterResult(barycenter=torch.exp(lb), f=_k_back(f_new, k), g=_k_back(g_new, k), eps=eps,
                                 problem=prob, convergence=conv)
 

@@ -256,7 +256,7 @@ class FreeSupportBarycenter:
             warn_max_iter("free-support barycenter", self.max_iter, err, self.tol)
         conv = Convergence(
             converged=torch.tensor(converged, device=X.device), n_iters=torch.tensor(len(trace), device=X.device),
-            status=("converged" if converged else "max_iter_reached",), marginal_error=X.new_zeros(()),
+            status=("converged" if converged else "max_iter_reached",), error=X.new_zeros(()),
             errors=X.new_tensor(errors))
         res = FreeSupportResult(support=X, weights=b, value=value, costs=costs, objective=torch.stack(trace),
                                 convergence=conv)

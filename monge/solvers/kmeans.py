@@ -249,7 +249,7 @@ class KMeans:
 def _convergence(converged: bool, n_it: int, like, errors) -> Convergence:
     return Convergence(converged=torch.tensor(converged, device=like.device),
                        n_iters=torch.tensor(n_it, device=like.device),
-                       status=("converged" if converged else "max_iter_reached",), marginal_error=like.new_zeros(()),
+                       status=("converged" if converged else "max_iter_reached",), error=like.new_zeros(()),
                        errors=like.new_tensor(errors))
 
 

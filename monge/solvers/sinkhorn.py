@@ -234,7 +234,7 @@ class Sinkhorn:
         warn_not_converged("sinkhorn", converged, err, tol, self.max_iter)
         status = tuple("converged" if c else "max_iter_reached" for c in converged.reshape(-1).tolist())
         conv = Convergence(converged=converged, n_iters=torch.full_like(converged, n_it, dtype=torch.int64),
-                           status=status, marginal_error=err, errors=errors)
+                           status=status, error=err, errors=errors)
         return SinkhornResult(f=f_new, g=g, value=value, eps=eps, problem=prob, convergence=conv)
 
 

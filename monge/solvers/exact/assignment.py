@@ -70,7 +70,7 @@ class Assignment:
             converged=torch.ones(batch, dtype=torch.bool, device=C.device),
             n_iters=torch.full(batch, n, dtype=torch.int64, device=C.device),
             status=("optimal",) * B,
-            marginal_error=C.new_zeros(batch),
+            error=C.new_zeros(batch),
             duality_gap=gap.reshape(batch),
         )
         return AssignmentResult(

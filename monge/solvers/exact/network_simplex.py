@@ -120,7 +120,7 @@ def pack_exact(out, C, a, b, batch_shape, a64, b64) -> ExactResult:
         converged=t([s == "optimal" for s in status], torch.bool).reshape(shape),
         n_iters=t([int(o[7]) for o in out], torch.int64).reshape(shape),
         status=status,
-        marginal_error=t(merr).reshape(shape),
+        error=t(merr).reshape(shape),
         duality_gap=t(gap).reshape(shape),
     )
     return ExactResult(
