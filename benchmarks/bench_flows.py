@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from _common import machine, timeit
 
-from monge.flows import (
+from monge.apps.flows import (
     Entropy,
     PotentialEnergy,
     grid_coordinates,

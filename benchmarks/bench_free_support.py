@@ -21,7 +21,7 @@ import torch
 from _common import machine
 
 from monge.solvers.free_support import free_support_barycenter
-from monge.solvers.kmeans import kmeans, kmeans_plusplus
+from monge.apps.kmeans import kmeans, kmeans_plusplus
 
 
 def objective(X, xs, as_, lam):

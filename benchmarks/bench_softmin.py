@@ -5,7 +5,7 @@ eps = 0.0025 (blur 0.05), forward alone and forward + backward (gradients of ``s
 to x, y and h). Contenders, all in this process on the same data:
 
 - ``kernel``: ``monge._core.softmin_sqeuclid`` / ``softmin_sqeuclid_backward`` (all cores);
-- ``torch``: ``monge.ops.lazy.lazy_softmin`` with ``SqEuclidean()`` (chunked torch, autograd);
+- ``torch``: ``monge.geometry._backends.lazy.lazy_softmin`` with ``SqEuclidean()`` (chunked torch, autograd);
 - ``dense``: ``-eps * torch.logsumexp((h - cdist**2)/eps)`` on the full matrix (only where it fits);
 - ``keops``: a pykeops ``LazyTensor`` logsumexp (only if ``pykeops`` imports; compiled at first use, which
   the warm-up absorbs).
@@ -29,7 +29,7 @@ except ImportError:  # run from elsewhere
     from benchmarks._common import machine
 
 from monge.geometry.costs import SqEuclidean
-from monge.ops.lazy import lazy_softmin
+from monge.geometry._backends.lazy import lazy_softmin
 
 try:
     from monge._core import softmin_sqeuclid, softmin_sqeuclid_backward

@@ -1,6 +1,6 @@
 """Recorded runs of the generative models on digits (default) or MNIST, with fixed seeds, and their metrics table.
 
-Each model is trained by its recipe (``monge.gen.recipes``), then scored on the held-out split: exact W_2 between
+Each model is trained by its recipe (``monge.apps.generative.recipes``), then scored on the held-out split: exact W_2 between
 n generated and n held-out samples, next to the floor (n real training samples) and a fitted Gaussian, and a
 digit classifier trained on real data (classes found with confidence > 0.5, mean confidence). Targets (digits,
 CPU, <= 10 min each): the Sinkhorn model and WGAN-GP within 1.3x of the floor, far below the Gaussian, and all
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from _common import machine
 
-from monge.gen import run_experiment
+from monge.apps.generative import run_experiment
 
 TARGET_RATIO = 1.3
 

@@ -18,7 +18,7 @@ import torch
 from _common import machine
 
 import monge
-from monge.gen import fit_w1_dual, run_experiment, toy
+from monge.apps.generative import fit_w1_dual, run_experiment, toy
 
 
 def main():

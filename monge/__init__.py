@@ -1,38 +1,72 @@
 """monge: computational optimal transport for machine learning and imaging, in PyTorch.
 
-The short public surface; see the README for conventions (cost = |x - y|^p, eps in cost units).
+The short public surface; see the README for conventions (cost = |x - y|^p, eps in cost units). The pipeline is
+``(x, a), (y, b) -> geometry -> problem -> solver -> result``: :mod:`monge.geometry`, :mod:`monge.problems`,
+:mod:`monge.solvers`, :mod:`monge.results`; one-line shortcuts in :mod:`monge.api`. Applications
+(:mod:`monge.apps`) and the command line (:mod:`monge.cli`) load on first use, so ``import monge`` stays fast.
 """
 
-from . import flows, gen, geometry, nn, problems, results
-from .apps.coordinates import CoordinatesResult, barycentric_coordinates
-from .divergences import mmd, sinkhorn_divergence, sinkhorn_divergence_hist
-from .flows import jko_flow, particle_flow
-from .functional import assignment, emd, solve, solve_grid, solve_points, wasserstein
-from .geometry import DenseCost, PointCloud
-from .interpolation import (
-    DisplacementInterpolation,
-    displacement_interpolation,
-    gaussian_geodesic,
+import importlib
+
+from . import geometry, nn, problems, results
+from .api import (
+    assignment,
+    barycenter,
+    emd,
+    interpolate_histograms,
+    solve,
+    solve_grid,
+    solve_points,
+    wasserstein,
 )
+from .divergences import mmd, sinkhorn_divergence, sinkhorn_divergence_hist
+from .geometry import DenseCost, Grid, PointCloud
 from .problems import BarycenterProblem, LinearProblem
 from .results import AssignmentResult, Convergence, ExactResult, SinkhornResult
 from .solvers.barycenter import Barycenter, BarycenterResult
-from .solvers.barycenter_functional import barycenter, interpolate_histograms
 from .solvers.exact.assignment import Assignment
 from .solvers.exact.lp_barycenter import lp_barycenter
 from .solvers.exact.network_simplex import NetworkSimplex
 from .solvers.exact.one_d import wasserstein_1d
 from .solvers.exact.sliced import sliced_wasserstein
-from .solvers.free_support import (
-    FreeSupportBarycenter,
-    FreeSupportResult,
-    free_support_barycenter,
-)
-from .solvers.kmeans import KMeans, KMeansResult, kmeans
+from .solvers.free_support import FreeSupportBarycenter, FreeSupportResult, free_support_barycenter
 from .solvers.schedules import EpsScaling
 from .solvers.sinkhorn import Sinkhorn
 
 __version__ = "0.1.0"
+
+#: Names served from application modules, imported on first access (``monge.kmeans`` loads ``monge.apps.kmeans``).
+_LAZY = {
+    "barycentric_coordinates": "monge.apps.coordinates",
+    "CoordinatesResult": "monge.apps.coordinates",
+    "kmeans": "monge.apps.kmeans",
+    "KMeans": "monge.apps.kmeans",
+    "KMeansResult": "monge.apps.kmeans",
+    "displacement_interpolation": "monge.apps.interpolation",
+    "DisplacementInterpolation": "monge.apps.interpolation",
+    "gaussian_geodesic": "monge.apps.interpolation",
+    "jko_flow": "monge.apps.flows",
+    "particle_flow": "monge.apps.flows",
+}
+#: Subpackages served lazily under a short name (``monge.gen`` is kept for earlier code).
+_LAZY_MODULES = {"apps": "monge.apps", "flows": "monge.apps.flows", "gen": "monge.apps.generative",
+                 "cli": "monge.cli", "data": "monge.data", "testing": "monge.testing"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _LAZY_MODULES:
+        value = importlib.import_module(_LAZY_MODULES[name])
+    else:
+        raise AttributeError(f"module 'monge' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))
+
 
 __all__ = [
     "solve",
@@ -51,20 +85,13 @@ __all__ = [
     "BarycenterProblem",
     "BarycenterResult",
     "lp_barycenter",
-    "barycentric_coordinates",
-    "CoordinatesResult",
     "free_support_barycenter",
     "FreeSupportBarycenter",
     "FreeSupportResult",
-    "kmeans",
-    "KMeans",
-    "KMeansResult",
-    "displacement_interpolation",
-    "DisplacementInterpolation",
-    "gaussian_geodesic",
     "mmd",
     "DenseCost",
     "PointCloud",
+    "Grid",
     "LinearProblem",
     "NetworkSimplex",
     "Assignment",
@@ -75,11 +102,8 @@ __all__ = [
     "SinkhornResult",
     "Convergence",
     "geometry",
-    "flows",
-    "gen",
-    "jko_flow",
-    "particle_flow",
     "problems",
     "results",
     "nn",
+    *_LAZY,
 ]

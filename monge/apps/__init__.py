@@ -1,1 +1,2 @@
-"""Applications and inverse problems built on the solvers: barycentric coordinates, dictionary learning, flows."""
+"""Applications and inverse problems built on the solvers: flows, generative models, k-means, interpolation,
+barycentric coordinates, dictionary learning. Each subpackage is imported on first use."""

@@ -18,7 +18,7 @@ import torch
 from .._validation import as_tensor, check_positive
 from ..problems.barycenter import BarycenterProblem
 from ..solvers.barycenter import Barycenter
-from ..solvers.barycenter_functional import _geometry
+from ..api import support_geometry
 
 __all__ = ["barycentric_coordinates", "CoordinatesResult", "LOSSES"]
 
@@ -69,7 +69,7 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, C=None, x=N
         target: the histogram ``t`` to explain, ``(*support)`` (a grid: an image), same mass as the atoms.
         atoms: the dictionary ``(K, *support)`` of histograms of equal mass.
         eps: the barycenter's temperature (cost units). geom, C, x, grid, spacing, p: the support and cost, as in
-            :func:`monge.solvers.barycenter_functional.barycenter`.
+            :func:`monge.api.barycenter`.
         loss: ``"l2"`` (relative squared l2, default), ``"kl"`` or a callable ``(barycenter, target) -> scalar``.
         n_iter: ``L``, the number of unrolled Bregman iterations of the barycenter (the map being fitted).
         optimizer: ``"lbfgs"`` (strong Wolfe line search, default) or ``"adam"``.
@@ -100,7 +100,7 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, C=None, x=N
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     if optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {_OPTIMIZERS}, got {optimizer!r}")
-    g = _geometry(atoms, target.dim(), geom, C, x, grid, spacing, p)
+    g = support_geometry(atoms, target.dim(), geom, C, x, grid, spacing, p)
     K, k = atoms.shape[0], g.event_ndim if hasattr(g, "grid_shape") else 1
     lossf = _loss_fn(loss, k)
     solver = Barycenter(eps=eps, tol=0, max_iter=n_iter, grad="unroll")

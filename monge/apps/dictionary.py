@@ -105,7 +105,7 @@ def _mix(atoms, weights, k, mixing, geom, eps, n_bary):
     """The mixture of ``atoms (K, *support)`` with ``weights (..., K)``: linear, or the entropic barycenter."""
     if mixing == "linear":
         return torch.tensordot(weights, atoms, dims=([-1], [0]))
-    from ..solvers.barycenter_functional import (
+    from ..api import (
         barycenter,  # the unrolled, checkpointed IBP loop
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._validation import as_tensor, check_cost_matrix
-from ..ops.kernel import KernelCache
+from ._backends.kernel import KernelCache
 from .base import Geometry
 
 __all__ = ["DenseCost"]
@@ -68,7 +68,7 @@ class DenseCost(Geometry):
 
     def softmin(self, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
         """The log-domain soft-min; repeated calls at one ``eps`` switch to the kernel fast path (same result up
-        to rounding, see :mod:`monge.ops.kernel`) unless the call must differentiate w.r.t. ``C``."""
+        to rounding, see :mod:`monge.geometry._backends.kernel`) unless the call must differentiate w.r.t. ``C``."""
         return self._fast.softmin(self.C, h, eps, dim)
 
     def detach(self) -> "DenseCost":

@@ -22,7 +22,7 @@ import numbers
 import torch
 
 from .._validation import check_p, check_positive
-from ..ops.kernel import adapts, underflowed
+from ._backends.kernel import adapts, underflowed
 from .base import Geometry
 
 __all__ = ["Grid", "MAX_DENSE"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from .._validation import as_tensor, check_points, common_dtype_device
-from ..ops.kernel import KernelCache
-from ..ops.lazy import kernel_available, lazy_softmin
+from ._backends.kernel import KernelCache
+from ._backends.lazy import kernel_available, lazy_softmin
 from .base import Geometry
 from .costs import Cost, SqEuclidean, get_cost
 
@@ -76,7 +76,7 @@ class PointCloud(Geometry):
         self.backend = backend
         self.chunk = chunk
         self._C = None  # the dense cost, cached when it carries no autograd graph
-        self._fast = KernelCache()  # the kernel fast path of the dense backend (monge.ops.kernel)
+        self._fast = KernelCache()  # the kernel fast path of the dense backend (monge.geometry._backends.kernel)
 
     def _dense_cost(self) -> torch.Tensor:
         if self._C is not None:

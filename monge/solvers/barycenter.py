@@ -26,7 +26,7 @@ iteration is, for all k at once (K is a batch dimension of one softmin call),
   e^{-S_k/(\rho+\varepsilon)}`, :math:`g_k \leftarrow \kappa(\varepsilon \log b + S_k)`.
 
 Speed: the K soft-mins of a step are one batched call; grids reduce axis by axis (one matrix product each); dense
-costs go through their soft-min's kernel fast path (:mod:`~monge.ops.kernel`: shifted products, exact log-sum-exp
+costs go through their soft-min's kernel fast path (:mod:`~monge.geometry._backends.kernel`: shifted products, exact log-sum-exp
 where they underflow); the error is computed only every ``check_every`` iterations.
 """
 

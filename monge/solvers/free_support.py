@@ -128,12 +128,15 @@ def ot_step(Y, A, X, b, method: str, eps, warm=None):
     """
     K, k = Y.shape[0], X.shape[0]
     if method == "exact":
-        from ..functional import solve
+        from ..geometry.dense import DenseCost
+        from ..problems.linear import LinearProblem
+        from .exact.network_simplex import NetworkSimplex
 
         # float64 in: the network simplex runs in float64 and rejects float32 mass rounding (~1e-8 relative)
         X64, Y64 = X.double(), Y.double()
         b64, A64 = b.double(), A.double()
-        res = solve(_cost(X64, Y64), (b64 / b64.sum()).expand(K, k), A64 / A64.sum(-1, keepdim=True))
+        res = NetworkSimplex()(LinearProblem(DenseCost(_cost(X64, Y64)), (b64 / b64.sum()).expand(K, k),
+                                             A64 / A64.sum(-1, keepdim=True)))
         rows, cols, vals = res.rows, res.cols, res.vals
         proj = X64.new_zeros((K, k, X.shape[-1]))
         kk = torch.arange(K, device=X.device)[:, None].expand_as(rows)
@@ -189,7 +192,7 @@ class FreeSupportBarycenter:
             it is updated) is below ``tol`` times the inputs' spread (the root of their lambda-averaged variance).
         update_weights: also update ``b`` by exponentiated subgradient steps on the dual potentials, step
             ``1/sqrt(t)`` over their range (a subgradient method: slow, the objective may oscillate; for K = 1
-            prefer :class:`~monge.solvers.kmeans.KMeans`, whose Lloyd step is the exact weight update).
+            prefer :class:`~monge.apps.kmeans.KMeans`, whose Lloyd step is the exact weight update).
         verbose: a tqdm progress bar.
 
     Call with ``(xs, as_=None, weights=None, *, init=None, b=None, k=None, seed=None)``; see

@@ -1,0 +1,321 @@
+r"""One-line entry points: each builds geometry -> problem -> solver -> result.
+
+Conventions (see the README): the cost between points is :math:`\|x - y\|^p` (``p = 2`` is the squared Euclidean
+cost, no factor 1/2); ``value`` is the optimal :math:`\langle P, C\rangle`; :func:`wasserstein` returns
+:math:`W_p = \mathrm{value}^{1/p}` itself, not its p-th power; weights default to uniform.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+from ._validation import as_tensor, check_p
+from .geometry import DenseCost, Geometry, Grid, PointCloud
+from .geometry.costs import Euclidean, SqEuclidean
+from .problems import BarycenterProblem, LinearProblem
+from .results import AssignmentResult, ExactResult, SinkhornResult
+from .solvers.exact._batch import to_numpy64
+from .solvers.exact.assignment import Assignment, solve_assignment_core
+from .solvers.exact.network_simplex import NetworkSimplex, _broadcast, pack_exact
+from .solvers.barycenter import Barycenter, BarycenterResult
+from .solvers.sinkhorn import Sinkhorn
+
+__all__ = [
+    "solve", "solve_points", "solve_grid", "wasserstein", "emd", "assignment", "safe_root", "barycenter",
+    "interpolate_histograms", "support_geometry",
+]
+
+_METHODS = ("auto", "network_simplex", "assignment")
+
+
+def _split_rho(rho):
+    """``rho`` -> ``(rho_a, rho_b)``: a number for both sides, or a pair (``None`` keeps that side balanced)."""
+    if isinstance(rho, (tuple, list)):
+        if len(rho) != 2:
+            raise ValueError(f"rho: expected a number, None or a pair (rho_a, rho_b), got {rho!r}")
+        return rho[0], rho[1]
+    return rho, rho
+
+
+def solve(C, a=None, b=None, *, eps: float | None = None, rho=None, max_iter: int | None = None,
+          method: str = "auto", **sinkhorn_kw) -> ExactResult | SinkhornResult:
+    r"""Optimal transport for a cost matrix (or any geometry): exact when ``eps`` is None, else entropic.
+
+    .. math::
+        \min_{P \ge 0,\ P 1 = a,\ P^\top 1 = b} \langle P, C\rangle
+        \quad\text{or}\quad
+        \min_{P \ge 0} \langle P, C\rangle + \varepsilon \mathrm{KL}(P | a \otimes b)
+        + \rho_a \mathrm{KL}(P 1 | a) + \rho_b \mathrm{KL}(P^\top 1 | b)
+
+    Args:
+        C: costs ``(..., n, m)``, finite; leading dimensions are a batch of independent problems.
+        a, b: weights ``(..., n)`` / ``(..., m)``, nonnegative (``None``: uniform). Total masses must agree to
+            :data:`monge._validation.MASS_RTOL` (then ``b`` is rescaled to the mass of ``a``).
+        max_iter: pivot cap (``None``: none; a capped, unfinished solve reports ``converged=False``).
+        method: exact solver: ``"network_simplex"`` (any weights), ``"assignment"`` (uniform weights, n = m: the
+            optimum is a permutation, found by the LAPJV solver), or ``"auto"`` (the network simplex, which is
+            faster than the assignment solver even on uniform problems: 0.16 s vs 0.8 s at n = 4000).
+        eps: entropic regularisation in cost units (``None``: exact OT). rho: KL marginal penalty, a number or a
+            pair ``(rho_a, rho_b)`` (``None``: balanced; entropic only).
+        **sinkhorn_kw: ``tol``, ``check_every``, ``schedule``, ``grad``, ``verbose`` of
+            :class:`~monge.solvers.sinkhorn.Sinkhorn`.
+
+    Returns:
+        exact: :class:`~monge.results.ExactResult` with ``value``, ``plan``, ``f``, ``g`` and ``convergence``
+        (status, duality gap, marginal error); ``value`` has envelope gradients w.r.t. ``C``, ``a``, ``b``.
+        entropic: :class:`~monge.results.SinkhornResult` (``value`` is the regularised objective,
+        ``transport_cost`` is :math:`\langle P, C\rangle`).
+
+    Example:
+        >>> import torch
+        >>> C = torch.tensor([[0.0, 2.0], [2.0, 0.0]])
+        >>> res = solve(C, torch.tensor([0.5, 0.5]), torch.tensor([0.25, 0.75]))
+        >>> round(float(res.value), 6), res.plan.tolist()
+        (0.5, [[0.25, 0.25], [0.0, 0.5]])
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
+    geom = C if isinstance(C, Geometry) else DenseCost(C)
+    rho_a, rho_b = _split_rho(rho)
+    if eps is not None:
+        if max_iter is not None:
+            sinkhorn_kw["max_iter"] = max_iter
+        return Sinkhorn(eps=eps, **sinkhorn_kw)(LinearProblem(geom, a, b, rho_a=rho_a, rho_b=rho_b))
+    if rho_a is not None or rho_b is not None or sinkhorn_kw:
+        extra = "rho" if rho is not None else ", ".join(sinkhorn_kw)
+        raise ValueError(f"{extra}: only for entropic OT; pass eps=... (exact OT is balanced and has no such option)")
+    n, m = geom.shape
+    uniform = a is None and b is None and n == m
+    if method == "assignment" and not uniform:
+        raise ValueError(
+            "method='assignment' needs uniform weights (a=None, b=None) and n = m; got "
+            f"n={n}, m={m}, a {'given' if a is not None else 'None'}, b {'given' if b is not None else 'None'}"
+        )
+    prob = LinearProblem(geom, a, b)
+    solver = NetworkSimplex(max_iter=max_iter)  # validates max_iter whichever path runs
+    if method == "assignment":
+        return _solve_by_assignment(prob)
+    return solver(prob)
+
+
+def _solve_by_assignment(prob: LinearProblem) -> ExactResult:
+    """Uniform weights, n = m: solve the assignment problem and express it as the OT plan P = perm / n."""
+    C, a, b = _broadcast(prob.geom.cost(), prob.a, prob.b)
+    n = C.shape[-1]
+    out = []
+    rows, vals = np.arange(n), np.full(n, 1.0 / n)
+    for cols, u, v, cost in solve_assignment_core(C):
+        out.append((rows, cols, vals, u, v, cost / n, 0, n))
+    return pack_exact(out, C, a, b, prob.batch_shape, to_numpy64(a), to_numpy64(b))
+
+
+def solve_points(x, y, a=None, b=None, *, cost="sqeuclidean", p: float | None = None, backend: str = "auto",
+                 **kwargs) -> ExactResult | SinkhornResult:
+    r"""OT between point clouds ``x (..., n, d)`` and ``y (..., m, d)`` for a ground cost (exact or entropic).
+
+    ``cost``: ``"sqeuclidean"`` (default), ``"euclidean"`` (with power ``p``), ``"cosine"``, a
+    :class:`~monge.geometry.Cost` or a callable. ``backend`` (entropic): ``"dense"``, ``"lazy"`` (O(n + m)
+    memory) or ``"auto"``. Other keyword arguments (``eps``, ``rho``, ...) go to :func:`solve`. The value is
+    differentiable w.r.t. the points (through the cost) and the weights.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([[0.0], [1.0]]); y = torch.tensor([[3.0], [2.0]])
+        >>> float(solve_points(x, y).value)  # ((2-0)^2 + (3-1)^2) / 2
+        4.0
+    """
+    return solve(PointCloud(x, y, cost=cost, p=p, backend=backend), a, b, **kwargs)
+
+
+def solve_grid(a, b, *, eps: float, rho=None, spacing=None, p: float = 2, **kwargs) -> SinkhornResult:
+    r"""Entropic OT between two histograms on a regular grid (images, volumes, any dimension).
+
+    The cost between cells is :math:`\sum_k |x_k - y_k|^p` (separable), applied by per-axis convolutions in the
+    log domain: memory O(N), never the N x N cost.
+
+    Args:
+        a, b: histograms ``(..., n_1, ..., n_d)`` on the same grid (the last ``d`` dims); ``d`` is taken from
+            ``spacing`` if it is a tuple, else ``a.dim()`` (so batch them by passing ``spacing=(s_1, ..., s_d)``).
+        eps: temperature in cost units; rho: KL marginal penalty (``None``: balanced).
+        spacing: cell sizes per axis: ``d`` floats, one float for every axis, or ``None`` (``1 / n_k``: the grid
+            covers [0, 1)^d).
+        **kwargs: passed to :class:`~monge.solvers.sinkhorn.Sinkhorn`.
+
+    Example:
+        >>> import torch
+        >>> a = torch.zeros(16, 16, dtype=torch.float64); a[4, 4] = 1
+        >>> b = torch.zeros(16, 16, dtype=torch.float64); b[4, 12] = 1
+        >>> round(float(solve_grid(a, b, eps=1e-3).transport_cost), 3)  # (8/16)^2
+        0.25
+    """
+    from ._validation import as_tensor
+    from .geometry.grid import Grid
+
+    a = as_tensor(a, "a")
+    d = len(spacing) if isinstance(spacing, (tuple, list)) else a.dim()  # a number: every axis, unbatched
+    geom = Grid(tuple(a.shape[a.dim() - d :]), spacing=spacing, p=p, dtype=a.dtype, device=a.device)
+    return solve(geom, a, b, eps=eps, rho=rho, **kwargs)
+
+
+def safe_root(v: torch.Tensor, p: float) -> torch.Tensor:
+    """``v ** (1/p)`` for ``v >= 0`` with a zero (sub)gradient at ``v = 0`` instead of inf * 0 = NaN."""
+    if p == 1.0:
+        return v
+    pos = v > 0
+    return torch.where(pos, v.clamp_min(torch.finfo(v.dtype).tiny) ** (1.0 / p), torch.zeros_like(v))
+
+
+def wasserstein(x, y, a=None, b=None, p: float = 2, **kwargs) -> torch.Tensor:
+    r"""The Wasserstein distance :math:`W_p` between two weighted point clouds (not its p-th power).
+
+    .. math::
+        W_p(\alpha, \beta) = \Big(\min_{P \in \Pi(a, b)} \sum_{ij} P_{ij} \|x_i - y_j\|^p\Big)^{1/p}
+
+    Args:
+        x: ``(..., n, d)``, y: ``(..., m, d)``; a, b: weights (``None``: uniform); p >= 1.
+
+    Returns:
+        a tensor of the batch shape, differentiable w.r.t. ``x``, ``y``, ``a``, ``b``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+        >>> round(float(wasserstein(x, x + torch.tensor([3.0, 4.0]), p=2)), 6)  # a translation by (3, 4)
+        5.0
+    """
+    p = check_p(p)
+    cost = SqEuclidean() if p == 2.0 else Euclidean(p)
+    return safe_root(solve(PointCloud(x, y, cost=cost), a, b, **kwargs).value, p)
+
+
+def emd(a, b, C, **kwargs) -> ExactResult:
+    """POT-style argument order for :func:`solve`: ``emd(a, b, C)`` (``a``/``b`` may be ``None``).
+
+    Example:
+        >>> import torch
+        >>> float(emd(None, None, torch.eye(3)).value)
+        0.0
+    """
+    return solve(C, a, b, **kwargs)
+
+
+def assignment(C, *, n_threads: int | None = None) -> AssignmentResult:
+    r"""Optimal assignment of the rows of ``C (..., n, m)``, n <= m, to distinct columns.
+
+    Returns an :class:`~monge.results.AssignmentResult` (``cols``, ``value``, duals ``f``, ``g``). See
+    :class:`~monge.solvers.exact.assignment.Assignment`.
+
+    Example:
+        >>> import torch
+        >>> assignment(torch.tensor([[1.0, 0.0], [0.0, 1.0]])).cols.tolist()
+        [1, 0]
+    """
+    return Assignment(n_threads=n_threads)(C)
+
+
+def support_geometry(hists: torch.Tensor, event_dims: int | None, geom, C, x, grid, spacing, p) -> Geometry:
+    """The geometry named by exactly one of ``geom``, ``C``, ``x``, ``grid``/``spacing``."""
+    use_grid = bool(grid) or spacing is not None
+    given = [name for name, v in (("geom", geom), ("C", C), ("x", x)) if v is not None] + (["grid"] if use_grid else [])
+    if len(given) != 1:
+        raise ValueError(
+            "geom, C, x, grid: expected exactly one way to give the support and cost (geom=a Geometry, C=an (n, m) "
+            "cost matrix, x=(n, d) support points, or grid=True / spacing=... for images), got "
+            f"{', '.join(given) if given else 'none'}"
+        )
+    if geom is not None:
+        if not isinstance(geom, Geometry):
+            raise TypeError(f"geom: expected a monge Geometry, got {type(geom).__name__}")
+        return geom
+    if C is not None:
+        return DenseCost(as_tensor(C, "C", dtype=hists.dtype, device=hists.device))
+    if x is not None:
+        return PointCloud(as_tensor(x, "x", dtype=hists.dtype, device=hists.device))
+    if isinstance(spacing, (tuple, list)):
+        d = len(spacing)
+    elif isinstance(grid, numbers.Integral) and not isinstance(grid, bool):
+        d = int(grid)
+    else:
+        d = event_dims
+    if d < 1 or d > hists.dim():
+        raise ValueError(f"grid: expected 1 <= d <= {hists.dim()} grid dimensions, got d = {d} for histograms of "
+                         f"shape {tuple(hists.shape)}; pass grid=d or spacing=(s_1, ..., s_d)")
+    return Grid(tuple(hists.shape[hists.dim() - d:]), spacing=spacing, p=p, dtype=hists.dtype, device=hists.device)
+
+
+def barycenter(hists, weights=None, *, eps: float, geom=None, C=None, x=None, grid=False, spacing=None,
+               p: float = 2, rho: float | None = None, debias: bool = False, **solver_kw) -> BarycenterResult:
+    r"""The entropic Wasserstein barycenter of K histograms on one fixed support.
+
+    .. math::
+        \min_b \sum_{k=1}^K \lambda_k \mathrm{OT}_\varepsilon(a_k, b)
+
+    Args:
+        hists: ``(..., K, n)`` on a support given by ``C``, ``x`` or ``geom``; images/volumes ``(K, n_1, ..., n_d)``
+            with ``grid=True`` (``d = hists.dim() - 1``; batches: ``grid=d`` or ``spacing=(s_1, ..., s_d)``).
+        weights: barycentric weights ``(..., K)`` in the simplex (``None``: uniform).
+        eps: temperature in cost units. rho: KL marginal penalty (``None``: balanced). debias: Janati et al.'s
+            debiased barycenter (square geometries).
+        geom: any :class:`~monge.geometry.Geometry`; C: an ``(n, m)`` cost matrix; x: ``(n, d)`` support points
+            (squared Euclidean cost); grid / spacing / p: a :class:`~monge.geometry.Grid` over the trailing dims
+            (default spacing ``1 / n_k``; POT's ``linspace(0, 1, n)`` images: ``spacing=1 / (n - 1)``).
+        **solver_kw: ``tol``, ``max_iter``, ``check_every``, ``grad``, ``verbose`` of
+            :class:`~monge.solvers.barycenter.Barycenter`.
+
+    Returns:
+        :class:`~monge.solvers.barycenter.BarycenterResult` (``.barycenter``, potentials, convergence).
+
+    Example:
+        >>> import torch
+        >>> imgs = torch.zeros(2, 16, 16, dtype=torch.float64)
+        >>> imgs[0, 4, 4] = imgs[1, 4, 12] = 1
+        >>> b = barycenter(imgs, eps=1e-3, grid=True).barycenter
+        >>> tuple(b.shape), divmod(int(b.argmax()), 16)   # the midpoint (4, 8)
+        ((16, 16), (4, 8))
+    """
+    hists = as_tensor(hists, "hists")
+    g = support_geometry(hists, hists.dim() - 1, geom, C, x, grid, spacing, p)
+    return Barycenter(eps=eps, debias=debias, **solver_kw)(BarycenterProblem(g, hists, weights, rho=rho))
+
+
+def interpolate_histograms(a, b, t, *, eps: float, geom=None, C=None, x=None, grid=False, spacing=None,
+                           p: float = 2, rho: float | None = None, debias: bool = False,
+                           **solver_kw) -> BarycenterResult:
+    r"""Displacement interpolation between two histograms: the barycenters with weights ``(1 - t, t)``.
+
+    .. math::
+        \mu_t = \arg\min_\mu (1 - t)\, \mathrm{OT}_\varepsilon(a, \mu) + t\, \mathrm{OT}_\varepsilon(b, \mu),
+        \qquad t \in [0, 1]
+
+    All ``t`` are solved as one batch.
+
+    Args:
+        a, b: two histograms on the same support, ``(n,)`` or an image/volume ``(n_1, ..., n_d)``, equal masses.
+        t: a float or a sequence of ``T`` floats in [0, 1].
+        eps, geom, C, x, grid, spacing, p, rho, debias, **solver_kw: as in :func:`barycenter`.
+
+    Returns:
+        :class:`~monge.solvers.barycenter.BarycenterResult` whose ``barycenter`` is ``(T, *support)``.
+
+    Example:
+        >>> import torch
+        >>> a = torch.zeros(40, dtype=torch.float64); a[5] = 1
+        >>> b = torch.zeros(40, dtype=torch.float64); b[25] = 1
+        >>> mu = interpolate_histograms(a, b, [0.0, 0.25, 1.0], eps=1e-3, grid=True).barycenter
+        >>> mu.argmax(-1).tolist()
+        [5, 10, 25]
+    """
+    a = as_tensor(a, "a")
+    b = as_tensor(b, "b", dtype=a.dtype, device=a.device)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b: expected histograms of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    ts = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape(-1)
+    if ts.numel() == 0 or not bool(((ts >= 0) & (ts <= 1)).all()):
+        raise ValueError(f"t: expected a float or a non-empty sequence of floats in [0, 1], got {t!r}")
+    hists = torch.stack([a, b]).expand(ts.numel(), 2, *a.shape)
+    weights = torch.stack([1 - ts, ts], -1)
+    g = support_geometry(a, a.dim(), geom, C, x, grid, spacing, p)
+    return Barycenter(eps=eps, debias=debias, **solver_kw)(BarycenterProblem(g, hists, weights, rho=rho))

@@ -1,1 +1,0 @@
-"""Sections of the ``monge demo`` report, one module per capability (each returns a :class:`monge.report.Section`)."""

@@ -1,0 +1,133 @@
+"""k-means as quantisation: scikit-learn, monotone inertia, equal masses, chunks, dtypes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans as SKKMeans
+from sklearn.datasets import make_blobs
+
+import monge
+from monge.apps.kmeans import KMeans, assign, kmeans, kmeans_plusplus
+
+
+@pytest.fixture
+def blobs():
+    X, _ = make_blobs(1500, centers=5, cluster_std=0.6, random_state=0)
+    return torch.tensor(X)
+
+
+def test_matches_sklearn_same_init(blobs):
+    c0 = kmeans_plusplus(blobs, 5, seed=2)
+    ref = SKKMeans(5, init=c0.numpy(), n_init=1, tol=0.0, algorithm="lloyd").fit(blobs.numpy())
+    res = kmeans(blobs, 5, init=c0)
+    assert res.converged
+    np.testing.assert_allclose(res.centers.numpy(), ref.cluster_centers_, atol=1e-10)
+    assert float(res.inertia) == pytest.approx(ref.inertia_ / len(blobs), rel=1e-10)
+    assert (res.labels.numpy() == ref.labels_).all()
+
+
+def test_weighted_matches_sklearn_sample_weight(blobs, rng):
+    w = rng.random(len(blobs))
+    c0 = blobs[:4].clone()
+    ref = SKKMeans(4, init=c0.numpy(), n_init=1, tol=0.0, algorithm="lloyd").fit(blobs.numpy(), sample_weight=w)
+    res = kmeans(blobs, 4, torch.tensor(w), init=c0)
+    np.testing.assert_allclose(res.centers.numpy(), ref.cluster_centers_, atol=1e-9)
+    assert float(res.inertia) == pytest.approx(ref.inertia_ / w.sum(), rel=1e-9)
+
+
+def test_inertia_is_w2_of_quantisation(blobs):
+    x = blobs[:200]
+    res = kmeans(x, 6, seed=0)
+    w2 = monge.solve(monge.PointCloud(x, res.centers), None, res.weights).value
+    assert float(res.inertia) == pytest.approx(float(w2), rel=1e-9)
+    torch.testing.assert_close(res.plan.to_dense().sum(1), res.weights)
+
+
+def test_lloyd_never_increases_inertia(rng):
+    x = torch.tensor(rng.normal(size=(800, 3)))
+    res = kmeans(x, 12, seed=1, n_init=2)
+    tr = res.inertia_trace
+    assert len(tr) >= 3 and bool((tr[1:] <= tr[:-1] + 1e-14).all())
+    assert float(res.inertia) == pytest.approx(float(tr[-1]))
+
+
+def test_restarts_pick_the_best(rng):
+    x = torch.tensor(rng.normal(size=(300, 2)))
+    gen = torch.Generator().manual_seed(0)  # the restarts draw their seeds in turn from one generator
+    single = [float(kmeans(x, 8, init=kmeans_plusplus(x, 8, seed=gen)).inertia) for _ in range(5)]
+    best = kmeans(x, 8, n_init=5, seed=0)
+    assert float(best.inertia) == pytest.approx(min(single), rel=1e-12)
+    assert max(single) > min(single)  # the restarts did differ
+
+
+def test_equal_mass_quantisation(rng):
+    x = torch.tensor(rng.normal(size=(120, 2)))
+    res = kmeans(x, 6, mass="equal", seed=0)
+    assert res.converged
+    torch.testing.assert_close(res.weights, torch.full((6,), 1 / 6, dtype=torch.float64))
+    P = res.plan.to_dense()
+    torch.testing.assert_close(P.sum(1), res.weights, rtol=0, atol=1e-12)  # equal masses, really transported
+    torch.testing.assert_close(P.sum(0), torch.full((120,), 1 / 120, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert torch.bincount(res.labels, minlength=6).tolist() == [20] * 6  # 120 / 6 points, no split needed
+    # each centre is the mean of the mass it receives; inertia is the exact W_2^2
+    torch.testing.assert_close(res.centers, (P @ x) / P.sum(1, keepdim=True))
+    w2 = monge.solve(monge.PointCloud(res.centers, x)).value
+    assert float(res.inertia) == pytest.approx(float(w2), rel=1e-10)
+    assert bool((res.inertia_trace[1:] <= res.inertia_trace[:-1] + 1e-12).all())
+    lloyd = kmeans(x, 6, init=res.centers)
+    assert float(lloyd.inertia) <= float(res.inertia) + 1e-12  # free masses can only do better
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtypes_and_chunks(blobs, dtype):
+    x = blobs.to(dtype)
+    res = kmeans(x, 5, seed=3, chunk=97)
+    ref = kmeans(x, 5, seed=3)
+    assert res.centers.dtype == dtype and res.inertia.dtype == dtype
+    torch.testing.assert_close(res.centers, ref.centers)
+    eq = kmeans(x[:100], 4, mass="equal", seed=0)
+    assert eq.centers.dtype == dtype and eq.weights.dtype == dtype
+
+
+def test_assign_chunks_match_dense(rng):
+    x, c = torch.tensor(rng.normal(size=(257, 3))), torch.tensor(rng.normal(size=(7, 3)))
+    labels, d2 = assign(x, c, chunk=10)
+    full = ((x[:, None] - c[None]) ** 2).sum(-1)
+    torch.testing.assert_close(d2, full.min(1).values)
+    assert (labels == full.argmin(1)).all()
+
+
+def test_empty_cluster_is_refilled():
+    x = torch.tensor([[0.0], [0.1], [5.0], [5.1], [9.0]], dtype=torch.float64)
+    res = kmeans(x, 3, init=torch.tensor([[0.0], [100.0], [5.0]], dtype=torch.float64))  # centre 1 starts empty
+    assert torch.bincount(res.labels, minlength=3).min() >= 1
+    assert float(res.inertia) < 0.01
+
+
+def test_not_converged_is_reported(rng):
+    x = torch.tensor(rng.normal(size=(500, 2)))
+    with pytest.warns(RuntimeWarning, match="max_iter=1"):
+        res = kmeans(x, 10, max_iter=1, seed=0)
+    assert not res.converged and res.convergence.status == ("max_iter_reached",)
+
+
+def test_bad_inputs():
+    x = torch.rand(10, 2)
+    with pytest.raises(ValueError, match="k"):
+        kmeans(x, 0)
+    with pytest.raises(ValueError, match="k"):
+        kmeans(x, 11)
+    with pytest.raises(ValueError, match="mass"):
+        KMeans(3, mass="balanced")
+    with pytest.raises(ValueError, match="x"):
+        kmeans(torch.rand(10), 2)
+    with pytest.raises(ValueError, match="a"):
+        kmeans(x, 2, torch.ones(9))
+    with pytest.raises(ValueError, match="init"):
+        kmeans(x, 2, init=torch.rand(3, 2))
+    with pytest.raises(TypeError, match="init"):
+        kmeans(x, 2, init=torch.rand(2, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="chunk"):
+        KMeans(2, chunk=0)
