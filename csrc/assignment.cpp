@@ -20,7 +20,9 @@
 // the minima Dijkstra needs next (min label over assigned unscanned columns, with its column, and
 // over free columns). With AVX-512 it is explicitly vectorised (masked compares/moves, two
 // accumulator sets), likewise with AVX2, and software-prefetches the row of C, which streams from
-// DRAM for large n and is then the bottleneck; otherwise a scalar loop is used.
+// DRAM for large n and is then the bottleneck; otherwise a scalar loop is used. The arithmetic goes through
+// the shared vector layer of simd.hpp (VD: load, subtract, min, horizontal min); only the masked compares and
+// blends on the column status, which that layer does not model, are written as intrinsics here.
 
 #include "assignment.hpp"
 
@@ -37,9 +39,7 @@
 #include <utility>
 #include <vector>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
+#include "simd.hpp"
 
 namespace nb = nanobind;
 
@@ -79,38 +79,43 @@ inline void relax_row_scalar(const double *ci, const double *v, double h, int i,
   }
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if defined(MONGE_SIMD_AVX512) && defined(__AVX512BW__) && defined(__AVX512VL__)
 // AVX-512: 8 columns per vector, two independent accumulator sets to hide the latency of the
 // running minima.
 constexpr int kPrefetchAhead = 1024;  // columns (8 KiB) of software prefetch on the row of C
 
+using simd::VD;
+static_assert(simd::WD == 8, "the AVX-512 relaxation works on 8 columns per vector");
+
 struct LaneMin {
-  __m512d key = _mm512_set1_pd(kInf), col = _mm512_set1_pd(-1.0), free = _mm512_set1_pd(kInf);
+  __m512d key = _mm512_set1_pd(kInf), col = _mm512_set1_pd(-1.0);
+  VD free = simd::set1(kInf);
 };
 
-inline void relax8(const double *ci, const double *v, __m512d vh, __m256i vi, const uint8_t *status,
+inline void relax8(const double *ci, const double *v, VD vh, __m256i vi, const uint8_t *status,
                    double *d, int *pred, int k, __m512d cols, LaneMin &acc) {
   const __m128i st = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(status + k));
   const __mmask8 unscanned = static_cast<__mmask8>(_mm_cmpneq_epi8_mask(st, _mm_set1_epi8(kScanned)));
   const __mmask8 is_assigned = static_cast<__mmask8>(_mm_cmpeq_epi8_mask(st, _mm_set1_epi8(kAssigned)));
   const __mmask8 is_free = static_cast<__mmask8>(_mm_cmpeq_epi8_mask(st, _mm_set1_epi8(kFree)));
-  const __m512d nd = _mm512_sub_pd(_mm512_sub_pd(_mm512_loadu_pd(ci + k), _mm512_loadu_pd(v + k)), vh);
-  __m512d dk = _mm512_loadu_pd(d + k);
-  const __mmask8 better = _mm512_mask_cmp_pd_mask(unscanned, nd, dk, _CMP_LT_OQ);
+  const VD nd = simd::sub(simd::sub(simd::load(ci + k), simd::load(v + k)), vh);
+  VD dk = simd::load(d + k);
+  const __mmask8 better = _mm512_mask_cmp_pd_mask(unscanned, nd.v, dk.v, _CMP_LT_OQ);
   if (better) {
-    dk = _mm512_mask_mov_pd(dk, better, nd);
-    _mm512_storeu_pd(d + k, dk);
+    dk.v = _mm512_mask_mov_pd(dk.v, better, nd.v);
+    simd::store(d + k, dk);
     _mm256_mask_storeu_epi32(pred + k, better, vi);
   }
-  const __mmask8 lt = _mm512_mask_cmp_pd_mask(is_assigned, dk, acc.key, _CMP_LT_OQ);
-  acc.key = _mm512_mask_mov_pd(acc.key, lt, dk);
+  const __mmask8 lt = _mm512_mask_cmp_pd_mask(is_assigned, dk.v, acc.key, _CMP_LT_OQ);
+  acc.key = _mm512_mask_mov_pd(acc.key, lt, dk.v);
   acc.col = _mm512_mask_mov_pd(acc.col, lt, cols);
-  acc.free = _mm512_mask_min_pd(acc.free, is_free, acc.free, dk);
+  acc.free.v = _mm512_mask_min_pd(acc.free.v, is_free, acc.free.v, dk.v);
 }
 
 inline void relax_row(const double *ci, const double *v, double h, int i, const uint8_t *status,
                       double *d, int *pred, int m, Best &assigned, Best &free) {
-  const __m512d vh = _mm512_set1_pd(h), sixteen = _mm512_set1_pd(16.0);
+  const VD vh = simd::set1(h);
+  const __m512d sixteen = _mm512_set1_pd(16.0);
   const __m256i vi = _mm256_set1_epi32(i);
   __m512d cols0 = _mm512_setr_pd(0, 1, 2, 3, 4, 5, 6, 7);
   __m512d cols1 = _mm512_add_pd(cols0, _mm512_set1_pd(8.0));
@@ -135,20 +140,23 @@ inline void relax_row(const double *ci, const double *v, double h, int i, const 
     for (int l = 0; l < 8; ++l) {
       if (idx[l] >= 0) assigned.offer(keys[l], static_cast<int>(idx[l]));
     }
-    _mm512_store_pd(keys, a.free);
-    for (int l = 0; l < 8; ++l) free.key = std::min(free.key, keys[l]);
+    free.key = std::min(free.key, simd::reduce_min(a.free));
   }
   relax_row_scalar(ci, v, h, i, status, d, pred, k, m, assigned, free);
 }
-#elif defined(__AVX2__)
+#elif defined(MONGE_SIMD_AVX2)
 // AVX2: 4 columns per vector, two independent accumulator sets.
 constexpr int kPrefetchAhead = 1024;  // columns (8 KiB) of software prefetch on the row of C
 
+using simd::VD;
+static_assert(simd::WD == 4, "the AVX2 relaxation works on 4 columns per vector");
+
 struct LaneMin {
-  __m256d key = _mm256_set1_pd(kInf), col = _mm256_set1_pd(-1.0), free = _mm256_set1_pd(kInf);
+  __m256d key = _mm256_set1_pd(kInf), col = _mm256_set1_pd(-1.0);
+  VD free = simd::set1(kInf);
 };
 
-inline void relax4(const double *ci, const double *v, __m256d vh, __m128i vi, const uint8_t *status,
+inline void relax4(const double *ci, const double *v, VD vh, __m128i vi, const uint8_t *status,
                    double *d, int *pred, int k, __m256d cols, LaneMin &acc) {
   int32_t st4;
   std::memcpy(&st4, status + k, sizeof st4);
@@ -156,26 +164,27 @@ inline void relax4(const double *ci, const double *v, __m256d vh, __m128i vi, co
   const __m256d is_scanned = _mm256_castsi256_pd(_mm256_cmpeq_epi64(st, _mm256_set1_epi64x(kScanned)));
   const __m256d is_assigned = _mm256_castsi256_pd(_mm256_cmpeq_epi64(st, _mm256_set1_epi64x(kAssigned)));
   const __m256d is_free = _mm256_castsi256_pd(_mm256_cmpeq_epi64(st, _mm256_set1_epi64x(kFree)));
-  const __m256d nd = _mm256_sub_pd(_mm256_sub_pd(_mm256_loadu_pd(ci + k), _mm256_loadu_pd(v + k)), vh);
-  __m256d dk = _mm256_loadu_pd(d + k);
-  const __m256d better = _mm256_andnot_pd(is_scanned, _mm256_cmp_pd(nd, dk, _CMP_LT_OQ));
+  const VD nd = simd::sub(simd::sub(simd::load(ci + k), simd::load(v + k)), vh);
+  VD dk = simd::load(d + k);
+  const __m256d better = _mm256_andnot_pd(is_scanned, _mm256_cmp_pd(nd.v, dk.v, _CMP_LT_OQ));
   if (_mm256_movemask_pd(better)) {
-    dk = _mm256_blendv_pd(dk, nd, better);
-    _mm256_storeu_pd(d + k, dk);
+    dk.v = _mm256_blendv_pd(dk.v, nd.v, better);
+    simd::store(d + k, dk);
     const __m256i pack = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);  // low halves of the 64-bit masks
     const __m128i mask = _mm256_castsi256_si128(
         _mm256_permutevar8x32_epi32(_mm256_castpd_si256(better), pack));
     _mm_maskstore_epi32(pred + k, mask, vi);
   }
-  const __m256d lt = _mm256_and_pd(is_assigned, _mm256_cmp_pd(dk, acc.key, _CMP_LT_OQ));
-  acc.key = _mm256_blendv_pd(acc.key, dk, lt);
+  const __m256d lt = _mm256_and_pd(is_assigned, _mm256_cmp_pd(dk.v, acc.key, _CMP_LT_OQ));
+  acc.key = _mm256_blendv_pd(acc.key, dk.v, lt);
   acc.col = _mm256_blendv_pd(acc.col, cols, lt);
-  acc.free = _mm256_min_pd(acc.free, _mm256_blendv_pd(_mm256_set1_pd(kInf), dk, is_free));
+  acc.free = simd::minv(acc.free, VD{_mm256_blendv_pd(_mm256_set1_pd(kInf), dk.v, is_free)});
 }
 
 inline void relax_row(const double *ci, const double *v, double h, int i, const uint8_t *status,
                       double *d, int *pred, int m, Best &assigned, Best &free) {
-  const __m256d vh = _mm256_set1_pd(h), eight = _mm256_set1_pd(8.0);
+  const VD vh = simd::set1(h);
+  const __m256d eight = _mm256_set1_pd(8.0);
   const __m128i vi = _mm_set1_epi32(i);
   __m256d cols0 = _mm256_setr_pd(0, 1, 2, 3);
   __m256d cols1 = _mm256_add_pd(cols0, _mm256_set1_pd(4.0));
@@ -193,14 +202,13 @@ inline void relax_row(const double *ci, const double *v, double h, int i, const 
   assigned = Best();
   free = Best();
   for (const LaneMin &a : acc) {
-    alignas(32) double keys[4], idx[4], frees[4];
+    alignas(32) double keys[4], idx[4];
     _mm256_store_pd(keys, a.key);
     _mm256_store_pd(idx, a.col);
-    _mm256_store_pd(frees, a.free);
     for (int l = 0; l < 4; ++l) {
       if (idx[l] >= 0) assigned.offer(keys[l], static_cast<int>(idx[l]));
-      free.key = std::min(free.key, frees[l]);
     }
+    free.key = std::min(free.key, simd::reduce_min(a.free));
   }
   relax_row_scalar(ci, v, h, i, status, d, pred, k, m, assigned, free);
 }

@@ -5,11 +5,13 @@ namespace nb = nanobind;
 
 void register_network_simplex(nb::module_ &m);
 void register_assignment(nb::module_ &m);
-void register_softmin(nb::module_ &m);
+void register_softmin_lazy(nb::module_ &m);
+void register_softmin_dense(nb::module_ &m);
 
 NB_MODULE(_core, m) {
-  m.doc() = "monge's compiled core: exact OT solvers and the CPU lazy softmin kernel (GIL released)";
+  m.doc() = "monge's compiled core: exact OT solvers and the CPU soft-min kernels (GIL released)";
   register_network_simplex(m);
   register_assignment(m);
-  register_softmin(m);
+  register_softmin_lazy(m);
+  register_softmin_dense(m);
 }
