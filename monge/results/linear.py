@@ -1,4 +1,4 @@
-"""Result types shared by all solvers: frozen dataclasses with the same names everywhere."""
+"""Results of linear OT problems (exact, assignment, entropic): frozen dataclasses with the same names everywhere."""
 
 from __future__ import annotations
 
@@ -6,101 +6,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .ops.logsumexp import log_weights
+from ..ops.logsumexp import log_weights
+from .convergence import Convergence
 
-__all__ = ["STATUSES", "Convergence", "ExactResult", "AssignmentResult", "SinkhornResult"]
-
-
-#: The statuses a :class:`Convergence` reports, per batch element, and what each means.
-STATUSES = {
-    "converged": "the error measured on the returned object is within tol (exact solvers: optimal, certified)",
-    "max_iter": "the iteration cap was reached with the error above tol (or a fixed iteration count was asked)",
-    "stalled": "the error stopped decreasing before reaching tol",
-    "diverged": "NaN or inf appeared in the iterates or the error",
-}
-
-
-@dataclass(frozen=True)
-class Convergence:
-    """How a solve ended, per batch element; built by :meth:`Convergence.build` everywhere.
-
-    Attributes:
-        converged: bool tensor of the batch shape; True only where ``status`` is ``"converged"`` (and, for a
-            nested solver, where every inner level converged too).
-        n_iters: int64 tensor of the batch shape (pivots, augmentations or iterations).
-        status: one of :data:`STATUSES` per batch element, in flattened (row-major) order.
-        error: the final error, measured on the returned object, batch shape; ``criterion`` says what it is.
-        criterion: what ``error`` measures, e.g. ``"marginal_l1"`` (``|P 1 - a|_1 + |P^T 1 - b|_1``, units of
-            the weights), ``"fw_gap"``, ``"relative_change"``, ``"duality_gap"``.
-        duality_gap: primal minus dual objective (cost units), batch shape, where the solver has one.
-        errors: the trace of errors at check points ``(n_checks, *batch)``, where the solver has one.
-        levels: nested solvers: ``((name, Convergence), ...)`` of the inner loops, so a user sees which failed.
-    """
-
-    converged: torch.Tensor
-    n_iters: torch.Tensor
-    status: tuple[str, ...]
-    error: torch.Tensor
-    criterion: str = "marginal_l1"
-    duality_gap: torch.Tensor | None = None
-    errors: torch.Tensor | None = None
-    levels: tuple = ()
-
-    @property
-    def all_converged(self) -> bool:
-        return bool(self.converged.all())
-
-    def level(self, name: str) -> "Convergence":
-        """The convergence record of the inner loop called ``name``."""
-        for key, conv in self.levels:
-            if key == name:
-                return conv
-        raise KeyError(f"level: no inner loop named {name!r}; have {[k for k, _ in self.levels]}")
-
-    @classmethod
-    def build(cls, error, tol: float, n_iters, *, criterion: str = "marginal_l1", errors=None, duality_gap=None,
-              stalled=None, fixed: bool = False, levels: tuple = ()) -> "Convergence":
-        """The one builder of convergence records.
-
-        Args:
-            error: the final error per batch element (a tensor of the batch shape, or a float), measured on the
-                returned object.
-            tol: the tolerance ``error`` is compared with (``error <= tol`` converged).
-            n_iters: iterations (an int or an int tensor of the batch shape).
-            criterion: what ``error`` measures. errors: the trace at check points. duality_gap: the certificate.
-            stalled: optional bool tensor: elements that stopped improving (status ``"stalled"`` where not
-                converged).
-            fixed: a fixed iteration count was asked for: elements above ``tol`` are ``"max_iter"`` as usual;
-                the caller should not warn (:func:`monge.solvers._loop.warn_not_converged` handles that).
-            levels: ``((name, Convergence), ...)`` of inner loops; an element converges only if every level
-                converged (inner batch shapes must broadcast to this one, or be reduced by the caller).
-        """
-        err = torch.as_tensor(error)
-        err = err.detach()
-        finite = torch.isfinite(err)
-        conv = finite & (err <= tol)
-        for _, inner in levels:  # an element converges only if its inner loops did
-            ok = inner.converged.to(conv.device)
-            conv = conv & (ok if ok.shape == conv.shape else ok.all())
-        bad = ~finite
-        stl = torch.zeros_like(conv) if stalled is None else torch.as_tensor(stalled, device=conv.device)
-        stl = stl.expand_as(conv)
-        status = tuple(
-            "converged" if c else "diverged" if d else "stalled" if s else "max_iter"
-            for c, d, s in zip(conv.reshape(-1).tolist(), bad.reshape(-1).tolist(), stl.reshape(-1).tolist())
-        )
-        its = torch.as_tensor(n_iters, device=conv.device)
-        its = (its.to(torch.int64) if its.dim() else torch.full_like(conv, int(its), dtype=torch.int64))
-        return cls(converged=conv, n_iters=its, status=status, error=err, criterion=criterion,
-                   duality_gap=duality_gap, errors=errors, levels=tuple(levels))
-
-    @property
-    def marginal_error(self) -> torch.Tensor:  # transitional alias, removed once every caller reads ``error``
-        return self.error
+__all__ = ["ExactResult", "AssignmentResult", "SinkhornResult"]
 
 
 def _lazy_sqeuclid(geom) -> bool:
-    from .geometry.costs import SqEuclidean
+    from ..geometry.costs import SqEuclidean
 
     return getattr(geom, "backend", None) == "lazy" and isinstance(getattr(geom, "cost_fn", None), SqEuclidean)
 
