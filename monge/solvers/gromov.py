@@ -204,7 +204,7 @@ class GromovWasserstein:
         obj = Objective(prob, dtype=torch.float64)
         P = check_init(init, prob, obj.a).clone()
         atol = self.atol if self.atol is not None else 1e-12 * prob.cost_scale()
-        P, lp, gap, tol, trace, n_it, stalled, inner = self._loop(obj, P, atol)
+        P, f, g, gap, tol, trace, n_it, stalled, inner = self._loop(obj, P, atol, init is None)
         conv = Convergence.build(gap, tol, n_it, criterion="fw_gap", errors=torch.tensor(trace), stalled=stalled,
                                  levels=(("network_simplex", inner),))
         if not conv.all_converged:
@@ -213,28 +213,25 @@ class GromovWasserstein:
                           "result reports converged=False.", RuntimeWarning, stacklevel=user_stacklevel())
         like = prob.a
         Pl = P.to(like)
-        f, g = lp.f.to(like), lp.g.to(like)
+        f, g = f.to(like), g.to(like)
         value, lin, quad = differentiable_value(prob, Pl, f, g)
         return GWResult(plan=Pl, value=value, linear_term=lin, quadratic_term=quad, f=f, g=g, convergence=conv)
 
-    def _loop(self, obj: Objective, P: torch.Tensor, atol: float):
+    def _loop(self, obj: Objective, P: torch.Tensor, atol: float, product: bool):
         """CG steps until the FW gap of the current plan is small; returns the plan and its certificate."""
-        simplex, trace, pivots, bad = NetworkSimplex(), [], 0, 0
+        lps, trace = LinearSolves(obj.a, obj.b), []
         X = obj.cross(P)
         G = obj.grad(X)
         stalled = False
         for it in range(self.max_iter + 1):
-            lp = simplex(LinearProblem(DenseCost(G), obj.a, obj.b))
-            pivots += int(lp.convergence.n_iters)
-            bad += int(not lp.convergence.all_converged)
-            gP = float((G * P).sum())
-            gap = gP - float(lp.value)
+            rank1 = product and it == 0 and (obj.M is None or obj.alpha == 1.0)
+            Q, lp_value = lps.solve(G, X if rank1 else None)
+            gap = float((G * P).sum()) - lp_value
             lin, quad = obj.terms(P, X)
             tol = max(atol, self.rtol * abs(float(obj.value(lin, quad))))
             trace.append(gap)
             if gap <= tol or it == self.max_iter:
                 break
-            Q = lp.plan
             D = Q - P
             XD = obj.cross(Q) - X
             curv = -obj.alpha * float((XD * D).sum())  # alpha E(D) for D with zero marginals
@@ -245,8 +242,58 @@ class GromovWasserstein:
             P = P.add_(D, alpha=t)
             X = X.add_(XD, alpha=t)
             G = obj.grad(X)
-        inner = Convergence.build(float(bad), 0.0, pivots, criterion="lp_not_optimal")
-        return P, lp, gap, tol, trace, it, stalled, inner
+        f, g = lps.duals(G)
+        return P, f, g, gap, tol, trace, it, stalled, lps.convergence()
+
+
+class LinearSolves:
+    """The linearised problems of the CG loop, solved exactly, with their duals and an aggregate record.
+
+    Three exact paths: at the product plan the gradient of pure GW is a rank-one matrix :math:`-2 u v^\top` plus
+    row and column constants, whose LP optimum is the comonotone (sorted, north-west corner) coupling of ``u`` and
+    ``v`` (the cost :math:`-u_i v_j` is submodular); uniform weights with ``n = m`` give an assignment problem
+    (:class:`~monge.solvers.exact.Assignment`, faster there); otherwise the network simplex.
+    """
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor):
+        self.a, self.b = a, b
+        self.pivots, self.bad, self.last = 0, 0, None
+
+    def solve(self, G: torch.Tensor, X_rank1: torch.Tensor | None = None):
+        """(vertex plan Q, <G, Q>) of the LP with cost ``G``."""
+        if X_rank1 is not None:
+            Q = comonotone(X_rank1[:, 0], X_rank1[0], self.a, self.b)
+            self.last = None
+            return Q, float((G * Q).sum())
+        res = NetworkSimplex()(LinearProblem(DenseCost(G), self.a, self.b))
+        self.pivots += int(res.convergence.n_iters)
+        self.bad += int(not res.convergence.all_converged)
+        self.last = (G, res.f, res.g)
+        return res.plan, float(res.value)
+
+    def duals(self, G: torch.Tensor):
+        """Dual potentials of the LP with cost ``G`` (the last one solved, else solved now)."""
+        if self.last is None or self.last[0] is not G:
+            self.solve(G)
+        return self.last[1], self.last[2]
+
+    def convergence(self) -> Convergence:
+        return Convergence.build(float(self.bad), 0.0, self.pivots, criterion="lp_not_optimal")
+
+
+def comonotone(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    r"""The optimal plan of :math:`\min_{Q \in \Pi(a, b)} -\sum_{ij} u_i v_j Q_{ij}`: both sorted, north-west corner."""
+    iu, iv = torch.argsort(u), torch.argsort(v)
+    ca, cb = torch.cumsum(a[iu], 0), torch.cumsum(b[iv], 0)
+    cb = cb * (ca[-1] / cb[-1])
+    t = torch.unique(torch.cat([ca, cb, ca.new_zeros(1)]))
+    mass = t[1:] - t[:-1]
+    mid = 0.5 * (t[1:] + t[:-1])
+    i = torch.searchsorted(ca, mid).clamp_max(len(ca) - 1)
+    j = torch.searchsorted(cb, mid).clamp_max(len(cb) - 1)
+    Q = a.new_zeros(len(a), len(b))
+    Q.index_put_((iu[i], iv[j]), mass, accumulate=True)
+    return Q
 
 
 def _validate_eps(eps):
