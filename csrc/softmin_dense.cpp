@@ -42,15 +42,17 @@ void dense_rows(const T *C, const T *hp, int64_t m, T inv, int64_t i0, int64_t i
     double Sd = 0.0;
     V negM = set1(INF), acc = set1(T(0));
     auto step = [&](V a) SM_INLINE_LAMBDA {
-      V t = fmadd(a, vinv, negM);
+      // The shift and the exponent see the same rounded product (see softmin_lazy.cpp): t <= 0 after a raise.
+      const V p = mul(a, vinv);
+      V t = add(p, negM);
       if (SM_UNLIKELY(any_pos(t))) {
-        const T newM = std::max(M, reduce_max(maxv(mul(a, vinv), vninf)) + S::HEAD);
+        const T newM = std::max(M, reduce_max(maxv(p, vninf)) + S::HEAD);
         const T sc = std::exp2(M - newM);  // M = -inf -> 0 (nothing accumulated yet)
         acc = mul(acc, set1(sc));
         Sd *= static_cast<double>(sc);
         M = newM;
         negM = set1(-newM);
-        t = fmadd(a, vinv, negM);
+        t = add(p, negM);
       }
       acc = add(acc, vexp2(t));
     };
@@ -101,18 +103,19 @@ void dense_cols(const T *C, const T *h, int64_t m, int64_t mp, T inv, int64_t i0
     for (int64_t j = 0; j < mp; j += W) {
       const V a = sub(hv, load(j < mf ? row + j : tail.data() + (j - mf)));
       V nm = load(NM + j);
-      V t = fmadd(a, vinv, nm);
+      const V p = mul(a, vinv);  // the shift and the exponent see the same rounded product
+      V t = add(p, nm);
       V ac = load(acc + j);
       if (SM_UNLIKELY(any_pos(t))) {
         const V Mo = sub(zero, nm);
-        const V Mn = maxv(add(mul(a, vinv), head), Mo);  // NaN candidates keep the old shift
+        const V Mn = maxv(add(p, head), Mo);  // NaN candidates keep the old shift
         const V sc = vexp2(sub(Mo, Mn));                 // -inf - -inf = NaN -> 0: nothing accumulated there
         ac = mul(ac, sc);
         store(sc_l, sc);
         for (int q = 0; q < W; ++q) Sv[j + q] *= static_cast<double>(sc_l[q]);
         nm = sub(zero, Mn);
         store(NM + j, nm);
-        t = fmadd(a, vinv, nm);
+        t = add(p, nm);
       }
       store(acc + j, add(ac, vexp2(t)));
     }

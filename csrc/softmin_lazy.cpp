@@ -9,7 +9,9 @@
 //   released. Each thread walks tiles of TJ columns (kept in L1) and, inside a tile, blocks of R rows that
 //   share the loads of y.
 // - Forward: online (streaming) log-sum-exp with one running shift M_i per row (flash-attention style),
-//   in base 2: t = (h_j - C_ij) * (log2(e)/eps) - M_i, computed with one fma from a = h_j - C_ij. When a
+//   in base 2: t = p - M_i with p = (h_j - C_ij) * (log2(e)/eps) rounded, the same p that sets the shift
+//   (an fma's exact product would exceed the rounded maximum by up to half an ulp of p: +inf once |p|
+//   passes ~2^31 in float32; the build turns off the compiler's own contraction for this reason). When a
 //   vector has a lane with t > 0 (rare: about log(m) times per row on unordered data, at worst every vector
 //   on adversarially sorted data, which stays correct) the row's shift is raised and its partial sums
 //   rescaled. The 2^t are summed in the input precision inside a tile (at most TJ/W terms per lane) and
@@ -19,7 +21,9 @@
 //   |x|^2 + |y|^2 - 2 x.y: no cancellation for near points, which are the ones that dominate the sum when
 //   eps is small. Specialised at compile time for d = 1..8 (R rows per block), a runtime-d path otherwise.
 // - 2^x: the vectorised exp2 of simd.hpp (-inf and NaN arguments give exactly 0).
-// - Backward: p_ij = 2^((h_j - C_ij) * s + out_i * s), s = log2(e)/eps, recomputed from out. Row sums
+// - Backward: p_ij = 2^((h_j - C_ij) * s + out_i * s), s = log2(e)/eps, recomputed from out; rows whose
+//   |out_i s| is too large for out_i's rounding (beyond 2^(digits - 6)) recompute their shift and sum as the
+//   forward does and use p_ij = 2^((h_j - C_ij) * s - M_i) / S_i instead. Row sums
 //   (sum_j p_ij y_j) are kept in registers over a tile then added in float64; the column sums
 //   (sum_i u_i p_ij and sum_i u_i p_ij x_i) are accumulated per thread in a tile-sized buffer of the input
 //   precision (R rows at a time, so the buffer is read and written once per R rows), flushed every
@@ -75,21 +79,22 @@ bool row_has_nan(const T *xi, int d) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Forward: rows [i0, i1) of one batch.
+// Forward: rows [i0, i1) of one batch. forward_lse leaves each row's log-sum-exp in base 2 as a shift and a
+// sum, lse_i = M_i + log2 S_i (Mrow, Srow: nr = i1 - i0 entries, overwritten); forward_rows turns it into out.
 // ---------------------------------------------------------------------------------------------------
 template <class T, int D, int R>
-void forward_rows(const T *x, const T *ys, int d, int64_t mp, T eps, int64_t i0, int64_t i1, T *out) {
+void forward_lse(const T *x, const T *ys, int d, int64_t mp, T inv_eps, int64_t i0, int64_t i1, T *Mrow,
+                 double *Srow) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int W = S::W;
   constexpr int KD = D > 0 ? D : 1;
   const int dd = D > 0 ? D : d;
-  // Work in base 2: t = (h_j - C_ij) * log2(e) / eps, summed as 2^t.
-  const T inv_eps = static_cast<T>(LOG2E / static_cast<double>(eps));
-  const V vinv = set1(inv_eps);
+  // Work in base 2: t = (h_j - C_ij) * log2(e) / eps - M, summed as 2^t.
+  const V vinv = set1(inv_eps), vninf = set1(-std::numeric_limits<T>::infinity());  // NaN lanes -> -inf
   const int64_t nr = i1 - i0;
-  std::vector<T> Mrow(nr, -std::numeric_limits<T>::infinity());
-  std::vector<double> Srow(nr, 0.0);
+  std::fill(Mrow, Mrow + nr, -std::numeric_limits<T>::infinity());
+  std::fill(Srow, Srow + nr, 0.0);
   const T *hrow = ys + static_cast<int64_t>(dd) * mp;
 
   for (int64_t j0 = 0; j0 < mp; j0 += S::TJ) {
@@ -131,22 +136,25 @@ void forward_rows(const T *x, const T *ys, int d, int64_t mp, T eps, int64_t i0,
             }
           }
         }
-        V t[R];
+        // The shift and the exponent see the same rounded product p = a * s (not an fma's exact one, which
+        // can exceed the rounded maximum by half an ulp of p: 2^128 once |p| passes ~2^31 in float32).
+        V p[R], t[R];
         bool any = false;
         for (int r = 0; r < R; ++r) {
-          t[r] = fmadd(a[r], vinv, negM[r]);
+          p[r] = mul(a[r], vinv);
+          t[r] = add(p[r], negM[r]);
           any |= any_pos(t[r]);
         }
         if (SM_UNLIKELY(any)) {
           for (int r = 0; r < R; ++r) {
             if (!any_pos(t[r])) continue;
-            const T newM = std::max(M[r], reduce_max(mul(a[r], vinv)) + S::HEAD);
+            const T newM = std::max(M[r], reduce_max(maxv(p[r], vninf)) + S::HEAD);  // >= every p: t <= 0
             const T scale = std::exp2(M[r] - newM);  // M = -inf -> 0 (nothing accumulated yet)
             acc[r] = mul(acc[r], set1(scale));
             Sd[r] *= static_cast<double>(scale);
             M[r] = newM;
             negM[r] = set1(-newM);
-            t[r] = fmadd(a[r], vinv, negM[r]);
+            t[r] = add(p[r], negM[r]);
           }
         }
         for (int r = 0; r < R; ++r) acc[r] = add(acc[r], vexp2(t[r]));
@@ -157,6 +165,16 @@ void forward_rows(const T *x, const T *ys, int d, int64_t mp, T eps, int64_t i0,
       }
     }
   }
+}
+
+template <class T, int D, int R>
+void forward_rows(const T *x, const T *ys, int d, int64_t mp, T eps, int64_t i0, int64_t i1, T *out) {
+  const int dd = D > 0 ? D : d;
+  const T inv_eps = static_cast<T>(LOG2E / static_cast<double>(eps));
+  const int64_t nr = i1 - i0;
+  std::vector<T> Mrow(nr);
+  std::vector<double> Srow(nr);
+  forward_lse<T, D, R>(x, ys, d, mp, inv_eps, i0, i1, Mrow.data(), Srow.data());
   // The arguments were scaled by inv_eps = log2(e)/eps as rounded to T: divide by that same value so that
   // the shift M_i, which carries the magnitude, maps back exactly to max_j (h_j - C_ij).
   const double scale_back = 1.0 / static_cast<double>(inv_eps);
@@ -188,6 +206,32 @@ void backward_rows(const T *x, const T *ys, int d, int64_t mp, const T *out, con
   std::vector<V> rsum_dyn(D > 0 ? 0 : static_cast<size_t>(R) * dd);
   const T *hrow = ys + static_cast<int64_t>(dd) * mp;
   constexpr T NEG_INF = -std::numeric_limits<T>::infinity();
+  // p_ij = 2^(a_ij s - lse_i) with lse_i = -out_i s: the exponent offset is out_i s, as rounded to T. The
+  // rounding of out_i puts an error of about |out_i s| 2^-digits on every exponent of the row: harmless for
+  // moderate |out_i s|, but past 2^(digits - 6) the weights no longer sum to one (by 1% and more), and past
+  // the exponent range they overflow. Those rows recompute their log-sum-exp as the forward does (the shift
+  // M_i, exact in T, and the sum S_i): exponent offset -M_i (so the exponent is <= 0) and weights / S_i.
+  std::vector<T> offset(nr), rscale(nr, T(1));
+  const double too_far = std::ldexp(1.0, std::numeric_limits<T>::digits - 6);
+  auto recompute = [&](int64_t ii) {
+    const double os = static_cast<double>(out[i0 + ii]) * static_cast<double>(inv_eps);
+    return std::isfinite(os) && std::abs(os) > too_far;
+  };
+  bool any_recompute = false;
+  for (int64_t ii = 0; ii < nr; ++ii) {
+    offset[ii] = static_cast<T>(static_cast<double>(out[i0 + ii]) * static_cast<double>(inv_eps));
+    any_recompute |= recompute(ii);
+  }
+  if (SM_UNLIKELY(any_recompute)) {
+    std::vector<T> Mr(nr);
+    std::vector<double> Sr(nr);
+    forward_lse<T, D, R>(x, ys, d, mp, inv_eps, i0, i1, Mr.data(), Sr.data());
+    for (int64_t ii = 0; ii < nr; ++ii)
+      if (recompute(ii) && Sr[ii] > 0.0 && std::isfinite(Mr[ii])) {
+        offset[ii] = -Mr[ii];
+        rscale[ii] = static_cast<T>(1.0 / Sr[ii]);
+      }
+  }
 
   for (int64_t j0 = 0; j0 < mp; j0 += S::TJ) {
     const int64_t j1 = std::min<int64_t>(mp, j0 + S::TJ);
@@ -212,10 +256,10 @@ void backward_rows(const T *x, const T *ys, int d, int64_t mp, const T *out, con
         const bool valid = ib + r < nr;
         const int64_t ii = std::min<int64_t>(ib + r, nr - 1);
         xr[r] = x + (i0 + ii) * dd;
-        const T oi = out[i0 + ii], ui = valid ? u[i0 + ii] : T(0);
+        const T oi = out[i0 + ii], ui = valid ? u[i0 + ii] * rscale[ii] : T(0);
         // Rows with zero weight everywhere (out = +inf) or padding rows contribute nothing.
         const bool live = valid && std::isfinite(oi) && ui != T(0);
-        ob[r] = set1(live ? static_cast<T>(static_cast<double>(oi) * static_cast<double>(inv_eps)) : NEG_INF);
+        ob[r] = set1(live ? offset[ii] : NEG_INF);
         ub[r] = set1(live ? ui : T(0));
         if constexpr (D > 0)
           for (int k = 0; k < D; ++k) {
@@ -244,7 +288,7 @@ void backward_rows(const T *x, const T *ys, int d, int64_t mp, const T *out, con
           V lin[D];
           for (int k = 0; k < D; ++k) lin[k] = load(tp + k * S::TJ);
           for (int r = 0; r < R; ++r) {
-            const V p = vexp2(fmadd(a[r], vinv, ob[r]));
+            const V p = vexp2(add(mul(a[r], vinv), ob[r]));  // as the forward rounds
             for (int k = 0; k < D; ++k) rs[r][k] = fmadd(p, yk[k], rs[r][k]);
             col = fmadd(ub[r], p, col);
             for (int k = 0; k < D; ++k) lin[k] = fmadd(xw[r][k], p, lin[k]);
@@ -261,7 +305,7 @@ void backward_rows(const T *x, const T *ys, int d, int64_t mp, const T *out, con
           }
           T *tp = tile.data() + (j - j0);
           for (int r = 0; r < R; ++r) {
-            const V p = vexp2(fmadd(a[r], vinv, ob[r]));
+            const V p = vexp2(add(mul(a[r], vinv), ob[r]));  // as the forward rounds
             const V up = mul(ub[r], p);
             store(tp + dd * S::TJ, add(load(tp + dd * S::TJ), up));
             for (int k = 0; k < dd; ++k) {
@@ -274,10 +318,11 @@ void backward_rows(const T *x, const T *ys, int d, int64_t mp, const T *out, con
       }
       for (int r = 0; r < R && ib + r < nr; ++r)
         for (int k = 0; k < dd; ++k) {
+          const double sc = static_cast<double>(rscale[ib + r]);
           if constexpr (D > 0)
-            racc[(ib + r) * dd + k] += reduce_add(rs[r][k]);
+            racc[(ib + r) * dd + k] += sc * reduce_add(rs[r][k]);
           else
-            racc[(ib + r) * dd + k] += reduce_add(rsum_dyn[r * dd + k]);
+            racc[(ib + r) * dd + k] += sc * reduce_add(rsum_dyn[r * dd + k]);
         }
       rows_since_flush += R;
       if (rows_since_flush >= FLUSH_ROWS) flush();
