@@ -64,7 +64,11 @@ _DIRECT_MAX_D = 16  # up to this dimension, differences are computed directly (e
 
 
 class SqEuclidean(Cost):
-    r"""Squared Euclidean cost :math:`c(x, y) = \|x - y\|_2^2` (no factor 1/2).
+    r"""Squared Euclidean cost :math:`c(x, y) = s\,\|x - y\|_2^2`, ``s = scale`` (default 1: no factor 1/2).
+
+    ``scale=0.5`` (the name ``"sqeuclidean_half"``) is the :math:`\tfrac12\|x - y\|^2` convention of GeomLoss and
+    of much of the OT literature (its gradient flows move at unit speed): values are halved, potentials too, and
+    an ``eps`` that was ``blur ** 2`` becomes ``blur ** 2 / 2`` for the same plan.
 
     Computed from the differences for d <= 16 (exactly 0 at coincident points), else as
     :math:`\|x\|^2 + \|y\|^2 - 2\langle x, y\rangle` (one matrix product, clamped at 0); the backward pass
@@ -74,13 +78,25 @@ class SqEuclidean(Cost):
         >>> import torch
         >>> SqEuclidean()(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]]))
         tensor([[25.]])
+        >>> SqEuclidean(scale=0.5)(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]]))
+        tensor([[12.5000]])
     """
 
     name = "sqeuclidean"
     p = 2.0
 
+    def __init__(self, scale: float = 1.0):
+        if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale < float("inf")):
+            raise ValueError(f"scale: expected a positive finite number (1: |x - y|^2, 0.5: |x - y|^2 / 2), "
+                             f"got {scale!r}")
+        self.scale = float(scale)
+
     def __call__(self, x, y):
-        return _SqDist.apply(x, y)
+        C = _SqDist.apply(x, y)
+        return C if self.scale == 1.0 else self.scale * C
+
+    def __repr__(self) -> str:
+        return "SqEuclidean()" if self.scale == 1.0 else f"SqEuclidean(scale={self.scale:g})"
 
 
 class Euclidean(Cost):
@@ -147,13 +163,19 @@ class CallableCost(Cost):
         return f"CallableCost({getattr(self.fn, '__name__', self.fn)!r})"
 
 
-_NAMED = {"sqeuclidean": SqEuclidean, "euclidean": Euclidean, "cosine": Cosine}
+_NAMED = {"sqeuclidean": SqEuclidean, "sqeuclidean_half": lambda: SqEuclidean(scale=0.5), "euclidean": Euclidean,
+          "cosine": Cosine}
 
 
 def get_cost(cost, p: float | None = None) -> Cost:
-    """Resolve ``cost``: a :class:`Cost`, a name (``"sqeuclidean"``, ``"euclidean"``, ``"cosine"``) or a callable.
+    """Resolve ``cost``: a :class:`Cost`, a name (``"sqeuclidean"``, ``"sqeuclidean_half"`` (``|x - y|^2 / 2``),
+    ``"euclidean"``, ``"cosine"``) or a callable.
 
     For ``"euclidean"``, ``p`` sets the power (``|x - y|^p``).
+
+    Example:
+        >>> get_cost("sqeuclidean_half")
+        SqEuclidean(scale=0.5)
     """
     if isinstance(cost, Cost):
         return cost

@@ -22,7 +22,7 @@ import numbers
 import torch
 
 from .._validation import check_p, check_positive
-from ._backends.kernel import adapts, underflowed
+from ._backends.shifted import adapts, certified, shifted_product
 from .base import Geometry
 
 __all__ = ["Grid", "MAX_DENSE"]
@@ -92,9 +92,37 @@ class Grid(Geometry):
         return len(self._grid_shape)
 
     @property
+    def source_shape(self) -> tuple[int, ...]:
+        """The grid shape: weights and potentials are ``(..., n_1, ..., n_d)``."""
+        return self._grid_shape
+
+    @property
+    def target_shape(self) -> tuple[int, ...]:
+        """The grid shape (source and target are the same grid)."""
+        return self._grid_shape
+
+    @property
     def spacing(self) -> tuple[float, ...]:
         """The cell size along each axis."""
         return self._spacing
+
+    @property
+    def cell_volume(self) -> float:
+        r"""The volume of one cell, :math:`\prod_k s_k` (densities times it are masses)."""
+        v = 1.0
+        for s in self._spacing:
+            v *= s
+        return v
+
+    def axes(self) -> list[torch.Tensor]:
+        """The cell coordinates along each axis, ``[s_k * arange(n_k)]``, in the grid's dtype and device.
+
+        Example:
+            >>> [a.tolist() for a in Grid((2, 3), spacing=1.0).axes()]
+            [[0.0, 1.0], [0.0, 1.0, 2.0]]
+        """
+        return [torch.arange(n, dtype=self.dtype, device=self.device) * s
+                for n, s in zip(self._grid_shape, self._spacing)]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -275,17 +303,21 @@ def _softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, 
     for s in shape[:axis]:
         lead *= s
     g3 = g.reshape(lead, n, -1)  # (A, n, B): lines along the middle dimension
-    if K64 is not None and wide is not None and wide["wide"]:
-        out64, bad = _shifted_product(g3.double(), K64, eps)
-        out = out64.to(g.dtype)
-    else:
-        out, bad = _shifted_product(g3, K, eps)
-        if K64 is not None and bool(bad.any()):
-            if wide is not None and adapts(g) and 4 * int(bad.any(1).sum()) > bad.shape[0] * bad.shape[2]:
-                wide["wide"] = True
-            out, bad = _redo_lines64(out, bad, g3, K64, eps)
-    if bool(bad.any()):
-        out = _exact_entries(out, g3, bad, C, eps) if quadratic is None else _exact_lines(out, g3, bad, quadratic, eps)
+
+    def redo64(out, bad):
+        if out is None:  # the switch is on: everything in float64
+            out64, bad = _shifted_product(g3.double(), K64, eps)
+            return out64.to(g.dtype), bad
+        return _redo_lines64(out, bad, g3, K64, eps)
+
+    def exact(out, bad):
+        return _exact_entries(out, g3, bad, C, eps) if quadratic is None else _exact_lines(out, g3, bad, quadratic, eps)
+
+    def systematic(bad):  # over a quarter of the lines underflowed: start in float64 from now on
+        return 4 * int(bad.any(1).sum()) > bad.shape[0] * bad.shape[2]
+
+    out = certified(g3, lambda t: _shifted_product(t, K, eps), exact, redo64 if K64 is not None else None, wide,
+                    systematic)
     return out.reshape(shape)
 
 
@@ -298,20 +330,21 @@ def _fused_product(h: torch.Tensor, kernels: list, eps: float):
     """
     d = len(kernels)
     dims = tuple(range(h.dim() - d, h.dim()))
-    M = h.detach().amax(dim=dims, keepdim=True)
-    M = torch.where(torch.isfinite(M), M, torch.zeros_like(M))  # all -inf: s = 0 below, flagged, done per axis
-    s = torch.sub(h, M).mul_(1.0 / eps).exp_()  # in place on a fresh tensor: one allocation
-    for k in range(d - 1):
-        axis = h.dim() - d + k
-        lead = 1
-        for n_ in s.shape[:axis]:
-            lead *= n_
-        s = torch.matmul(kernels[k], s.reshape(lead, s.shape[axis], -1)).reshape(s.shape)
-    s = s @ kernels[-1]  # the last axis: K is symmetric
-    N = s[0].numel() if s.dim() > d else s.numel()
-    if bool(underflowed(s.detach().amin(), N)):  # one reduction instead of a mask
-        return None
-    return torch.log(s).mul_(eps).add_(M)
+
+    def contract(s):
+        for k in range(d - 1):
+            axis = h.dim() - d + k
+            lead = 1
+            for n_ in s.shape[:axis]:
+                lead *= n_
+            s = torch.matmul(kernels[k], s.reshape(lead, s.shape[axis], -1)).reshape(s.shape)
+        return s @ kernels[-1]  # the last axis: K is symmetric
+
+    N = 1
+    for n_ in h.shape[h.dim() - d:]:
+        N *= n_
+    out, bad = shifted_product(h, contract, eps, dims, N, mask=False)
+    return None if bool(bad) else out
 
 
 def _shifted_product(g3: torch.Tensor, K: torch.Tensor, eps: float):
@@ -321,16 +354,10 @@ def _shifted_product(g3: torch.Tensor, K: torch.Tensor, eps: float):
     Every term of ``s`` is a product of two floats in ``[0, 1]``, so ``s`` carries a relative error ~ ``n`` ulp
     unless underflowed terms matter: entries with ``s < n * tiny / ulp`` on lines with a finite entry are ``bad``.
     """
-    n = g3.shape[1]
-    m = g3.detach().amax(1, keepdim=True)  # a shift: the value does not depend on it, so no gradient through it
-    finite = torch.isfinite(m)
-    m = torch.where(finite, m, torch.zeros_like(m))
-    u = torch.exp((g3 - m) / eps)
-    s = (u.squeeze(-1) @ K).unsqueeze(-1) if g3.shape[-1] == 1 else torch.matmul(K, u)  # K is symmetric
-    pos = s > 0
-    out = torch.where(pos, m + eps * torch.log(torch.where(pos, s, torch.ones_like(s))), torch.full_like(s, -torch.inf))
-    bad = underflowed(s, n) & finite
-    return out, bad
+    def contract(u):
+        return (u.squeeze(-1) @ K).unsqueeze(-1) if g3.shape[-1] == 1 else torch.matmul(K, u)  # K is symmetric
+
+    return shifted_product(g3, contract, eps, 1, g3.shape[1])
 
 
 def _redo_lines64(out: torch.Tensor, bad: torch.Tensor, g3: torch.Tensor, K64: torch.Tensor, eps: float):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import as_tensor, check_points, common_dtype_device
+from .._validation import as_tensor, check_cost_power, check_points, common_dtype_device
 from ._backends.kernel import KernelCache
-from ._backends.lazy import kernel_available, lazy_softmin
+from ._backends.lazy import LazySoftmin, barycentric_map_tiles, kernel_available, plan_cost_tiles
 from .base import Geometry
 from .costs import Cost, SqEuclidean, get_cost
 
@@ -67,6 +67,7 @@ class PointCloud(Geometry):
             raise ValueError(f"chunk: expected a positive int or None, got {chunk!r}")
         self.x, self.y = x, y
         self.cost_fn = get_cost(cost, p)
+        check_cost_power(self.cost_fn, p)  # p next to a cost of another degree would be ignored
         if backend == "auto":
             n, m = self.shape
             big = n * m * max(1, self.batch_shape.numel()) > LAZY_ABOVE
@@ -75,16 +76,8 @@ class PointCloud(Geometry):
             backend = "lazy" if big or kernel else "dense"
         self.backend = backend
         self.chunk = chunk
-        self._C = None  # the dense cost, cached when it carries no autograd graph
-        self._fast = KernelCache()  # the kernel fast path of the dense backend (monge.geometry._backends.kernel)
-
-    def _dense_cost(self) -> torch.Tensor:
-        if self._C is not None:
-            return self._C
-        C = self.cost()
-        if not C.requires_grad:
-            self._C = C
-        return C
+        # the backend object, chosen once: a cached dense cost with the kernel fast path, or the lazy reduction
+        self._impl = _DensePoints(self.cost_fn) if backend == "dense" else LazySoftmin(self.cost_fn, x, chunk)
 
     def cost_scale(self) -> float:
         """An upper bound of the largest cost (the bounding-box diameter to the power p for Euclidean costs)."""
@@ -92,15 +85,41 @@ class PointCloud(Geometry):
         if self.cost_fn.name in ("sqeuclidean", "euclidean") and p is not None:
             pts = torch.cat([self.x.detach().reshape(-1, self.x.shape[-1]), self.y.detach().reshape(-1, self.y.shape[-1])])
             diam = float((pts.max(0).values - pts.min(0).values).norm())
-            return max(diam, 1e-30) ** p
+            return getattr(self.cost_fn, "scale", 1.0) * max(diam, 1e-30) ** p
         if self.cost_fn.name == "cosine":
             return 2.0
-        return float(self._dense_cost().detach().max()) if self.backend == "dense" else super().cost_scale()
+        return float(self._impl.cost(self.x, self.y).detach().max()) if self.backend == "dense" else super().cost_scale()
 
     def softmin(self, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
+        """The soft-min through the backend chosen at construction (see :class:`~monge.geometry.base.Geometry`)."""
+        return self._impl.softmin(self.x, self.y, h, eps, dim)
+
+    def plan_cost(self, u: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
+        """``<P, C>`` (see :meth:`Geometry.plan_cost`); the lazy backend reduces row tiles in O(n + m) memory."""
         if self.backend == "dense":
-            return self._fast.softmin(self._dense_cost(), h, eps, dim)
-        return lazy_softmin(self.x, self.y, h, eps, dim, self.cost_fn, self.chunk)
+            return super().plan_cost(u, v, eps)
+        return plan_cost_tiles(self.x, self.y, u, v, eps, self.cost_fn, self.chunk)
+
+    def barycentric_map(self, v: torch.Tensor, eps: float, x: torch.Tensor | None = None) -> torch.Tensor:
+        r"""``T(x) = sum_j softmax_j((v_j - c(x, y_j)) / eps) y_j`` by tiles of query points (never a ``(k, m)``
+        matrix beyond a tile); ``x=None``: the source points. See :meth:`Geometry.barycentric_map`."""
+        if x is None:
+            x = self.x
+        elif not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[-1] != self.y.shape[-1]:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x: expected points of shape (..., k, d) with d = {self.y.shape[-1]} (the dimension of "
+                             f"the target points), got {got}")
+        return barycentric_map_tiles(x, self.y, v, eps, self.cost_fn, self.chunk)
+
+    def loop_geometry(self, unroll: bool) -> Geometry:
+        """Detached for envelope/implicit loops; unrolling a dense cloud builds its differentiable cost once."""
+        if not unroll:
+            return self.detach()
+        if self.backend == "dense":
+            from .dense import DenseCost
+
+            return DenseCost(self.cost())
+        return self
 
     @property
     def symmetric(self) -> bool:
@@ -138,3 +157,22 @@ class PointCloud(Geometry):
     def __repr__(self) -> str:
         return (f"PointCloud(x={tuple(self.x.shape)}, y={tuple(self.y.shape)}, cost={self.cost_fn!r}, "
                 f"backend={self.backend!r})")
+
+
+class _DensePoints:
+    """The dense backend of a point cloud: the cost materialised once (cached when it carries no autograd graph)
+    and reduced by the dense soft-min with its kernel fast path (:class:`~monge.geometry._backends.kernel.KernelCache`)."""
+
+    def __init__(self, cost_fn: Cost):
+        self.cost_fn, self._C, self._fast = cost_fn, None, KernelCache()
+
+    def cost(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self._C is not None:
+            return self._C
+        C = self.cost_fn(x, y)
+        if not C.requires_grad:
+            self._C = C
+        return C
+
+    def softmin(self, x, y, h, eps, dim):
+        return self._fast.softmin(self.cost(x, y), h, eps, dim)

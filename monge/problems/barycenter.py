@@ -16,26 +16,23 @@ import torch
 
 from .._validation import (
     MASS_RTOL,
+    WEIGHTS_ATOL,
     as_tensor,
-    check_finite,
     check_positive,
+    check_simplex,
     check_weights,
-    common_dtype_device,
 )
 from ..geometry.base import Geometry
 
 __all__ = ["BarycenterProblem", "WEIGHTS_ATOL"]
 
-#: Absolute tolerance on ``|sum_k lambda_k - 1|`` for barycentric weights, per dtype (rounding of a softmax).
-WEIGHTS_ATOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+#: :data:`monge._validation.WEIGHTS_ATOL`, re-exported: the tolerance on barycentric weights summing to 1.
+WEIGHTS_ATOL = WEIGHTS_ATOL
 
 
 def _supports(geom: Geometry) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(source support, target support) shapes: ``(n,), (m,)`` or the grid shape twice."""
-    if geom.event_ndim > 1 or hasattr(geom, "grid_shape"):
-        return tuple(geom.grid_shape), tuple(geom.grid_shape)
-    n, m = geom.shape
-    return (n,), (m,)
+    return tuple(geom.source_shape), tuple(geom.target_shape)
 
 
 @dataclass(frozen=True, init=False)
@@ -89,7 +86,7 @@ class BarycenterProblem:
         hists = check_weights(hists, "hists", src, like, size_name=sym)
         K = hists.shape[-k - 1]
         check_positive(rho, "rho", allow_none=True)
-        weights = _check_barycentric_weights(weights, K, like)
+        weights = check_simplex(weights, "weights", K, like)
         if rho is None:
             hists = _balance(hists, k)
         try:
@@ -128,25 +125,6 @@ class BarycenterProblem:
         k = self.event_ndim
         return torch.broadcast_shapes(self.hists.shape[: self.hists.dim() - k - 1], self.weights.shape[:-1],
                                       self.geom.batch_shape)
-
-
-def _check_barycentric_weights(weights, K: int, like: torch.Tensor) -> torch.Tensor:
-    """``(..., K)`` nonnegative, finite, summing to 1; ``None``: uniform."""
-    if weights is None:
-        return like.new_full((K,), 1.0 / K)
-    w = as_tensor(weights, "weights", dtype=like.dtype, device=like.device)
-    common_dtype_device(weights=w, hists=like)
-    if w.dim() < 1 or w.shape[-1] != K:
-        raise ValueError(f"weights: expected barycentric weights of shape (..., K) with K = {K} (one per input "
-                         f"histogram), got shape {tuple(w.shape)}")
-    check_finite(w, "weights")
-    if bool((w < 0).any()):
-        raise ValueError(f"weights: expected nonnegative weights (a point of the simplex), found {float(w.min()):.3g}")
-    dev = float((w.detach().sum(-1) - 1).abs().max())
-    if dev > WEIGHTS_ATOL[w.dtype]:
-        raise ValueError(f"weights: expected weights summing to 1 (the simplex), got sums off by up to {dev:.3g} "
-                         f"(> {WEIGHTS_ATOL[w.dtype]:g}); normalise with weights / weights.sum(-1, keepdim=True)")
-    return w
 
 
 def _balance(hists: torch.Tensor, k: int) -> torch.Tensor:

@@ -46,11 +46,10 @@ class LinearProblem:
     def __init__(self, geom: Geometry, a=None, b=None, rho_a=None, rho_b=None):
         if not isinstance(geom, Geometry):
             raise TypeError(f"geom: expected a monge Geometry (DenseCost, PointCloud, ...), got {type(geom).__name__}")
-        n, m = geom.shape
+        src, tgt = geom.source_shape, geom.target_shape  # (n,), (m,) or a grid's shape: weights carry it
+        n, m = (src[0], tgt[0]) if len(src) == 1 and len(tgt) == 1 else (src, tgt)
         like = geom.like()
-        k = geom.event_ndim
-        if k > 1:  # grids: weights carry the grid shape
-            n = m = geom.grid_shape
+        k = len(src)
         same = (a is b) and n == m  # one measure against itself (e.g. the self terms of a divergence)
         a = check_weights(a, "a", n, like, size_name="n")
         b = a if same else check_weights(b, "b", m, like, size_name="m")

@@ -12,12 +12,6 @@ from .convergence import Convergence
 __all__ = ["ExactResult", "AssignmentResult", "SinkhornResult"]
 
 
-def _lazy_sqeuclid(geom) -> bool:
-    from ..geometry.costs import SqEuclidean
-
-    return getattr(geom, "backend", None) == "lazy" and isinstance(getattr(geom, "cost_fn", None), SqEuclidean)
-
-
 def _scatter_plan(rows, cols, vals, n: int, m: int) -> torch.Tensor:
     """Dense ``(..., n, m)`` plan from padded sparse triplets ``(..., K)`` (padding has value 0)."""
     batch = rows.shape[:-1]
@@ -143,26 +137,20 @@ class SinkhornResult:
         """The dense plan ``(..., n, m)`` (grids: ``(N, N)`` over flattened cells), built from the potentials."""
         return torch.exp(self._log_plan(self.problem.geom.cost()))
 
+    def _log_potentials(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(f + eps log a, g + eps log b)``: the plan is ``exp((u_i + v_j - C_ij) / eps)``."""
+        eps = self.eps
+        return self.f + eps * log_weights(self.problem.a), self.g + eps * log_weights(self.problem.b)
+
     @property
     def transport_cost(self) -> torch.Tensor:
-        r""":math:`\langle P, C\rangle`, the transport part of the objective (without the entropy).
+        r""":math:`\langle P, C\rangle`, the transport part of the objective (without the entropy), batch shape.
 
-        Lazy squared-Euclidean point clouds never build the plan: with centred points,
-        :math:`\langle P, C\rangle = \sum_i r_i |x_i|^2 + \sum_j c_j |y_j|^2 - 2 \sum_i x_i \cdot (P y)_i`
-        (``r, c`` the plan's marginals), all through :meth:`apply_plan` in O(n + m) memory.
+        Computed by the geometry (:meth:`~monge.geometry.Geometry.plan_cost`): lazy point clouds reduce row tiles
+        of the cost in O(n + m) memory and never build the plan; differentiable.
         """
-        geom = self.problem.geom
-        if _lazy_sqeuclid(geom):
-            return self._lazy_sq_cost(geom)
-        C = geom.cost()
-        return (torch.exp(self._log_plan(C)) * C).sum((-1, -2))
-
-    def _lazy_sq_cost(self, geom) -> torch.Tensor:
-        centre = 0.5 * (geom.x.mean(-2, keepdim=True) + geom.y.mean(-2, keepdim=True)).detach()
-        x0, y0 = geom.x - centre, geom.y - centre  # the cost is translation invariant; centring limits cancellation
-        row, col = self.marginals
-        Py = self.apply_plan(y0.movedim(-1, 0), dim=1).movedim(0, -1)  # (..., n, d)
-        return (row * (x0 * x0).sum(-1)).sum(-1) + (col * (y0 * y0).sum(-1)).sum(-1) - 2 * (x0 * Py).sum((-1, -2))
+        u, v = self._log_potentials()
+        return self.problem.geom.plan_cost(u, v, self.eps)
 
     def apply_plan(self, v: torch.Tensor, dim: int = 1) -> torch.Tensor:
         r"""``P v`` (``dim=1``) or ``P^T v`` (``dim=0``) through the geometry's soft-min, never the ``(n, m)`` plan.
@@ -218,19 +206,21 @@ class SinkhornResult:
             T(x) = \sum_j w_j(x)\, y_j, \qquad
             w_j(x) \propto b_j \exp\big((g_j - c(x, y_j))/\varepsilon\big)
 
-        On the source points, :math:`T(x_i) = \sum_j P_{ij} y_j / \sum_j P_{ij}`. Needs a point-cloud geometry.
+        On the source points, :math:`T(x_i) = \sum_j P_{ij} y_j / \sum_j P_{ij}`. Needs a geometry with points
+        (:class:`~monge.geometry.PointCloud`); computed by tiles of query points
+        (:meth:`~monge.geometry.Geometry.barycentric_map`), never a ``(k, m)`` matrix beyond a tile.
 
         Args:
             x: ``(..., k, d)`` points to map (default: the source points of the problem).
+
+        Returns:
+            ``(..., k, d)``, differentiable w.r.t. ``x``, the points and the potentials.
+
+        Example:
+            >>> import torch, monge
+            >>> x = torch.rand(30, 2, dtype=torch.float64); y = x + 1.0
+            >>> res = monge.solve_points(x, y, eps=1e-3)
+            >>> bool((res.transport(x) - y).abs().max() < 0.05)   # a translation is recovered
+            True
         """
-        geom = self.problem.geom
-        if not hasattr(geom, "y"):
-            raise TypeError("transport: needs a point-cloud geometry (monge.PointCloud)")
-        if x is None and getattr(geom, "backend", None) == "lazy":  # (P y) / (P 1): O(n + m) memory
-            Py = self.apply_plan(geom.y.movedim(-1, 0), dim=1).movedim(0, -1)
-            return Py / self.marginals[0].unsqueeze(-1)
-        x = geom.x if x is None else x
-        if x.shape[-1] != geom.y.shape[-1]:
-            raise ValueError(f"x: expected points of dimension d = {geom.y.shape[-1]}, got shape {tuple(x.shape)}")
-        logits = (self.g + self.eps * log_weights(self.problem.b)).unsqueeze(-2) - geom.cost_fn(x, geom.y)
-        return torch.softmax(logits / self.eps, dim=-1) @ geom.y
+        return self.problem.geom.barycentric_map(self._log_potentials()[1], self.eps, x)

@@ -1,14 +1,15 @@
 r"""A scaling-domain fast path behind ``softmin`` for dense costs: shifted matrix products with the Gibbs kernel.
 
 .. math::
-    \mathrm{softmin}_\varepsilon(h)_i = -\Big(M + \varepsilon \log \sum_j K_{ij}\, e^{(h_j - M)/\varepsilon}\Big),
-    \qquad K = e^{-C/\varepsilon},\ M = \max_j h_j
+    \mathrm{softmin}_\varepsilon(h)_i = c_0 - \Big(M + \varepsilon \log \sum_j K_{ij}\, e^{(h_j - M)/\varepsilon}\Big),
+    \qquad K = e^{-(C - c_0)/\varepsilon},\ c_0 = \min C,\ M = \max_j h_j
 
 Potentials that share one cost (the K inputs of a barycenter, a batch of histograms on one support) go through
 one BLAS product ``(B, m) @ (m, n)`` instead of ``B n m`` exponentials of a log-sum-exp (15x faster at n = 2000).
-Every term is a product of two numbers in [0, 1]; where a sum underflows (``eps`` small next to the spread of ``C`` or ``h``), the entries are recomputed by the exact
-log-sum-exp, so the result is the log-domain soft-min up to rounding for any ``eps`` (the same scheme as
-:class:`~monge.geometry.Grid` along each axis). The potentials stay the state (DESIGN: habit 6).
+The cost is shifted by its minimum, so every term is a product of two numbers in [0, 1] whatever the sign or
+offset of ``C`` (negative costs, similarities); where a sum under- or overflows, the entries are recomputed by
+the exact log-sum-exp (:mod:`monge.geometry._backends.shifted`, the scheme grids use along each axis), so the
+result is the log-domain soft-min up to rounding for any ``eps``. The potentials stay the state (DESIGN: habit 6).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ...ops.logsumexp import dense_softmin
+from .shifted import adapts, certified, shifted_product, underflowed
 
 __all__ = ["KernelDense", "KernelCache", "KERNEL_MAX_ENTRIES", "adapts", "underflowed"]
 
@@ -24,58 +26,53 @@ KERNEL_MAX_ENTRIES = 1 << 24
 _FALLBACK_ELEMENTS = 1 << 22  # cost entries gathered per chunk of the exact fallback
 
 
-def underflowed(s: torch.Tensor, n: int) -> torch.Tensor:
-    """Where a sum ``s`` of ``n`` terms, each a product of numbers in [0, 1], may have lost relative accuracy to
-    underflow: ``s < n * tiny / ulp`` (above it, flushed terms cost less than one ulp). Shared certificate of the
-    shifted-product fast paths (dense kernels and grids)."""
-    finfo = torch.finfo(s.dtype)
-    return s.detach() < n * finfo.tiny / finfo.eps
-
-
-def adapts(h: torch.Tensor) -> bool:
-    """Whether a soft-min call may update the private switches that pick its fast path (underflow counters, the
-    float64 switch): not while recording for autograd. A checkpointed (unrolled) loop recomputes its forward in the
-    backward pass and must take the same path then, so recorded calls read the switches and never move them."""
-    return not (torch.is_grad_enabled() and h.requires_grad)
-
-
 class KernelDense:
-    """Duck-typed geometry for the solver loop: ``softmin`` at one fixed ``eps`` through ``K = exp(-C / eps)``.
+    """Duck-typed geometry for the solver loop: ``softmin`` at one fixed ``eps`` through ``K = exp(-(C - c0)/eps)``.
 
     float32 costs keep a float64 kernel too (range ``e^-708`` instead of ``e^-87``): once a float32 product has
     underflowed, the products run in float64 (a private switch; the result is the same up to rounding).
+
+    Example:
+        >>> import torch
+        >>> C = torch.rand(5, 4, dtype=torch.float64) - 3.0   # negative costs are fine: C is shifted by min C
+        >>> h = torch.randn(4, dtype=torch.float64)
+        >>> bool(torch.allclose(KernelDense(C, 1e-3).softmin(h, 1e-3, 1), dense_softmin(C, h, 1e-3, 1)))
+        True
     """
 
     def __init__(self, C: torch.Tensor, eps: float):
         self.C, self.eps = C, float(eps)
-        self.K = _kernel(C, eps, C.dtype)
-        self.K64 = _kernel(C.double(), eps, torch.float64) if C.dtype == torch.float32 else None
+        self.c0 = C.amin((-2, -1)).unsqueeze(-1) if C.numel() else C.new_zeros(C.shape[:-2] + (1,))  # (..., 1)
+        shifted = C - self.c0.unsqueeze(-1)
+        self.K = _kernel(shifted, eps, C.dtype)
+        self.K64 = _kernel(shifted.double(), eps, torch.float64) if C.dtype == torch.float32 else None
         self.event_ndim = 1
-        self._wide = False  # float32 only: products in float64 from the first underflow on
-        self.bad_fraction = 0.0  # share of entries of the last call that needed the exact fallback
+        self._state = {"wide": False, "bad_fraction": 0.0}  # float32: products in float64 from the first underflow
 
     @property
     def shape(self):
         return tuple(self.C.shape[-2:])
 
+    @property
+    def bad_fraction(self) -> float:
+        """Share of entries of the last call that needed the exact fallback."""
+        return self._state["bad_fraction"]
+
     def softmin(self, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
         if float(eps) != self.eps:  # another temperature: the plain log-domain reduction
             return dense_softmin(self.C, h, eps, dim)
-        if self.K64 is not None and not self._wide:
-            out, bad = _shifted(h, self.K, eps, dim)
-            if not bool(bad.any()):
-                return out
-            self._wide = adapts(h)
-        if self.K64 is not None:
-            out, bad = _shifted(h.double(), self.K64, eps, dim)
-            out = out.to(h.dtype)
-        else:
-            out, bad = _shifted(h, self.K, eps, dim)
-        n_bad = int(bad.sum())
-        self.bad_fraction = n_bad / max(1, bad.numel())
-        if n_bad:  # underflowed sums: the exact log-sum-exp at those entries only
-            out = _exact_entries(out, self.C, h, bad, eps, dim)
-        return out
+        c0 = self.c0.to(h.dtype)
+
+        def redo64(out, bad):
+            o64, b64 = _shifted(h.double(), self.K64, eps, dim)
+            return o64.to(h.dtype), b64
+
+        def exact(out, bad):  # the exact log-sum-exp at the unreliable entries only (in the shifted frame)
+            return _exact_entries(out, self.C, h, bad, eps, dim, c0)
+
+        out = certified(h, lambda t: _shifted(t, self.K, eps, dim), exact,
+                        redo64 if self.K64 is not None else None, self._state)
+        return out + c0
 
 
 def _kernel(C: torch.Tensor, eps: float, dtype) -> torch.Tensor:
@@ -84,29 +81,26 @@ def _kernel(C: torch.Tensor, eps: float, dtype) -> torch.Tensor:
 
 
 def _shifted(h: torch.Tensor, K: torch.Tensor, eps: float, dim: int):
-    """``(softmin, bad)``: the shifted product, and the entries whose sum underflowed (to recompute)."""
+    """``(softmin - c0, bad)``: the shifted product, and the entries whose sum was unreliable (to recompute)."""
     Kd = K if dim == 0 else K.transpose(-1, -2)  # out_j = sum_i K_ij u_i for dim = 0
-    M = h.detach().amax(-1, keepdim=True)
-    finite = torch.isfinite(M)
-    M = torch.where(finite, M, torch.zeros_like(M))
-    u = torch.exp((h - M) / eps)
-    s = u @ Kd if Kd.dim() == 2 else (u.unsqueeze(-2) @ Kd).squeeze(-2)
-    pos = s > 0
-    out = -(M + eps * torch.log(torch.where(pos, s, torch.ones_like(s))))
-    out = torch.where(pos, out, torch.full_like(out, torch.inf))
-    return out, underflowed(s, h.shape[-1]) & finite
+
+    def contract(u):
+        return u @ Kd if Kd.dim() == 2 else (u.unsqueeze(-2) @ Kd).squeeze(-2)
+
+    lse, bad = shifted_product(h, contract, eps, -1, h.shape[-1])
+    return -lse, bad
 
 
-def _exact_entries(out, C, h, bad, eps: float, dim: int):
-    """Replace the ``bad`` entries of ``out`` by the exact log-sum-exp (chunked gathers of cost rows)."""
+def _exact_entries(out, C, h, bad, eps: float, dim: int, c0):
+    """Replace the ``bad`` entries of ``out`` (softmin - c0) by the exact log-sum-exp (chunked gathers of cost rows)."""
     if C.dim() != 2:  # a batched cost: the whole reduction, then the bad entries from it
-        return torch.where(bad, dense_softmin(C, h, eps, dim), out)
+        return torch.where(bad, dense_softmin(C, h, eps, dim) - c0, out)
     Cr = (C if dim == 1 else C.transpose(0, 1)).to(h.dtype)  # row i: the costs entering output entry i
     n, m = out.shape[-1], h.shape[-1]
     hb = h.expand(*out.shape[:-1], m).reshape(-1, m)
     r, i = bad.reshape(-1, n).nonzero(as_tuple=True)
     step = max(1, _FALLBACK_ELEMENTS // m)
-    vals = [-eps * torch.logsumexp((hb[r[p:p + step]] - Cr[i[p:p + step]]) / eps, -1)
+    vals = [-eps * torch.logsumexp((hb[r[p:p + step]] - Cr[i[p:p + step]]) / eps, -1) - c0.reshape(())
             for p in range(0, r.numel(), step)]
     return out.reshape(-1, n).index_put((r, i), torch.cat(vals)).reshape(out.shape)
 

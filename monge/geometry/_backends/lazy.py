@@ -22,11 +22,19 @@ try:  # the compiled CPU kernel (csrc/softmin.cpp): streaming log-sum-exp, vecto
 except ImportError:  # pragma: no cover - a build without the kernel falls back to chunked torch
     _k_fwd = _k_bwd = None
 
-__all__ = ["lazy_softmin", "default_chunk", "kernel_available"]
+__all__ = [
+    "lazy_softmin", "LazySoftmin", "plan_cost_tiles", "barycentric_map_tiles", "default_chunk", "kernel_available",
+]
 
 
 def kernel_available(x: torch.Tensor) -> bool:
-    """Whether the compiled CPU soft-min kernel applies to points like ``x``."""
+    """Whether the compiled CPU soft-min kernel applies to points like ``x``.
+
+    Example:
+        >>> import torch
+        >>> kernel_available(torch.zeros(2, 2, dtype=torch.float16))
+        False
+    """
     return _k_fwd is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 _TILE_ELEMENTS = 1 << 22  # ~4M entries per tile: 16 MB in float32, big enough for BLAS, small for memory
@@ -125,8 +133,14 @@ def _generic_softmin(x, y, h, eps, cost_fn, chunk):
     return torch.cat(parts, -1)
 
 
+def _sq_scale(cost_fn) -> float | None:
+    """The factor ``s`` of a squared Euclidean cost ``s |x - y|^2`` (``None`` for any other cost)."""
+    return cost_fn.scale if isinstance(cost_fn, SqEuclidean) else None
+
+
 def lazy_softmin(x, y, h, eps: float, dim: int, cost_fn: Cost, chunk: int | None = None) -> torch.Tensor:
-    r"""``-eps log sum exp((h - C)/eps)`` with ``C = cost(x, y)`` never stored whole.
+    r"""``-eps log sum exp((h - C)/eps)`` with ``C = cost(x, y)`` never stored whole (the reduction is picked on
+    every call; a :class:`LazySoftmin` picks it once).
 
     ``dim=1`` reduces over ``y`` (``h: (..., m)`` -> ``(..., n)``), ``dim=0`` over ``x``.
 
@@ -139,19 +153,60 @@ def lazy_softmin(x, y, h, eps: float, dim: int, cost_fn: Cost, chunk: int | None
         >>> bool(torch.allclose(lazy, dense))
         True
     """
-    if dim == 0:
-        if isinstance(cost_fn, SqEuclidean) or getattr(cost_fn, "symmetric", False):
-            x, y = y, x
+    return LazySoftmin(cost_fn, x, chunk)(x, y, h, eps, dim)
+
+
+class LazySoftmin:
+    """The lazy soft-min of one cost, its reduction chosen once (at construction) from the cost and the points'
+    device and dtype: the compiled CPU kernel (squared Euclidean, float32/float64 on the CPU), torch tiles with a
+    recomputing backward (squared Euclidean elsewhere), or checkpointed row chunks (any other cost). A squared
+    Euclidean cost ``s |x - y|^2`` runs the unit cost at ``eps / s``: ``softmin_{eps}(h) = s softmin_{eps/s}(h / s)``.
+
+    Example:
+        >>> import torch
+        >>> from monge.geometry.costs import SqEuclidean
+        >>> x = torch.rand(6, 2, dtype=torch.float64)
+        >>> red = LazySoftmin(SqEuclidean(scale=0.5), x, chunk=4)
+        >>> h = torch.zeros(6, dtype=torch.float64)
+        >>> dense = -0.1 * torch.logsumexp(-0.5 * SqEuclidean()(x, x) / 0.1, -1)
+        >>> bool(torch.allclose(red(x, x, h, 0.1, 1), dense))
+        True
+    """
+
+    def __init__(self, cost_fn: Cost, like: torch.Tensor, chunk: int | None = None):
+        self.cost_fn, self.chunk = cost_fn, chunk
+        self.scale = _sq_scale(cost_fn)
+        if self.scale is None:
+            self.kind = "generic"
         else:
-            return lazy_softmin(y, x, h, eps, 1, _Transposed(cost_fn), chunk)
-    elif dim != 1:
-        raise ValueError(f"dim: expected 0 or 1, got {dim!r}")
-    if isinstance(cost_fn, SqEuclidean) and kernel_available(x):
-        return _kernel_softmin(x, y, h, float(eps))
-    chunk = chunk or default_chunk(y.shape[-2], h.shape[:-1].numel())
-    if isinstance(cost_fn, SqEuclidean):
-        return _SqEuclidSoftmin.apply(x, y, h, float(eps), chunk)
-    return _generic_softmin(x, y, h, eps, cost_fn, chunk)
+            self.kind = "kernel" if kernel_available(like) else "tiles"
+
+    def __call__(self, x, y, h, eps: float, dim: int) -> torch.Tensor:
+        return self.softmin(x, y, h, eps, dim)
+
+    def softmin(self, x, y, h, eps: float, dim: int) -> torch.Tensor:
+        """``-eps log sum exp((h - C)/eps)`` over ``y`` (``dim=1``) or ``x`` (``dim=0``)."""
+        if dim == 0:
+            if self.scale is not None or getattr(self.cost_fn, "symmetric", False):
+                x, y = y, x
+            else:
+                chunk = self.chunk or default_chunk(x.shape[-2], h.shape[:-1].numel())
+                return _generic_softmin(y, x, h, eps, _Transposed(self.cost_fn), chunk)
+        elif dim != 1:
+            raise ValueError(f"dim: expected 0 or 1, got {dim!r}")
+        if self.kind == "generic":
+            chunk = self.chunk or default_chunk(y.shape[-2], h.shape[:-1].numel())
+            return _generic_softmin(x, y, h, eps, self.cost_fn, chunk)
+        s = self.scale
+        if s != 1.0:
+            return s * self._unit(x, y, h / s, float(eps) / s)
+        return self._unit(x, y, h, float(eps))
+
+    def _unit(self, x, y, h, eps: float) -> torch.Tensor:
+        if self.kind == "kernel":
+            return _kernel_softmin(x, y, h, eps)
+        chunk = self.chunk or default_chunk(y.shape[-2], h.shape[:-1].numel())
+        return _SqEuclidSoftmin.apply(x, y, h, eps, chunk)
 
 
 class _Transposed(Cost):
@@ -162,3 +217,72 @@ class _Transposed(Cost):
 
     def __call__(self, u, v):
         return self.cost_fn(v, u).transpose(-1, -2)
+
+
+def _tiles(fn, n: int, chunk: int, grad: bool):
+    """``[fn(i0) for each row tile]``, checkpointed (recomputed in backward, O(chunk * m) memory) when ``grad``."""
+    return [checkpoint(fn, i0, use_reentrant=False) if grad else fn(i0) for i0 in range(0, n, chunk)]
+
+
+def plan_cost_tiles(x, y, u, v, eps: float, cost_fn: Cost, chunk: int | None = None) -> torch.Tensor:
+    r""":math:`\sum_{ij} e^{(u_i + v_j - C_{ij})/\varepsilon} C_{ij}` with ``C = cost(x, y)`` by row tiles: O(chunk m)
+    memory, also in the backward pass. ``u (..., n)``, ``v (..., m)`` broadcast with the points' batch dimensions.
+
+    Example:
+        >>> import torch
+        >>> from monge.geometry.costs import SqEuclidean
+        >>> x, y = torch.rand(7, 2, dtype=torch.float64), torch.rand(5, 2, dtype=torch.float64)
+        >>> u, v = torch.randn(3, 7, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+        >>> C = SqEuclidean()(x, y)
+        >>> dense = (torch.exp((u[..., :, None] + v[..., None, :] - C) / 0.1) * C).sum((-1, -2))
+        >>> bool(torch.allclose(plan_cost_tiles(x, y, u, v, 0.1, SqEuclidean(), chunk=2), dense))
+        True
+    """
+    batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2], u.shape[:-1], v.shape[:-1])
+    chunk = chunk or default_chunk(y.shape[-2], max(1, batch.numel()))
+
+    def rows(i0):
+        C = cost_fn(x[..., i0:i0 + chunk, :], y)
+        return (torch.exp((u[..., i0:i0 + chunk].unsqueeze(-1) + v.unsqueeze(-2) - C) / eps) * C).sum((-1, -2))
+
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, u, v))
+    return sum(_tiles(rows, x.shape[-2], chunk, grad)).expand(batch)
+
+
+def barycentric_map_tiles(xq, y, v, eps: float, cost_fn: Cost, chunk: int | None = None) -> torch.Tensor:
+    r"""``T(x) = softmax_j((v_j - c(x, y_j)) / eps) @ y`` for the query points ``xq (..., k, d)`` by tiles of queries:
+    O(chunk m) memory, never a ``(k, m)`` matrix. A squared Euclidean cost ``s |x - y|^2`` drops the row constant
+    ``s |x|^2`` (points centred on the mean of ``y`` first): one matrix product per tile.
+
+    Example:
+        >>> import torch
+        >>> from monge.geometry.costs import SqEuclidean
+        >>> xq, y = torch.rand(9, 2, dtype=torch.float64), torch.rand(5, 2, dtype=torch.float64)
+        >>> v = torch.randn(5, dtype=torch.float64)
+        >>> dense = torch.softmax((v - SqEuclidean()(xq, y)) / 0.1, -1) @ y
+        >>> bool(torch.allclose(barycentric_map_tiles(xq, y, v, 0.1, SqEuclidean(), chunk=4), dense))
+        True
+    """
+    batch = torch.broadcast_shapes(xq.shape[:-2], y.shape[:-2], v.shape[:-1])
+    chunk = chunk or default_chunk(y.shape[-2], max(1, batch.numel()))
+    s = _sq_scale(cost_fn)
+    if s is not None:
+        centre = y.detach().mean(-2, keepdim=True)
+        yc = y - centre
+        xq = xq - centre
+        w = (v - s * (yc * yc).sum(-1)).unsqueeze(-2)  # (..., 1, m)
+        yt = (2.0 * s) * yc.transpose(-1, -2)  # (..., d, m)
+
+        def logits(i0):
+            return w + xq[..., i0:i0 + chunk, :] @ yt
+    else:
+        def logits(i0):
+            return v.unsqueeze(-2) - cost_fn(xq[..., i0:i0 + chunk, :], y)
+
+    def rows(i0):
+        return torch.softmax(logits(i0) / eps, dim=-1) @ y
+
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (xq, y, v))
+    if xq.shape[-2] == 0:
+        return y.new_zeros((*batch, 0, y.shape[-1]))
+    return torch.cat(_tiles(rows, xq.shape[-2], chunk, grad), -2)
