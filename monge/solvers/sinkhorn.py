@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..geometry.dense import DenseCost
 from ..ops.logsumexp import log_weights
 from ..problems.linear import LinearProblem
 from ..results import Convergence, SinkhornResult
@@ -239,10 +238,7 @@ class Sinkhorn:
 
 
 def _loop_geometry(geom, unroll: bool):
-    """Detached geometry for envelope/implicit loops; for unrolling a dense point cloud, its cost built once."""
-    if not unroll:
-        return geom.detach()
-    if getattr(geom, "backend", None) == "dense":
-        return DenseCost(geom.cost())
-    return geom
+    """The geometry the iterations run on (:meth:`~monge.geometry.Geometry.loop_geometry`): detached for
+    envelope/implicit loops; for unrolling, the geometry's cheapest differentiable equivalent."""
+    return geom.loop_geometry(unroll)
 
