@@ -26,7 +26,7 @@ from ..geometry.base import Geometry
 from ..geometry.costs import SqEuclidean
 from ..geometry.pointcloud import PointCloud
 
-__all__ = ["QuadraticProblem", "LowRank", "LOSSES"]
+__all__ = ["QuadraticProblem", "LowRank", "LOSSES", "check_square_symmetric"]
 
 #: The losses :math:`L(s, t)`: ``"sqeuclidean"`` :math:`(s - t)^2`; ``"kl"`` :math:`s \log(s/t) - s + t`
 #: (positive similarities: needs :math:`C^x \ge 0`, :math:`C^y > 0`).
@@ -72,7 +72,14 @@ class Side:
     F: object  # f(C): dense tensor or LowRank
 
     def fvec(self, p: torch.Tensor) -> torch.Tensor:
-        return self.F.U @ (self.F.V.mT @ p) if isinstance(self.F, LowRank) else self.F @ p
+        return _matvec(self.F, p)
+
+    def hvec(self, p: torch.Tensor) -> torch.Tensor:
+        return _matvec(self.H, p)
+
+
+def _matvec(H, p: torch.Tensor) -> torch.Tensor:
+    return H.U @ (H.V.mT @ p) if isinstance(H, LowRank) else H @ p
 
 
 def _sq_factors(x: torch.Tensor) -> LowRank:
@@ -100,11 +107,11 @@ def _intra(geom, name: str, loss: str):
     else:
         C = as_tensor(geom, name)
         check_cost_matrix(C, name)
-    _check_square_symmetric(C, name)
+    check_square_symmetric(C, name)
     return C, C.shape[-1]
 
 
-def _check_square_symmetric(C: torch.Tensor, name: str) -> None:
+def check_square_symmetric(C: torch.Tensor, name: str) -> None:
     if C.dim() != 2 or C.shape[0] != C.shape[1]:
         raise ValueError(f"{name}: expected a square intra-domain cost of shape (n, n) (batches are not supported by "
                          f"GW yet), got shape {tuple(C.shape)}")

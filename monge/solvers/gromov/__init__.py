@@ -1,0 +1,9 @@
+"""Gromov-Wasserstein: exact (conditional gradient, certified by the Frank-Wolfe gap) and entropic (mirror descent)."""
+
+from .api import fused_gromov_wasserstein, gromov_wasserstein
+from .cg import GromovWasserstein
+from .common import GWResult
+from .entropic import EntropicGromovWasserstein
+
+__all__ = ["GWResult", "GromovWasserstein", "EntropicGromovWasserstein", "gromov_wasserstein",
+           "fused_gromov_wasserstein"]

@@ -1,0 +1,119 @@
+"""What the GW solvers share: the result type, the objective and its gradient, the envelope value, the start."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from ...problems.quadratic import QuadraticProblem, cross
+from ...results import Convergence
+from ..exact._batch import centred
+
+__all__ = ["GWResult", "Objective", "differentiable_value", "check_init", "user_stacklevel"]
+
+_PKG = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass(frozen=True)
+class GWResult:
+    r"""Solution of a (fused) Gromov-Wasserstein problem.
+
+    Attributes:
+        plan: the transport plan ``(n, m)`` (dense; an exact CG plan is a convex combination of few vertices).
+        value: the objective at ``plan``, differentiable (envelope, see the solvers):
+            :math:`(1 - \alpha)\,\text{linear\_term} + \alpha\,\text{quadratic\_term}` (``+ eps KL(P | a b^T)``
+            for the entropic solver).
+        linear_term: :math:`\langle M, P\rangle` (0 without a fused cost).
+        quadratic_term: :math:`E(P) = \sum L(C^x_{ik}, C^y_{jl}) P_{ij} P_{kl} \ge 0` for the losses here, the GW
+            transport term (never negative, also for the entropic solver).
+        f, g: the dual potentials of the last linearised problem, at ``plan`` (gradients w.r.t. the weights).
+        convergence: the outer loop's record, with the inner solves aggregated in ``convergence.levels``.
+    """
+
+    plan: torch.Tensor
+    value: torch.Tensor
+    linear_term: torch.Tensor
+    quadratic_term: torch.Tensor
+    f: torch.Tensor
+    g: torch.Tensor
+    convergence: Convergence
+
+    @property
+    def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.plan.sum(-1), self.plan.sum(-2)
+
+
+class Objective:
+    """The quadratic objective of a balanced problem and its gradient, in the loop's dtype (no autograd)."""
+
+    def __init__(self, prob: QuadraticProblem, dtype=None, detach: bool = True):
+        self.sx, self.sy = prob.sides(detach=detach, dtype=dtype)
+        cast = lambda t: None if t is None else (t.detach() if detach else t).to(dtype or t.dtype)  # noqa: E731
+        self.a, self.b, self.M = cast(prob.a), cast(prob.b), cast(prob.M)
+        self.alpha = prob.alpha
+        self.c1, self.c2 = self.sx.fvec(self.a), self.sy.fvec(self.b)  # f1(Cx) a, f2(Cy) b
+
+    def cross(self, P: torch.Tensor) -> torch.Tensor:
+        r""":math:`h_1(C^x) P h_2(C^y)^\top` ``(n, m)``."""
+        return cross(self.sx.H, P, self.sy.H)
+
+    def rank1(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(u, v)`` with ``cross(a b^T) = u v^T``: ``u = h1(Cx) a``, ``v = h2(Cy) b``."""
+        return self.sx.hvec(self.a), self.sy.hvec(self.b)
+
+    def grad(self, X: torch.Tensor) -> torch.Tensor:
+        r""":math:`\nabla F(P) = (1 - \alpha) M + 2 \alpha (L \otimes P)` from ``X = cross(P)`` (marginals a, b)."""
+        G = torch.add(self.c1.unsqueeze(-1), self.c2.unsqueeze(-2)).sub_(X).mul_(2 * self.alpha)
+        return G if self.M is None or self.alpha == 1.0 else G.add_(self.M, alpha=1.0 - self.alpha)
+
+    def terms(self, P: torch.Tensor, X: torch.Tensor | None = None):
+        """(linear term <M, P>, quadratic term E(P)) for a plan with marginals a, b."""
+        X = self.cross(P) if X is None else X
+        quad = (self.a * self.c1).sum() + (self.b * self.c2).sum() - (X * P).sum()
+        lin = (self.M * P).sum() if self.M is not None else quad.new_zeros(())
+        return lin, quad
+
+    def value(self, lin, quad):
+        return (1.0 - self.alpha) * lin + self.alpha * quad
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside the monge package (a warning points at the user's line)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PKG):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def differentiable_value(prob: QuadraticProblem, P: torch.Tensor, f: torch.Tensor, g: torch.Tensor, extra=None):
+    r"""(value, linear, quadratic) at the fixed plan ``P`` with envelope gradients.
+
+    W.r.t. the costs (and the points they come from) the gradient is :math:`\partial F / \partial C` at fixed ``P``;
+    w.r.t. the weights it is the centred potentials ``f - mean(f)``, ``g - mean(g)`` of the linearised problem
+    (directions that keep the mass). ``extra`` (entropy term) is added to the value as given.
+    """
+    obj = Objective(prob, detach=False)
+    lin, quad = obj.terms(P.detach())
+    value = obj.value(lin, quad)
+    value = value + (centred(f.detach()) * (prob.a - prob.a.detach())).sum()
+    value = value + (centred(g.detach()) * (prob.b - prob.b.detach())).sum()
+    return (value if extra is None else value + extra), lin.detach(), quad.detach()
+
+
+def check_init(init, prob: QuadraticProblem, like: torch.Tensor) -> torch.Tensor:
+    """The starting plan: ``a b^T`` (``None``) or a user's plan ``(n, m)``, nonnegative with marginals a, b."""
+    a, b = prob.a.detach().to(like), prob.b.detach().to(like)
+    if init is None:
+        return a.unsqueeze(-1) * b.unsqueeze(-2)
+    if not isinstance(init, torch.Tensor) or tuple(init.shape) != prob.shape:
+        got = tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__
+        raise ValueError(f"init: expected a plan of shape (n, m) = {prob.shape}, got {got}")
+    P = init.detach().to(like)
+    err = float((P.sum(-1) - a).abs().sum() + (P.sum(-2) - b).abs().sum())
+    if not bool(torch.isfinite(P).all()) or bool((P < 0).any()) or err > 1e-6 * float(a.sum()):
+        raise ValueError(f"init: expected a feasible plan (finite, >= 0, marginals a and b), got a marginal error of "
+                         f"{err:.3g}; start from a.outer(b) or project your plan onto the marginals")
+    return P
