@@ -49,10 +49,14 @@ class GWResult:
 class Objective:
     """The quadratic objective of a balanced problem and its gradient, in the loop's dtype (no autograd)."""
 
-    def __init__(self, prob: QuadraticProblem, dtype=None, detach: bool = True):
+    def __init__(self, prob: QuadraticProblem, dtype=None, detach: bool = True, plan: torch.Tensor | None = None):
         self.sx, self.sy = prob.sides(detach=detach, dtype=dtype)
         cast = lambda t: None if t is None else (t.detach() if detach else t).to(dtype or t.dtype)  # noqa: E731
-        self.a, self.b, self.M = cast(prob.a), cast(prob.b), cast(prob.M)
+        self.a, self.b, self.M = cast(prob.a.detach()), cast(prob.b.detach()), cast(prob.M)
+        if plan is not None:  # E(P) is a function of the plan alone: its own marginals, never the weights' autograd
+            self.a, self.b = plan.detach().sum(-1), plan.detach().sum(-2)
+        elif dtype is not None and dtype != prob.a.dtype:  # masses equal to the input's precision: equalise here
+            self.b = self.b * (self.a.sum() / self.b.sum())
         self.alpha = prob.alpha
         self.c1, self.c2 = self.sx.fvec(self.a), self.sy.fvec(self.b)  # f1(Cx) a, f2(Cy) b
 
@@ -95,7 +99,7 @@ def differentiable_value(prob: QuadraticProblem, P: torch.Tensor, f: torch.Tenso
     w.r.t. the weights it is the centred potentials ``f - mean(f)``, ``g - mean(g)`` of the linearised problem
     (directions that keep the mass). ``extra`` (entropy term) is added to the value as given.
     """
-    obj = Objective(prob, detach=False)
+    obj = Objective(prob, detach=False, plan=P)
     lin, quad = obj.terms(P.detach())
     value = obj.value(lin, quad)
     value = value + (centred(f.detach()) * (prob.a - prob.a.detach())).sum()
