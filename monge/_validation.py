@@ -14,12 +14,17 @@ import torch
 
 __all__ = [
     "MASS_RTOL",
+    "WEIGHTS_ATOL",
     "as_tensor",
     "common_dtype_device",
     "check_finite",
     "check_points",
     "check_cost_matrix",
     "check_weights",
+    "check_simplex",
+    "check_batch",
+    "check_int",
+    "check_cost_power",
     "balance_masses",
     "check_positive",
     "check_p",
@@ -30,6 +35,9 @@ __all__ = [
 #: beyond it the problem is rejected, never reported "infeasible". float32 weights of 10^5 entries carry
 #: rounding errors of ~1e-5 relative, hence the looser float32 bound.
 MASS_RTOL = {torch.float32: 1e-4, torch.float64: 1e-8}
+
+#: Absolute tolerance on ``|sum_k lambda_k - 1|`` for barycentric (simplex) weights, per dtype (rounding of a softmax).
+WEIGHTS_ATOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -44,8 +52,11 @@ def as_tensor(x, name: str, *, dtype=None, device=None) -> torch.Tensor:
         raise TypeError(f"{name}: expected a torch.Tensor or array-like, got {type(x).__name__}")
     if not t.is_floating_point():
         if t.is_complex():
-            raise TypeError(f"{name}: expected a real floating tensor, got dtype {t.dtype}")
+            raise TypeError(f"{name}: expected a real floating tensor, got dtype {t.dtype}; pass {name}.real or "
+                            f"{name}.abs() if that is what you mean")
+        given = t.dtype
         t = t.to(dtype if dtype is not None else torch.get_default_dtype())
+        t._monge_given = (name, given)  # a tensor we own: later dtype errors name what the user passed
     elif t.dtype not in _FLOAT_DTYPES:
         raise TypeError(
             f"{name}: expected dtype float32 or float64, got {t.dtype}; convert with {name}.float() or "
@@ -63,17 +74,37 @@ def common_dtype_device(**tensors: torch.Tensor | None) -> tuple[torch.dtype, to
     items = [(k, v) for k, v in tensors.items() if v is not None]
     name0, t0 = items[0]
     for name, t in items[1:]:
+        if t.dtype != t0.dtype:
+            _converted_dtype_error(name0, t0, name, t)
         if t.device != t0.device:
             raise ValueError(
                 f"{name} is on device {t.device} but {name0} is on {t0.device}; move both to the same device "
-                f"(e.g. {name}.to({name0}.device))"
+                f"(e.g. {name}.to({name0 if name0.isidentifier() else repr(str(t0.device))}"
+                f"{'.device' if name0.isidentifier() else ''}))"
             )
         if t.dtype != t0.dtype:
+            fix = f"{name}.to({name0}.dtype)" if name0.isidentifier() else f"{name}.to({t0.dtype})"
             raise TypeError(
                 f"{name} has dtype {t.dtype} but {name0} has dtype {t0.dtype}; use one dtype for all inputs "
-                f"(e.g. {name}.to({name0}.dtype))"
+                f"(e.g. {fix})"
             )
     return t0.dtype, t0.device
+
+
+def _converted_dtype_error(name0: str, t0: torch.Tensor, name: str, t: torch.Tensor) -> None:
+    """A dtype clash caused by an integer/bool input that :func:`as_tensor` converted: name that input, the dtype
+    the user gave and the fix (the generic message would blame the converted dtype)."""
+    for (conv_label, conv), (other_label, other) in (((name0, t0), (name, t)), ((name, t), (name0, t0))):
+        given = getattr(conv, "_monge_given", None)
+        if given is None:
+            continue
+        src, src_dtype = given
+        if getattr(other, "_monge_given", None) is not None:
+            other_label = other._monge_given[0]
+        raise TypeError(
+            f"{src}: got an integer/bool tensor (dtype {src_dtype}), converted to {conv.dtype}, but {other_label} has "
+            f"dtype {other.dtype}; pass {src} as a floating tensor of the same dtype, e.g. {src}.to({other.dtype})"
+        )
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:
@@ -110,7 +141,8 @@ def check_cost_matrix(C: torch.Tensor, name: str = "C") -> None:
     check_finite(C, name)
 
 
-def check_weights(a, name: str, n, like: torch.Tensor, *, size_name: str = "n") -> torch.Tensor:
+def check_weights(a, name: str, n, like: torch.Tensor, *, size_name: str = "n",
+                  like_name: str = "the cost (C) or points (x)") -> torch.Tensor:
     """Weights of shape ``(..., n)`` (or ``(..., *n)`` for a tuple ``n``, e.g. a grid shape): nonnegative, finite,
     positive total mass. ``None`` means uniform.
 
@@ -121,7 +153,7 @@ def check_weights(a, name: str, n, like: torch.Tensor, *, size_name: str = "n") 
     if a is None:
         return like.new_full(event, 1.0 / math.prod(event))
     t = as_tensor(a, name, dtype=like.dtype, device=like.device)
-    common_dtype_device(**{name: t, "the points/costs": like})
+    common_dtype_device(**{like_name: like, name: t})
     if t.dim() < k or tuple(t.shape[t.dim() - k :]) != event:
         want = size_name if k == 1 else ", ".join(map(str, event))
         raise ValueError(
@@ -131,8 +163,56 @@ def check_weights(a, name: str, n, like: torch.Tensor, *, size_name: str = "n") 
     if t.numel() and bool((t < 0).any()):
         raise ValueError(f"{name}: expected nonnegative weights, found a minimum of {float(t.min()):.3g}")
     if bool((t.sum(tuple(range(-k, 0))) <= 0).any()):
-        raise ValueError(f"{name}: expected a positive total mass, got a weight vector summing to 0")
+        raise ValueError(f"{name}: expected a positive total mass, got a weight vector summing to 0; give at least "
+                         "one positive weight per measure")
     return t
+
+
+def check_simplex(w, name: str, K: int, like: torch.Tensor, *, inputs_name: str = "hists") -> torch.Tensor:
+    """Barycentric weights ``(..., K)``: nonnegative, finite, summing to 1 within :data:`WEIGHTS_ATOL` (a point of
+    the simplex); ``None``: uniform ``1/K``. Dtype and device of ``like``."""
+    if not isinstance(K, numbers.Integral) or K < 1:
+        raise ValueError(f"{inputs_name}: expected K >= 1 inputs (one per barycentric weight), got K = {K}; pass at "
+                         "least one input")
+    if w is None:
+        return like.new_full((K,), 1.0 / K)
+    w = as_tensor(w, name, dtype=like.dtype, device=like.device)
+    common_dtype_device(**{name: w, inputs_name: like})
+    if w.dim() < 1 or w.shape[-1] != K:
+        raise ValueError(f"{name}: expected barycentric weights of shape (..., K) with K = {K} (one per input), got "
+                         f"shape {tuple(w.shape)}")
+    check_finite(w, name)
+    if bool((w < 0).any()):
+        raise ValueError(f"{name}: expected nonnegative weights (a point of the simplex), found {float(w.min()):.3g}")
+    dev = float((w.detach().sum(-1) - 1).abs().max())
+    if dev > WEIGHTS_ATOL[w.dtype]:
+        raise ValueError(f"{name}: expected weights summing to 1 (the simplex), got sums off by up to {dev:.3g} "
+                         f"(> {WEIGHTS_ATOL[w.dtype]:g}); normalise with {name} / {name}.sum(-1, keepdim=True)")
+    return w
+
+
+def check_batch(**shapes) -> torch.Size:
+    """The broadcast of the given batch shapes (``name=shape``); an error naming every argument and its batch shape
+    when they do not broadcast."""
+    try:
+        return torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        got = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
+        raise ValueError(
+            f"{', '.join(shapes)}: leading batch dimensions must broadcast, got batch shapes {got}; give each "
+            "argument the same batch shape (or 1 / none where it is shared)"
+        ) from None
+
+
+def check_int(value, name: str, *, minimum: int = 1, allow_none: bool = False) -> None:
+    """An int (not a bool, not a float) ``>= minimum``; ``None`` when allowed."""
+    if value is None and allow_none:
+        return
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int >= {minimum}{' or None' if allow_none else ''}, got "
+                        f"{type(value).__name__} {value!r}; pass int({name})")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}{' or None' if allow_none else ''}, got {value}")
 
 
 def balance_masses(a: torch.Tensor, b: torch.Tensor, names=("a", "b"), k: int = 1) -> torch.Tensor:
@@ -190,3 +270,23 @@ def check_loop(max_iter, check_every, omega) -> None:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     if omega != "auto" and not (isinstance(omega, numbers.Real) and not isinstance(omega, bool) and 0 < omega < 2):
         raise ValueError(f"omega: expected 'auto' or a number in (0, 2), got {omega!r}")
+
+
+def check_cost_power(cost_fn, p, *, default=None) -> None:
+    """A power ``p`` passed next to a ground cost must be the cost's own degree: ``p`` with ``cost="sqeuclidean"``
+    (degree 2), ``"cosine"`` or a :class:`~monge.geometry.costs.Cost` object would otherwise be silently ignored.
+
+    ``p`` equal to ``default`` (a caller's default, which the user may not have chosen) is not checked.
+    """
+    if p is None or (default is not None and p == default):
+        return
+    if getattr(cost_fn, "name", None) == "callable":
+        raise ValueError(f"p: a callable cost computes its own values and would ignore p={p!r}; raise to the power "
+                         "inside the callable, or use cost='euclidean', p=...")
+    own = getattr(cost_fn, "p", None)
+    if own is None or float(own) != float(p):
+        name = getattr(cost_fn, "name", type(cost_fn).__name__)
+        raise ValueError(
+            f"p: the cost {name!r} has degree {own} and would ignore p={p!r}; for |x - y|^p pass "
+            f"cost='euclidean', p={p!r} (p=2 with cost='euclidean' equals 'sqeuclidean'), or drop p"
+        )

@@ -3,7 +3,10 @@ r"""Epsilon schedules: anneal the temperature from a large value down to the tar
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
+
+from .._validation import check_int, check_positive
 
 __all__ = ["EpsScaling"]
 
@@ -32,15 +35,25 @@ class EpsScaling:
     iters_per_stage: int = 1
 
     def __post_init__(self):
+        if not isinstance(self.factor, numbers.Real) or isinstance(self.factor, bool):
+            raise TypeError(f"factor: expected a number in (0, 1), got {type(self.factor).__name__}")
         if not 0 < self.factor < 1:
             raise ValueError(f"factor: expected a number in (0, 1), got {self.factor}")
-        if self.eps_init is not None and not self.eps_init > 0:
-            raise ValueError(f"eps_init: expected a positive number or None, got {self.eps_init}")
-        if not isinstance(self.iters_per_stage, int) or self.iters_per_stage < 1:
-            raise ValueError(f"iters_per_stage: expected a positive int, got {self.iters_per_stage}")
+        check_positive(self.eps_init, "eps_init", allow_none=True)
+        check_int(self.iters_per_stage, "iters_per_stage")
 
     def temperatures(self, eps: float, max_cost: float | None = None) -> list[float]:
-        """The annealing temperatures, ending with ``eps`` itself."""
+        """The annealing temperatures, ending with ``eps`` itself.
+
+        ``max_cost`` (the geometry's cost scale, the default first temperature) must be finite: an infinite one
+        means that the costs themselves overflow the dtype, which no temperature can repair.
+        """
+        if max_cost is not None and not math.isfinite(max_cost):
+            raise ValueError(
+                f"the largest cost is {max_cost}: the costs overflow the floating-point range (points near 1e154 "
+                "give squared distances beyond 1e308 in float64, near 1e19 in float32); rescale the inputs (e.g. "
+                "x / s, y / s and eps / s**p) or use a cost of lower degree"
+            )
         start = self.eps_init if self.eps_init is not None else (max_cost or eps)
         if start <= eps:
             return [eps]

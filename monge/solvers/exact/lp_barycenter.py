@@ -17,8 +17,7 @@ import scipy.optimize
 import scipy.sparse as sp
 import torch
 
-from ..._validation import MASS_RTOL, as_tensor, check_cost_matrix, check_weights
-from ...problems.barycenter import _check_barycentric_weights
+from ..._validation import MASS_RTOL, as_tensor, check_cost_matrix, check_simplex, check_weights
 
 __all__ = ["lp_barycenter", "LPBarycenterResult", "LP_MAX_VARIABLES"]
 
@@ -66,11 +65,11 @@ def lp_barycenter(hists, weights, C) -> LPBarycenterResult:
     if C.dim() != 2:
         raise ValueError(f"C: expected one (n, m) cost matrix (no batches), got shape {tuple(C.shape)}")
     n, m = C.shape
-    hists = check_weights(as_tensor(hists, "hists", dtype=C.dtype, device=C.device), "hists", n, C)
+    hists = check_weights(as_tensor(hists, "hists", dtype=C.dtype, device=C.device), "hists", n, C, like_name="C")
     if hists.dim() != 2:
         raise ValueError(f"hists: expected (K, n) histograms with n = {n}, got shape {tuple(hists.shape)}")
     K = hists.shape[0]
-    lam = _check_barycentric_weights(weights, K, C)
+    lam = check_simplex(weights, "weights", K, hists)
     if lam.dim() != 1:
         raise ValueError(f"weights: expected (K,) weights with K = {K}, got shape {tuple(lam.shape)}")
     if K * n * m + m > LP_MAX_VARIABLES:
@@ -81,9 +80,13 @@ def lp_barycenter(hists, weights, C) -> LPBarycenterResult:
     if np.abs(mass - mass[0]).max() > MASS_RTOL[hists.dtype] * mass.max():
         raise ValueError(f"hists: the exact barycenter needs histograms of equal mass, got masses {mass.tolist()}")
     A = A * (mass[0] / mass)[:, None]
-    x, status = _solve(C.detach().cpu().double().numpy(), A, lam.detach().cpu().double().numpy())
-    plans = x[: K * n * m].reshape(K, n, m)
     lam64, C64 = lam.detach().cpu().double().numpy(), C.detach().cpu().double().numpy()
+    # HiGHS's feasibility and optimality tolerances are absolute: solve on C / max|C| (a power of two, exact), so
+    # that costs near 1e-300 or 1e300 are optimised as accurately as costs near 1; the value uses C itself
+    scale = float(np.abs(C64).max())
+    scale = 2.0 ** np.floor(np.log2(scale)) if scale > 0 else 1.0
+    x, status = _solve(C64 / scale, A, lam64)
+    plans = x[: K * n * m].reshape(K, n, m)
     value = float((lam64[:, None, None] * plans * C64).sum())
 
     def to(v):

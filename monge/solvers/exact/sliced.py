@@ -15,13 +15,14 @@ from ..._validation import (
     check_weights,
     common_dtype_device,
 )
-from .one_d import _safe_root, _wasserstein_1d_pow
+from .one_d import _safe_root, _wasserstein_1d_pow, normalising_scale
 
 __all__ = ["sliced_wasserstein"]
 
 
 def _directions(d: int, n_projections, seed, like: torch.Tensor) -> torch.Tensor:
     """``(d, L)`` directions uniform on the unit sphere (normalised Gaussians), on ``like``'s device."""
+    n_projections = 64 if n_projections is None else n_projections
     if not isinstance(n_projections, numbers.Integral) or isinstance(n_projections, bool) or n_projections < 1:
         raise ValueError(f"n_projections: expected a positive integer, got {n_projections!r}")
     gen = None
@@ -47,7 +48,7 @@ def _check_projections(projections, d: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def sliced_wasserstein(
-    x, y, a=None, b=None, p: float = 2, n_projections: int = 64, seed: int | None = None, projections=None
+    x, y, a=None, b=None, p: float = 2, n_projections: int | None = None, seed: int | None = None, projections=None
 ) -> torch.Tensor:
     r"""Sliced Wasserstein distance between two weighted point clouds.
 
@@ -66,10 +67,13 @@ def sliced_wasserstein(
         a: ``(..., n)`` nonnegative weights, or None for uniform :math:`1/n`.
         b: ``(..., m)`` nonnegative weights, or None for uniform; same total mass as ``a``.
         p: real exponent :math:`p \ge 1`.
-        n_projections: number :math:`L` of random directions (ignored when ``projections`` is given).
+        n_projections: number :math:`L` of random directions (``None``: 64).
         seed: int seeding a ``torch.Generator`` on the inputs' device (deterministic directions), or None to
             draw from torch's global generator.
-        projections: optional ``(d, L)`` tensor of directions (columns), used as given (not normalised).
+        projections: optional ``(d, L)`` tensor of directions (columns), used as given (not normalised); then
+            ``n_projections`` and ``seed`` must be left out (they would be ignored).
+        Coordinates near the ends of the float range (1e300, 1e-300) are rescaled by a power of two first:
+        :math:`SW_p` is 1-homogeneous, so the result is the representable value, not inf or 0.
 
     Returns:
         Tensor of the broadcast batch shape with :math:`SW_p`, dtype and device of ``x``; differentiable
@@ -78,7 +82,8 @@ def sliced_wasserstein(
     Raises:
         TypeError: mixed dtypes, non-real ``p``, non-int ``seed``.
         ValueError: shapes (``x``/``y`` not ``(..., n, d)`` with equal ``d``, weights, ``projections`` not
-            ``(d, L)``), NaN/inf, negative weights, masses differing, ``p < 1``, ``n_projections < 1``.
+            ``(d, L)``), NaN/inf, negative weights, masses differing, ``p < 1``, ``n_projections < 1``,
+            ``n_projections`` or ``seed`` given together with ``projections``.
 
     Reference:
         Rabin, Peyré, Delon & Bernot, *Wasserstein barycenter and its application to texture mixing* (2011);
@@ -107,8 +112,20 @@ def sliced_wasserstein(
         wb = balance_masses(wa, wb)
     if projections is None:
         theta = _directions(d, n_projections, seed, x)
+    elif n_projections is not None or seed is not None:
+        given = "n_projections" if n_projections is not None else "seed"
+        raise ValueError(f"{given}: only for random directions and would be ignored with projections=...; drop "
+                         f"{given} or projections")
     else:
         theta = _check_projections(projections, d, x)
+    s = normalising_scale(x, y, p)
+    if s is not None:  # |<theta, x - y>|^p would overflow or underflow: SW_p(x, y) = s SW_p(x / s, y / s)
+        return _sliced(x / s, y / s, wa, wb, a, b, theta, p) * s
+    return _sliced(x, y, wa, wb, a, b, theta, p)
+
+
+def _sliced(x, y, wa, wb, a, b, theta, p) -> torch.Tensor:
+    """SW_p on validated inputs, given the directions ``theta (d, L)``."""
     # (L, d) @ (..., d, n) -> (..., L, n): contiguous rows, one 1-D problem per direction
     xp = theta.mT @ x.mT
     yp = theta.mT @ y.mT
