@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import balance_masses, check_positive, check_weights
+from .._validation import balance_masses, check_batch, check_positive, check_weights
 from ..geometry.base import Geometry
 
 __all__ = ["LinearProblem"]
@@ -55,6 +55,7 @@ class LinearProblem:
         b = a if same else check_weights(b, "b", m, like, size_name="m")
         check_positive(rho_a, "rho_a", allow_none=True)
         check_positive(rho_b, "rho_b", allow_none=True)
+        check_batch(geom=geom.batch_shape, a=a.shape[: a.dim() - k], b=b.shape[: b.dim() - k])
         if rho_a is None and rho_b is None and not same:
             b = balance_masses(a, b, k=k)
         object.__setattr__(self, "geom", geom)
