@@ -20,6 +20,7 @@ from .results import AssignmentResult, ExactResult, SinkhornResult
 from .solvers.exact._batch import to_numpy64
 from .solvers.exact.assignment import Assignment, solve_assignment_core
 from .solvers.exact.network_simplex import NetworkSimplex, _broadcast, pack_exact
+from .solvers.exact.one_d import normalising_scale
 from .solvers.barycenter import Barycenter, BarycenterResult
 from .solvers.sinkhorn import Sinkhorn
 
@@ -81,6 +82,9 @@ def solve(C, a=None, b=None, *, eps: float | None = None, rho=None, max_iter: in
     geom = C if isinstance(C, Geometry) else DenseCost(C)
     rho_a, rho_b = _split_rho(rho)
     if eps is not None:
+        if method != "auto":
+            raise ValueError(f"method: {method!r} chooses an exact solver and would be ignored with eps={eps!r}; drop "
+                             "method for entropic OT, or drop eps for exact OT")
         if max_iter is not None:
             sinkhorn_kw["max_iter"] = max_iter
         return Sinkhorn(eps=eps, **sinkhorn_kw)(LinearProblem(geom, a, b, rho_a=rho_a, rho_b=rho_b))
@@ -127,6 +131,9 @@ def solve_points(x, y, a=None, b=None, *, cost="sqeuclidean", p: float | None = 
         >>> float(solve_points(x, y).value)  # ((2-0)^2 + (3-1)^2) / 2
         4.0
     """
+    if backend in ("dense", "lazy") and kwargs.get("eps") is None:
+        raise ValueError(f"backend: {backend!r} is an entropic (eps=...) option; the exact solver materialises the "
+                         "cost matrix, so drop backend or pass eps")
     return solve(PointCloud(x, y, cost=cost, p=p, backend=backend), a, b, **kwargs)
 
 
@@ -165,7 +172,8 @@ def safe_root(v: torch.Tensor, p: float) -> torch.Tensor:
     if p == 1.0:
         return v
     pos = v > 0
-    return torch.where(pos, v.clamp_min(torch.finfo(v.dtype).tiny) ** (1.0 / p), torch.zeros_like(v))
+    zero = torch.where(torch.isnan(v), v, torch.zeros_like(v))  # a NaN stays NaN: never a silent 0
+    return torch.where(pos, v.clamp_min(torch.finfo(v.dtype).tiny) ** (1.0 / p), zero)
 
 
 def wasserstein(x, y, a=None, b=None, p: float = 2, **kwargs) -> torch.Tensor:
@@ -188,7 +196,27 @@ def wasserstein(x, y, a=None, b=None, p: float = 2, **kwargs) -> torch.Tensor:
     """
     p = check_p(p)
     cost = SqEuclidean() if p == 2.0 else Euclidean(p)
-    return safe_root(solve(PointCloud(x, y, cost=cost), a, b, **kwargs).value, p)
+    x, y = as_tensor(x, "x"), as_tensor(y, "y")
+    s = normalising_scale(x, y, p) if x.numel() and y.numel() else None
+    if s is None:
+        return safe_root(solve(PointCloud(x, y, cost=cost), a, b, **kwargs).value, p)
+    # |x - y|^p overflows or underflows: W_p is 1-homogeneous, so solve for x / s, y / s (s a power of two, exact)
+    # with eps and rho in the matching cost units (divided by s^p), and multiply back
+    kw = {k: _rescaled(v, s, p, k) if k in ("eps", "rho") else v for k, v in kwargs.items()}
+    return safe_root(solve(PointCloud(x / s, y / s, cost=cost), a, b, **kw).value, p) * s
+
+
+def _rescaled(v, s: float, p: float, name: str):
+    """``v / s^p`` for a knob in cost units (``None`` kept), computed in logs; an error if it leaves the range."""
+    if isinstance(v, (tuple, list)):  # rho = (rho_a, rho_b)
+        return type(v)(_rescaled(u, s, p, name) for u in v)
+    if v is None or not isinstance(v, numbers.Real) or not v > 0:
+        return v  # the solver names the bad value
+    out = float(np.exp2(np.log2(float(v)) - np.log2(s) * p))
+    if not (0 < out < np.inf):
+        raise ValueError(f"{name}: {v!r} in cost units is out of range once the points are normalised by {s:g} "
+                         f"(|x - y|^p itself leaves the float range); rescale the points and {name} together")
+    return out
 
 
 def emd(a, b, C, **kwargs) -> ExactResult:
