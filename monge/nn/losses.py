@@ -7,15 +7,46 @@ during eps-scaling (so the temperature ratio is ``scaling ** p``), as in GeomLos
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ..divergences import mmd, sinkhorn_divergence
+from .._validation import check_p, check_positive
+from ..divergences import KERNELS, mmd, sinkhorn_divergence
 from ..geometry import PointCloud
 from ..problems import LinearProblem
 from ..solvers.schedules import EpsScaling
 from ..solvers.sinkhorn import Sinkhorn
 
 __all__ = ["SinkhornLoss", "MMDLoss"]
+
+
+_BACKENDS = ("auto", "dense", "lazy")
+
+
+def _check_knobs(p, blur, reach, scaling, backend) -> float:
+    """Validate the data-unit knobs as the user gave them (an error then names ``blur``, not the derived eps)."""
+    p = check_p(p)
+    check_positive(blur, "blur")
+    check_positive(reach, "reach", allow_none=True)
+    check_positive(scaling, "scaling")
+    if not scaling < 1:
+        raise ValueError(f"scaling: expected a number in (0, 1) (the blur ratio between stages), got {scaling}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
+    return p
+
+
+def _power(v: float, p: float, name: str) -> float:
+    """``v ** p`` (a length to cost units), with an error naming ``v`` if it overflows or underflows."""
+    try:
+        out = math.pow(float(v), p)
+    except OverflowError:
+        out = math.inf
+    if not (math.isfinite(out) and out > 0):
+        raise ValueError(f"{name}: {name} ** p = {v:g} ** {p:g} is not a positive finite float ({out}); rescale the "
+                         f"data (and {name}) to lengths nearer 1")
+    return out
 
 
 class SinkhornLoss(torch.nn.Module):
@@ -46,18 +77,13 @@ class SinkhornLoss(torch.nn.Module):
     def __init__(self, p: float = 2, blur: float = 0.05, reach: float | None = None, scaling: float = 0.5,
                  debias: bool = True, backend: str = "auto", grad: str = "envelope", **solver_kw):
         super().__init__()
-        for name, v in (("blur", blur), ("scaling", scaling)):
-            if not (isinstance(v, (int, float)) and v > 0):
-                raise ValueError(f"{name}: expected a positive number, got {v!r}")
-        if not scaling < 1:
-            raise ValueError(f"scaling: expected a number in (0, 1), got {scaling}")
-        if reach is not None and not reach > 0:
-            raise ValueError(f"reach: expected a positive number or None, got {reach!r}")
-        self.p, self.blur, self.reach, self.debias, self.backend = float(p), blur, reach, debias, backend
-        self.eps = blur**p
-        self.rho = None if reach is None else reach**p
-        self.schedule = EpsScaling(factor=scaling**p)
+        p = _check_knobs(p, blur, reach, scaling, backend)  # the user's arguments, before anything is derived
+        self.p, self.blur, self.reach, self.debias, self.backend = p, blur, reach, debias, backend
+        self.eps = _power(blur, p, "blur")
+        self.rho = None if reach is None else _power(reach, p, "reach")
+        self.schedule = EpsScaling(factor=_power(scaling, p, "scaling"))
         self.solver_kw = dict(grad=grad, **solver_kw)
+        Sinkhorn(eps=self.eps, schedule=self.schedule, **self.solver_kw)  # grad, tol, max_iter...: checked now
 
     def forward(self, x, y, a=None, b=None):
         if self.debias:
@@ -82,6 +108,12 @@ class MMDLoss(torch.nn.Module):
 
     def __init__(self, kernel: str = "energy", scale: float | None = None):
         super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel: expected one of {sorted(KERNELS)}, got {kernel!r}")
+        if kernel == "energy" and scale is not None:
+            raise ValueError(f"scale: the energy kernel is scale-free and would ignore scale={scale!r}; drop scale, "
+                             "or use kernel='gaussian' / 'laplacian'")
+        check_positive(scale, "scale", allow_none=kernel == "energy")
         self.kernel, self.scale = kernel, scale
 
     def forward(self, x, y, a=None, b=None):
