@@ -20,7 +20,7 @@ from .api import (
     wasserstein,
 )
 from .divergences import mmd, sinkhorn_divergence, sinkhorn_divergence_hist
-from .geometry import DenseCost, Grid, PointCloud
+from .geometry import DenseCost, Grid, GridSpec, PointCloud
 from .problems import BarycenterProblem, LinearProblem
 from .results import AssignmentResult, Convergence, ExactResult, SinkhornResult
 from .solvers.barycenter import Barycenter, BarycenterResult
@@ -92,6 +92,7 @@ __all__ = [
     "DenseCost",
     "PointCloud",
     "Grid",
+    "GridSpec",
     "LinearProblem",
     "NetworkSimplex",
     "Assignment",

@@ -14,6 +14,7 @@ import torch
 
 from ._validation import as_tensor, check_p
 from .geometry import DenseCost, Geometry, Grid, PointCloud
+from .geometry.spec import resolve_geometry
 from .geometry.costs import Euclidean, SqEuclidean
 from .problems import BarycenterProblem, LinearProblem
 from .results import AssignmentResult, ExactResult, SinkhornResult
@@ -244,52 +245,32 @@ def assignment(C, *, n_threads: int | None = None) -> AssignmentResult:
     return Assignment(n_threads=n_threads)(C)
 
 
-def support_geometry(hists: torch.Tensor, event_dims: int | None, geom, C, x, grid, spacing, p) -> Geometry:
-    """The geometry named by exactly one of ``geom``, ``C``, ``x``, ``grid``/``spacing``."""
-    use_grid = bool(grid) or spacing is not None
-    given = [name for name, v in (("geom", geom), ("C", C), ("x", x)) if v is not None] + (["grid"] if use_grid else [])
-    if len(given) != 1:
-        raise ValueError(
-            "geom, C, x, grid: expected exactly one way to give the support and cost (geom=a Geometry, C=an (n, m) "
-            "cost matrix, x=(n, d) support points, or grid=True / spacing=... for images), got "
-            f"{', '.join(given) if given else 'none'}"
-        )
-    if geom is not None:
-        if not isinstance(geom, Geometry):
-            raise TypeError(f"geom: expected a monge Geometry, got {type(geom).__name__}")
-        return geom
-    if C is not None:
-        return DenseCost(as_tensor(C, "C", dtype=hists.dtype, device=hists.device))
-    if x is not None:
-        return PointCloud(as_tensor(x, "x", dtype=hists.dtype, device=hists.device))
-    if isinstance(spacing, (tuple, list)):
-        d = len(spacing)
-    elif isinstance(grid, numbers.Integral) and not isinstance(grid, bool):
-        d = int(grid)
-    else:
-        d = event_dims
-    if d < 1 or d > hists.dim():
-        raise ValueError(f"grid: expected 1 <= d <= {hists.dim()} grid dimensions, got d = {d} for histograms of "
-                         f"shape {tuple(hists.shape)}; pass grid=d or spacing=(s_1, ..., s_d)")
-    return Grid(tuple(hists.shape[hists.dim() - d:]), spacing=spacing, p=p, dtype=hists.dtype, device=hists.device)
+def support_geometry(geom, hists: torch.Tensor, event_dims: int | None = None, extra: dict | None = None) -> Geometry:
+    """The geometry given by ``geom=``: a Geometry, a cost matrix ``C (n, m)`` (a tensor is always a cost, never
+    points: use ``monge.PointCloud(x)``), ``"grid"`` or a :class:`~monge.geometry.GridSpec` (see
+    :mod:`monge.geometry.spec`); ``extra``: the caller's other keywords (an old ``C=``/``x=``/``grid=``/``spacing=``/``p=``
+    gets an error with the new spelling)."""
+    return resolve_geometry(geom, hists, event_dims, extra)
 
 
-def barycenter(hists, weights=None, *, eps: float, geom=None, C=None, x=None, grid=False, spacing=None,
-               p: float = 2, rho: float | None = None, debias: bool = False, **solver_kw) -> BarycenterResult:
+def barycenter(hists, weights=None, *, eps: float, geom=None, rho: float | None = None, debias: bool = False,
+               **solver_kw) -> BarycenterResult:
     r"""The entropic Wasserstein barycenter of K histograms on one fixed support.
 
     .. math::
         \min_b \sum_{k=1}^K \lambda_k \mathrm{OT}_\varepsilon(a_k, b)
 
     Args:
-        hists: ``(..., K, n)`` on a support given by ``C``, ``x`` or ``geom``; images/volumes ``(K, n_1, ..., n_d)``
-            with ``grid=True`` (``d = hists.dim() - 1``; batches: ``grid=d`` or ``spacing=(s_1, ..., s_d)``).
+        hists: ``(..., K, n)`` on the support of ``geom``; images/volumes ``(K, n_1, ..., n_d)`` with
+            ``geom="grid"`` (``d = hists.dim() - 1``; batches: ``GridSpec(ndim=d)`` or ``GridSpec(spacing=(s_1, ..., s_d))``).
         weights: barycentric weights ``(..., K)`` in the simplex (``None``: uniform).
         eps: temperature in cost units. rho: KL marginal penalty (``None``: balanced). debias: Janati et al.'s
             debiased barycenter (square geometries).
-        geom: any :class:`~monge.geometry.Geometry`; C: an ``(n, m)`` cost matrix; x: ``(n, d)`` support points
-            (squared Euclidean cost); grid / spacing / p: a :class:`~monge.geometry.Grid` over the trailing dims
-            (default spacing ``1 / n_k``; POT's ``linspace(0, 1, n)`` images: ``spacing=1 / (n - 1)``).
+        geom: the support and cost, one argument: a :class:`~monge.geometry.Geometry` (``monge.PointCloud(x)`` for
+            ``(n, d)`` support points), a cost matrix ``C (n, m)`` (a tensor is always a cost), ``"grid"`` (a
+            :class:`~monge.geometry.Grid` over the trailing dims, spacing ``1 / n_k``) or
+            ``monge.GridSpec(spacing=..., p=..., ndim=...)`` (POT's ``linspace(0, 1, n)`` images:
+            ``GridSpec(spacing=1 / (n - 1))``).
         **solver_kw: ``tol``, ``max_iter``, ``check_every``, ``grad``, ``verbose`` of
             :class:`~monge.solvers.barycenter.Barycenter`.
 
@@ -300,17 +281,16 @@ def barycenter(hists, weights=None, *, eps: float, geom=None, C=None, x=None, gr
         >>> import torch
         >>> imgs = torch.zeros(2, 16, 16, dtype=torch.float64)
         >>> imgs[0, 4, 4] = imgs[1, 4, 12] = 1
-        >>> b = barycenter(imgs, eps=1e-3, grid=True).barycenter
+        >>> b = barycenter(imgs, eps=1e-3, geom="grid").barycenter
         >>> tuple(b.shape), divmod(int(b.argmax()), 16)   # the midpoint (4, 8)
         ((16, 16), (4, 8))
     """
     hists = as_tensor(hists, "hists")
-    g = support_geometry(hists, hists.dim() - 1, geom, C, x, grid, spacing, p)
+    g = support_geometry(geom, hists, hists.dim() - 1, solver_kw)
     return Barycenter(eps=eps, debias=debias, **solver_kw)(BarycenterProblem(g, hists, weights, rho=rho))
 
 
-def interpolate_histograms(a, b, t, *, eps: float, geom=None, C=None, x=None, grid=False, spacing=None,
-                           p: float = 2, rho: float | None = None, debias: bool = False,
+def interpolate_histograms(a, b, t, *, eps: float, geom=None, rho: float | None = None, debias: bool = False,
                            **solver_kw) -> BarycenterResult:
     r"""Displacement interpolation between two histograms: the barycenters with weights ``(1 - t, t)``.
 
@@ -323,7 +303,8 @@ def interpolate_histograms(a, b, t, *, eps: float, geom=None, C=None, x=None, gr
     Args:
         a, b: two histograms on the same support, ``(n,)`` or an image/volume ``(n_1, ..., n_d)``, equal masses.
         t: a float or a sequence of ``T`` floats in [0, 1].
-        eps, geom, C, x, grid, spacing, p, rho, debias, **solver_kw: as in :func:`barycenter`.
+        eps, geom, rho, debias, **solver_kw: as in :func:`barycenter` (``geom="grid"``: the grid is the whole shape of
+            ``a``).
 
     Returns:
         :class:`~monge.solvers.barycenter.BarycenterResult` whose ``barycenter`` is ``(T, *support)``.
@@ -332,7 +313,7 @@ def interpolate_histograms(a, b, t, *, eps: float, geom=None, C=None, x=None, gr
         >>> import torch
         >>> a = torch.zeros(40, dtype=torch.float64); a[5] = 1
         >>> b = torch.zeros(40, dtype=torch.float64); b[25] = 1
-        >>> mu = interpolate_histograms(a, b, [0.0, 0.25, 1.0], eps=1e-3, grid=True).barycenter
+        >>> mu = interpolate_histograms(a, b, [0.0, 0.25, 1.0], eps=1e-3, geom="grid").barycenter
         >>> mu.argmax(-1).tolist()
         [5, 10, 25]
     """
@@ -345,5 +326,5 @@ def interpolate_histograms(a, b, t, *, eps: float, geom=None, C=None, x=None, gr
         raise ValueError(f"t: expected a float or a non-empty sequence of floats in [0, 1], got {t!r}")
     hists = torch.stack([a, b]).expand(ts.numel(), 2, *a.shape)
     weights = torch.stack([1 - ts, ts], -1)
-    g = support_geometry(a, a.dim(), geom, C, x, grid, spacing, p)
+    g = support_geometry(geom, a, a.dim(), solver_kw)
     return Barycenter(eps=eps, debias=debias, **solver_kw)(BarycenterProblem(g, hists, weights, rho=rho))

@@ -54,9 +54,8 @@ def _loss_fn(loss, k: int):
     raise ValueError(f"loss: expected one of {LOSSES} or a callable (barycenter, target) -> scalar, got {loss!r}")
 
 
-def barycentric_coordinates(target, atoms, *, eps: float, geom=None, C=None, x=None, grid=False, spacing=None,
-                            p: float = 2, loss="l2", n_iter: int = 50, optimizer: str = "lbfgs",
-                            max_steps: int = 100, lr: float | None = None, tol: float = 1e-9,
+def barycentric_coordinates(target, atoms, *, eps: float, geom=None, loss="l2", n_iter: int = 50,
+                            optimizer: str = "lbfgs", max_steps: int = 100, lr: float | None = None, tol: float = 1e-9,
                             init=None) -> CoordinatesResult:
     r"""Barycentric coordinates of ``target`` in the dictionary ``atoms`` (Bonneel, Peyre, Cuturi 2016).
 
@@ -68,8 +67,9 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, C=None, x=N
     Args:
         target: the histogram ``t`` to explain, ``(*support)`` (a grid: an image), same mass as the atoms.
         atoms: the dictionary ``(K, *support)`` of histograms of equal mass.
-        eps: the barycenter's temperature (cost units). geom, C, x, grid, spacing, p: the support and cost, as in
-            :func:`monge.api.barycenter`.
+        eps: the barycenter's temperature (cost units). geom: the support and cost, as in
+            :func:`monge.api.barycenter` (a Geometry, a cost matrix, ``"grid"`` over the whole shape of ``target``,
+            or a :class:`~monge.geometry.GridSpec`).
         loss: ``"l2"`` (relative squared l2, default), ``"kl"`` or a callable ``(barycenter, target) -> scalar``.
         n_iter: ``L``, the number of unrolled Bregman iterations of the barycenter (the map being fitted).
         optimizer: ``"lbfgs"`` (strong Wolfe line search, default) or ``"adam"``.
@@ -85,7 +85,7 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, C=None, x=N
         >>> x = torch.linspace(0, 1, 30, dtype=torch.float64)
         >>> bump = lambda c: torch.softmax(-(x - c) ** 2 / 0.01, 0)   # normalised Gaussian bumps
         >>> atoms = torch.stack([bump(0.2), bump(0.8)])
-        >>> res = barycentric_coordinates(bump(0.32), atoms, eps=1e-3, grid=True, loss="kl", n_iter=20)
+        >>> res = barycentric_coordinates(bump(0.32), atoms, eps=1e-3, geom="grid", loss="kl", n_iter=20)
         >>> [round(v, 2) for v in res.weights.tolist()]   # 0.32 = 0.8 * 0.2 + 0.2 * 0.8
         [0.8, 0.2]
     """
@@ -100,8 +100,8 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, C=None, x=N
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     if optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {_OPTIMIZERS}, got {optimizer!r}")
-    g = support_geometry(atoms, target.dim(), geom, C, x, grid, spacing, p)
-    K, k = atoms.shape[0], g.event_ndim if hasattr(g, "grid_shape") else 1
+    g = support_geometry(geom, atoms, target.dim())
+    K, k = atoms.shape[0], len(g.target_shape)
     lossf = _loss_fn(loss, k)
     solver = Barycenter(eps=eps, tol=0, max_iter=n_iter, grad="unroll")
     BarycenterProblem(g, atoms)  # validates the dictionary once (masses, shapes) with a clear error

@@ -80,7 +80,7 @@ def _check_geom(geom, k_support, name="atoms", lead="K"):
     n, m = geom.shape
     if n != m:
         raise ValueError(f"geom: histograms and atoms share one support, expected shape (n, n), got {(n, m)}")
-    support = tuple(geom.grid_shape) if geom.event_ndim > 1 else (n,)
+    support = tuple(geom.source_shape)
     if k_support != support:
         raise ValueError(f"{name}: expected shape ({lead}, {', '.join(map(str, support))}) to match geom, got "
                          f"support {k_support}")

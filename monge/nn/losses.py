@@ -14,6 +14,7 @@ import torch
 from .._validation import check_p, check_positive
 from ..divergences import KERNELS, mmd, sinkhorn_divergence
 from ..geometry import PointCloud
+from ..geometry.costs import get_cost
 from ..problems import LinearProblem
 from ..solvers.schedules import EpsScaling
 from ..solvers.sinkhorn import Sinkhorn
@@ -59,7 +60,26 @@ class SinkhornLoss(torch.nn.Module):
         scaling: blur ratio between eps-scaling stages, in (0, 1).
         debias: subtract the self terms (the Sinkhorn divergence, >= 0, = 0 iff equal inputs).
         backend: ``"dense"``, ``"lazy"`` or ``"auto"``; grad: ``"envelope"``, ``"unroll"`` or ``"implicit"``.
+        cost: the ground cost (``None``: :math:`\|x - y\|^p`); ``"sqeuclidean_half"`` (with ``p=2``) is
+            :math:`\tfrac12\|x - y\|^2`, GeomLoss's convention. ``eps = blur ** p`` and ``rho = reach ** p`` whatever
+            the cost, as in GeomLoss.
         **solver_kw: other :class:`~monge.solvers.sinkhorn.Sinkhorn` options (``tol``, ``max_iter``, ...).
+
+    Porting from GeomLoss (``SamplesLoss("sinkhorn", p=..., blur=..., reach=..., scaling=..., debias=...)``):
+
+    ============  =========================================  ============================================
+    GeomLoss      monge, same numbers                        monge default cost (no 1/2), p = 2
+    ============  =========================================  ============================================
+    cost          ``cost="sqeuclidean_half"``, ``p=2``       :math:`\|x-y\|^2`: twice GeomLoss's cost
+    p = 1         ``p=1`` (:math:`\|x-y\|`, identical)        --
+    blur          ``blur`` (``eps = blur ** p``)              ``blur * sqrt(2)`` gives the same plan
+    reach         ``reach`` (``rho = reach ** p``)            ``reach * sqrt(2)`` gives the same plan
+    scaling       ``scaling`` (blur ratio per stage)          ``scaling`` (same)
+    debias        ``debias``                                 ``debias``
+    value         identical                                  twice GeomLoss's value (same blur*sqrt(2))
+    gradient, lr  identical, same learning rate              gradients twice as large: halve the lr
+    backend       tensorized/online: ``"dense"``/``"lazy"``  same
+    ============  =========================================  ============================================
 
     ``forward(x, y, a=None, b=None)`` takes ``x (..., N, D)``, ``y (..., M, D)`` (a leading batch dimension
     gives one loss per pair) and returns a tensor of the batch shape.
@@ -75,9 +95,10 @@ class SinkhornLoss(torch.nn.Module):
     """
 
     def __init__(self, p: float = 2, blur: float = 0.05, reach: float | None = None, scaling: float = 0.5,
-                 debias: bool = True, backend: str = "auto", grad: str = "envelope", **solver_kw):
+                 debias: bool = True, backend: str = "auto", grad: str = "envelope", cost=None, **solver_kw):
         super().__init__()
         p = _check_knobs(p, blur, reach, scaling, backend)  # the user's arguments, before anything is derived
+        self.cost = None if cost is None else get_cost(cost, p)
         self.p, self.blur, self.reach, self.debias, self.backend = p, blur, reach, debias, backend
         self.eps = _power(blur, p, "blur")
         self.rho = None if reach is None else _power(reach, p, "reach")
@@ -88,9 +109,11 @@ class SinkhornLoss(torch.nn.Module):
     def forward(self, x, y, a=None, b=None):
         if self.debias:
             return sinkhorn_divergence(x, y, a, b, eps=self.eps, p=self.p, rho=self.rho, backend=self.backend,
-                                       schedule=self.schedule, **self.solver_kw)
-        prob = LinearProblem(PointCloud(x, y, cost="euclidean" if self.p != 2 else "sqeuclidean", p=self.p,
-                                        backend=self.backend), a, b, rho_a=self.rho, rho_b=self.rho)
+                                       schedule=self.schedule, cost=self.cost, **self.solver_kw)
+        cost = self.cost if self.cost is not None else ("euclidean" if self.p != 2 else "sqeuclidean")
+        prob = LinearProblem(PointCloud(x, y, cost=cost, p=None if self.cost is not None else self.p,
+                                        backend=self.backend), a, b, rho_a=self.rho,
+                             rho_b=self.rho)
         return Sinkhorn(eps=self.eps, schedule=self.schedule, **self.solver_kw)(prob).value
 
     def extra_repr(self) -> str:

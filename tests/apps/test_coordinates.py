@@ -23,14 +23,14 @@ def atoms(n=12, dtype=torch.float64):
 
 
 def synthesise(D, lam):
-    return barycenter(D, lam, eps=EPS, grid=True, tol=0, max_iter=L).barycenter
+    return barycenter(D, lam, eps=EPS, geom="grid", tol=0, max_iter=L).barycenter
 
 
 @pytest.mark.parametrize("loss", ["l2", "kl"])
 def test_recovers_known_weights(loss):
     D = atoms()
     lam = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
-    res = barycentric_coordinates(synthesise(D, lam), D, eps=EPS, grid=True, n_iter=L, loss=loss)
+    res = barycentric_coordinates(synthesise(D, lam), D, eps=EPS, geom="grid", n_iter=L, loss=loss)
     assert res.converged and res.weights.shape == (3,)
     assert float(res.weights.sum()) == pytest.approx(1.0)
     torch.testing.assert_close(res.weights, lam, atol=2e-3, rtol=0)
@@ -46,7 +46,7 @@ def test_adam_and_callable_loss():
     def l1(b, t):
         return (b - t).abs().sum() / t.abs().sum()
 
-    res = barycentric_coordinates(target, D, eps=EPS, grid=True, n_iter=L, loss=l1, optimizer="adam", lr=0.3,
+    res = barycentric_coordinates(target, D, eps=EPS, geom="grid", n_iter=L, loss=l1, optimizer="adam", lr=0.3,
                                   max_steps=25, tol=1e-6)
     assert float(res.losses[-1]) < 0.3 * float(res.losses[0]) and len(res.losses) == res.n_steps
     torch.testing.assert_close(res.weights, lam, atol=0.1, rtol=0)
@@ -55,7 +55,7 @@ def test_adam_and_callable_loss():
 def test_float32():
     D = atoms(dtype=torch.float32)
     lam = torch.tensor([0.3, 0.3, 0.4], dtype=torch.float32)
-    res = barycentric_coordinates(synthesise(D, lam), D, eps=EPS, grid=True, n_iter=L, loss="kl", tol=1e-6)
+    res = barycentric_coordinates(synthesise(D, lam), D, eps=EPS, geom="grid", n_iter=L, loss="kl", tol=1e-6)
     assert res.weights.dtype == torch.float32
     torch.testing.assert_close(res.weights, lam, atol=1e-2, rtol=0)
 
@@ -63,22 +63,22 @@ def test_float32():
 def test_not_converged_reported():
     D = atoms(n=8)
     target = synthesise(D, torch.tensor([0.1, 0.1, 0.8], dtype=torch.float64))
-    res = barycentric_coordinates(target, D, eps=EPS, grid=True, n_iter=5, max_steps=1)
+    res = barycentric_coordinates(target, D, eps=EPS, geom="grid", n_iter=5, max_steps=1)
     assert not res.converged and res.n_steps == 1 and torch.isfinite(res.weights).all()
 
 
 def test_bad_inputs():
     D = atoms(n=8)
     with pytest.raises(ValueError, match=r"atoms, target: expected atoms \(K, \*support\)"):
-        barycentric_coordinates(torch.ones(9, 9), D, eps=0.1, grid=True)
+        barycentric_coordinates(torch.ones(9, 9), D, eps=0.1, geom="grid")
     with pytest.raises(ValueError, match="loss: expected one of"):
-        barycentric_coordinates(D[0], D, eps=0.1, grid=True, loss="l3")
+        barycentric_coordinates(D[0], D, eps=0.1, geom="grid", loss="l3")
     with pytest.raises(ValueError, match="optimizer: expected one of"):
-        barycentric_coordinates(D[0], D, eps=0.1, grid=True, optimizer="sgd")
+        barycentric_coordinates(D[0], D, eps=0.1, geom="grid", optimizer="sgd")
     with pytest.raises(ValueError, match="n_iter: expected a positive int"):
-        barycentric_coordinates(D[0], D, eps=0.1, grid=True, n_iter=0)
+        barycentric_coordinates(D[0], D, eps=0.1, geom="grid", n_iter=0)
     with pytest.raises(ValueError, match=r"init: expected \(3,\) positive weights"):
-        barycentric_coordinates(D[0], D, eps=0.1, grid=True, init=torch.tensor([1.0, 0.0, 0.0]))
+        barycentric_coordinates(D[0], D, eps=0.1, geom="grid", init=torch.tensor([1.0, 0.0, 0.0]))
     with pytest.raises(ValueError, match="hists: a balanced barycenter needs input histograms of equal mass"):
         barycentric_coordinates(D[0], D * torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)[:, None, None],
-                                eps=0.1, grid=True)
+                                eps=0.1, geom="grid")

@@ -82,7 +82,7 @@ def test_point_cloud_geometry(backend):
     ref = Barycenter(eps=0.02, tol=1e-11)(BarycenterProblem(DenseCost(((x[:, None] - x[None]) ** 2).sum(-1)), A))
     res = Barycenter(eps=0.02, tol=1e-11)(BarycenterProblem(PointCloud(x, backend=backend), A))
     torch.testing.assert_close(res.barycenter, ref.barycenter, rtol=1e-9, atol=1e-12)
-    res2 = barycenter(A, x=x, eps=0.02, tol=1e-11)  # the shortcut builds the same point cloud
+    res2 = barycenter(A, geom=PointCloud(x), eps=0.02, tol=1e-11)  # the shortcut builds the same point cloud
     torch.testing.assert_close(res2.barycenter, ref.barycenter, rtol=1e-9, atol=1e-12)
 
 
@@ -111,7 +111,7 @@ def test_non_square_geometry_and_lp_limit():
     assert exact == pytest.approx(float(lp.value), rel=1e-7)
     gaps = []
     for eps in (1e-2, 3e-3, 1e-3):
-        res = barycenter(A, w, C=C, eps=eps, max_iter=20000)
+        res = barycenter(A, w, geom=C, eps=eps, max_iter=20000)
         assert res.convergence.all_converged
         assert res.barycenter.shape == (9,)
         cost = float((w[:, None, None] * res.plans * C).sum())

@@ -9,7 +9,7 @@ import ot
 import pytest
 import torch
 
-from monge.geometry import DenseCost, Grid
+from monge.geometry import DenseCost, Grid, GridSpec
 from monge.problems.barycenter import BarycenterProblem
 from monge.solvers.barycenter import Barycenter
 from monge.api import barycenter, interpolate_histograms
@@ -41,14 +41,14 @@ def test_matches_pot_convolutional(reg):
     kernel = ot.bregman.convolutional_barycenter2d(A, reg, w, numItermax=20000, stopThr=1e-13, warn=False)
     logd = ot.bregman.convolutional_barycenter2d(A, reg, w, method="sinkhorn_log", numItermax=20000,
                                                  stopThr=1e-13, warn=False)
-    res = barycenter(torch.tensor(A), torch.tensor(w), eps=reg, grid=True, spacing=1 / (n - 1), tol=1e-12,
+    res = barycenter(torch.tensor(A), torch.tensor(w), eps=reg, geom=GridSpec(spacing=1 / (n - 1)), tol=1e-12,
                      max_iter=20000)
     assert res.convergence.all_converged and res.barycenter.shape == (n, n)
     np.testing.assert_allclose(res.barycenter.numpy(), logd, atol=1e-10 * logd.max())
     if reg >= 1e-2:
         np.testing.assert_allclose(res.barycenter.numpy(), kernel, atol=1e-5 * kernel.max())
-    r32 = barycenter(torch.tensor(A, dtype=torch.float32), torch.tensor(w, dtype=torch.float32), eps=reg, grid=True,
-                     spacing=1 / (n - 1))
+    r32 = barycenter(torch.tensor(A, dtype=torch.float32), torch.tensor(w, dtype=torch.float32), eps=reg,
+                     geom=GridSpec(spacing=1 / (n - 1)))
     assert r32.convergence.all_converged and r32.barycenter.dtype == torch.float32
     np.testing.assert_allclose(r32.barycenter.double().numpy(), logd, atol=2e-3 * logd.max())
 
@@ -57,7 +57,7 @@ def test_matches_pot_convolutional_debiased():
     A, w = images(n=12)
     ref = ot.bregman.convolutional_barycenter2d_debiased(A, 4e-3, w, method="sinkhorn_log", numItermax=20000,
                                                          stopThr=1e-13, warn=False)
-    res = barycenter(torch.tensor(A), torch.tensor(w), eps=4e-3, grid=True, spacing=1 / 11, debias=True,
+    res = barycenter(torch.tensor(A), torch.tensor(w), eps=4e-3, geom=GridSpec(spacing=1 / 11), debias=True,
                      tol=1e-11, max_iter=20000)
     np.testing.assert_allclose(res.barycenter.numpy(), ref, atol=1e-8 * ref.max())
 
@@ -85,7 +85,7 @@ def test_translated_bumps_closed_form(dtype):
     x = torch.arange(n, dtype=torch.float64) / n
     a, b = bump(x, 0.25, 0.03), bump(x, 0.7, 0.03)
     for t in (0.3, 0.5):
-        res = interpolate_histograms(a.to(dtype), b.to(dtype), [t], eps=2e-4, grid=True, debias=True, max_iter=5000)
+        res = interpolate_histograms(a.to(dtype), b.to(dtype), [t], eps=2e-4, geom="grid", debias=True, max_iter=5000)
         mu = res.barycenter[0].double()
         assert res.convergence.all_converged
         mean = float((mu * x).sum())
@@ -100,12 +100,12 @@ def test_diracs_midpoint_2d_and_interpolation_batch():
     b = torch.zeros(16, 16, dtype=torch.float64)
     a[2, 3], b[10, 13] = 1, 1
     ts = [0.0, 0.25, 0.5, 1.0]
-    res = interpolate_histograms(a, b, ts, eps=1e-3, grid=True)
+    res = interpolate_histograms(a, b, ts, eps=1e-3, geom="grid")
     assert res.barycenter.shape == (4, 16, 16) and res.convergence.converged.shape == (4,)
     peaks = [divmod(int(m.argmax()), 16) for m in res.barycenter]
     assert peaks == [(2, 3), (4, 5), (6, 8), (10, 13)]  # (2, 3) + t (8, 10), rounded to cells
     for i, t in enumerate(ts):  # batched == looped
-        one = barycenter(torch.stack([a, b]), torch.tensor([1 - t, t], dtype=torch.float64), eps=1e-3, grid=True)
+        one = barycenter(torch.stack([a, b]), torch.tensor([1 - t, t], dtype=torch.float64), eps=1e-3, geom="grid")
         torch.testing.assert_close(res.barycenter[i], one.barycenter, rtol=1e-8, atol=1e-12)
 
 
@@ -118,7 +118,7 @@ def test_3d_grid(dtype):
         v = torch.exp(-((Z - c[0]) ** 2 + (Y - c[1]) ** 2 + (X - c[2]) ** 2) / 0.005)
         return v / v.sum()
     vols = torch.stack([blob((0.2, 0.3, 0.3)), blob((0.7, 0.6, 0.5))]).to(dtype)
-    res = barycenter(vols, torch.tensor([0.5, 0.5], dtype=dtype), eps=2e-3, grid=True)
+    res = barycenter(vols, torch.tensor([0.5, 0.5], dtype=dtype), eps=2e-3, geom="grid")
     mu = res.barycenter.double()
     assert res.convergence.all_converged and mu.shape == (n, n, n) and res.barycenter.dtype == dtype
     assert float(mu.sum()) == pytest.approx(1.0, abs=1e-5)
@@ -134,8 +134,8 @@ def test_float32_small_eps_grid():
     assert float(np.exp(-1.0 / eps)) == 0.0  # the Gibbs kernel underflows across the grid
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        r32 = barycenter(A32, torch.tensor(w, dtype=torch.float32), eps=eps, grid=True, max_iter=5000)
-    r64 = barycenter(torch.tensor(A), torch.tensor(w), eps=eps, grid=True, max_iter=5000)
+        r32 = barycenter(A32, torch.tensor(w, dtype=torch.float32), eps=eps, geom="grid", max_iter=5000)
+    r64 = barycenter(torch.tensor(A), torch.tensor(w), eps=eps, geom="grid", max_iter=5000)
     assert r32.convergence.all_converged and torch.isfinite(r32.barycenter).all()
     assert float((r32.barycenter.double() - r64.barycenter).abs().sum()) < 5e-3
 
@@ -143,10 +143,11 @@ def test_float32_small_eps_grid():
 def test_batched_grid_hists():
     A, w = images(n=12)
     A2 = torch.tensor(np.stack([A, A[::-1].copy()]))
-    res = barycenter(A2, torch.tensor(w), eps=5e-3, spacing=(1 / 11, 1 / 11), tol=1e-12)  # (trajectories differ:
+    res = barycenter(A2, torch.tensor(w), eps=5e-3, geom=GridSpec(spacing=(1 / 11, 1 / 11)),
+                     tol=1e-12)  # (trajectories differ:
     # the batch picks one over-relaxation for both)
     assert res.barycenter.shape == (2, 12, 12) and res.g.shape == (2, 3, 12, 12)
-    one = barycenter(A2[1], torch.tensor(w), eps=5e-3, spacing=(1 / 11, 1 / 11), tol=1e-12)
+    one = barycenter(A2[1], torch.tensor(w), eps=5e-3, geom=GridSpec(spacing=(1 / 11, 1 / 11)), tol=1e-12)
     torch.testing.assert_close(res.barycenter[1], one.barycenter, rtol=1e-8, atol=1e-12)
 
 
@@ -154,8 +155,8 @@ def test_grid_errors():
     with pytest.raises(ValueError, match=r"hists: expected K histograms of shape \(..., K, n_1, n_2\)"):
         BarycenterProblem(Grid((4, 4), dtype=torch.float64), torch.ones(2, 4, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="t: expected a float or a non-empty sequence of floats in"):
-        interpolate_histograms(torch.ones(4), torch.ones(4), [1.5], eps=0.1, grid=True)
+        interpolate_histograms(torch.ones(4), torch.ones(4), [1.5], eps=0.1, geom="grid")
     with pytest.raises(ValueError, match="a and b: expected histograms of the same shape"):
-        interpolate_histograms(torch.ones(4), torch.ones(5), 0.5, eps=0.1, grid=True)
+        interpolate_histograms(torch.ones(4), torch.ones(5), 0.5, eps=0.1, geom="grid")
     with pytest.raises(ValueError, match="grid: expected 1 <= d"):
-        barycenter(torch.ones(2, 4), eps=0.1, grid=5)
+        barycenter(torch.ones(2, 4), eps=0.1, geom=GridSpec(ndim=5))

@@ -118,7 +118,7 @@ def _shapes(n=48):
 def test_over_relaxed_barycenter_same_fixed_point_fewer_iterations():
     A = _shapes()
     w = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
-    kw = dict(eps=2e-3, grid=True, spacing=(1 / 47, 1 / 47), tol=1e-9, max_iter=20000)
+    kw = dict(eps=2e-3, geom=monge.GridSpec(spacing=(1 / 47, 1 / 47)), tol=1e-9, max_iter=20000)
     plain = monge.barycenter(A, w, omega=1.0, **kw)
     auto = monge.barycenter(A, w, **kw)
     assert plain.convergence.all_converged and auto.convergence.all_converged
@@ -129,11 +129,11 @@ def test_over_relaxed_barycenter_same_fixed_point_fewer_iterations():
 
 def test_barycenter_tol_zero_runs_plain_iterations():
     A = _shapes(16)
-    kw = dict(eps=5e-3, grid=True, tol=0, max_iter=7)
+    kw = dict(eps=5e-3, geom="grid", tol=0, max_iter=7)
     torch.testing.assert_close(monge.barycenter(A, **kw).barycenter,
                                monge.barycenter(A, omega=1.0, **kw).barycenter, rtol=0, atol=0)
     with pytest.raises(ValueError, match="omega"):
-        monge.barycenter(A, eps=5e-3, grid=True, omega=2.5)
+        monge.barycenter(A, eps=5e-3, geom="grid", omega=2.5)
 
 
 def test_auto_relaxation_is_never_much_slower_than_plain_on_random_problems():

@@ -119,10 +119,10 @@ class PotentialEnergy(Functional):
         return self.V.to(mu) * mu
 
     def check(self, mu0, geom):
-        k = len(geom.grid_shape)
+        k = len(geom.source_shape)
         tail = tuple(self.V.shape)[::-1]
-        if len(tail) > k or any(v not in (1, n) for v, n in zip(tail, geom.grid_shape[::-1])):
-            raise ValueError(f"V: expected a potential broadcastable to the grid shape {geom.grid_shape}, got shape "
+        if len(tail) > k or any(v not in (1, n) for v, n in zip(tail, geom.source_shape[::-1])):
+            raise ValueError(f"V: expected a potential broadcastable to the grid shape {geom.source_shape}, got shape "
                              f"{tuple(self.V.shape)}")
 
 
@@ -182,8 +182,8 @@ class Congestion(Functional):
         return torch.where(over, torch.full_like(mu, torch.inf), torch.zeros_like(mu))
 
     def check(self, mu0, geom):
-        k = len(geom.grid_shape)
-        capacity = self.kappa * math.prod(geom.spacing) * math.prod(geom.grid_shape)
+        k = len(geom.source_shape)
+        capacity = self.kappa * geom.cell_volume * math.prod(geom.source_shape)
         mass = float(_esum(mu0, k).max())
         if mass >= capacity:
             raise ValueError(f"kappa: the congestion cap kappa * |domain| = {capacity:.4g} must exceed the mass of mu0 "
@@ -279,8 +279,7 @@ def grid_coordinates(geom: Grid) -> tuple[torch.Tensor, ...]:
         >>> x[1, 0].item(), y[0, 2].item()
         (0.5, 0.6666666666666666)
     """
-    axes = [torch.arange(n, dtype=geom.dtype, device=geom.device) * s for n, s in zip(geom.grid_shape, geom.spacing)]
-    return tuple(torch.meshgrid(*axes, indexing="ij"))
+    return tuple(torch.meshgrid(*geom.axes(), indexing="ij"))
 
 
 def jko_step(mu: torch.Tensor, geom: Grid, functional: Functional, tau: float, eps: float, *, tol: float | None = None,
@@ -292,9 +291,9 @@ def jko_step(mu: torch.Tensor, geom: Grid, functional: Functional, tau: float, e
     marginal of a plan whose first marginal is ``mu``), the dual potential ``g`` (to warm-start the next step),
     the inner iterations, the final l1 error on the first marginal per batch element, the trace of errors.
     """
-    k = len(geom.grid_shape)
+    k = len(geom.source_shape)
     tol = DEFAULT_TOL[mu.dtype] if tol is None else tol
-    lp, vol = log_weights(mu), math.prod(geom.spacing)
+    lp, vol = log_weights(mu), geom.cell_volume
     sigma = 2.0 * tau / eps
     g = mu.new_zeros(mu.shape) if init is None else init
     f = eps * lp + geom.softmin(g, eps, 1)
@@ -331,9 +330,9 @@ def _check_inputs(mu0, geom, functional, tau, eps, n_steps):
     if geom.p != 2.0:
         raise ValueError(f"grid_or_geom: the JKO scheme uses the squared distance, expected a Grid with p=2, got "
                          f"p={geom.p:g}")
-    k = len(geom.grid_shape)
-    if mu0.dim() < k or tuple(mu0.shape[mu0.dim() - k:]) != geom.grid_shape:
-        raise ValueError(f"mu0: expected shape (..., {', '.join(map(str, geom.grid_shape))}) (the grid shape), got "
+    k = len(geom.source_shape)
+    if mu0.dim() < k or tuple(mu0.shape[mu0.dim() - k:]) != geom.source_shape:
+        raise ValueError(f"mu0: expected shape (..., {', '.join(map(str, geom.source_shape))}) (the grid shape), got "
                          f"{tuple(mu0.shape)}")
     if mu0.dtype != geom.dtype or mu0.device != geom.device:
         raise TypeError(f"mu0: has dtype {mu0.dtype} on {mu0.device} but the grid has dtype {geom.dtype} on "
@@ -388,7 +387,7 @@ def jko_flow(mu0, grid_or_geom: Grid | None, functional: Functional, tau: float,
         (True, 1.0)
     """
     mu0, geom = _check_inputs(mu0, grid_or_geom, functional, tau, eps, n_steps)
-    k, vol = len(geom.grid_shape), math.prod(geom.spacing)
+    k, vol = len(geom.source_shape), geom.cell_volume
     snaps, energies, traces, iters, errs = [mu0], [functional.value(mu0, vol, k)], [], [], []
     bar = Progress(n_steps, verbose, "jko")
     mu, g = mu0, None

@@ -88,7 +88,7 @@ def section_barycenters(out_dir: Path) -> Section:
     _triangle(plt, res.barycenter, lattice, steps, out_dir)
     ts = [i / 6 for i in range(7)]
     t0 = time.perf_counter()
-    strip = interpolate_histograms(raster("heart", seed=3), raster("spiral", seed=4), ts, eps=_EPS, grid=True,
+    strip = interpolate_histograms(raster("heart", seed=3), raster("spiral", seed=4), ts, eps=_EPS, geom="grid",
                                    tol=_TOL, max_iter=2000)
     t_strip = time.perf_counter() - t0
     _strip(plt, strip.barycenter, ts, out_dir)
