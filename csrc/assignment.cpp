@@ -28,6 +28,7 @@
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/tuple.h>
 
 #include <algorithm>
 #include <cmath>
@@ -39,6 +40,7 @@
 #include <utility>
 #include <vector>
 
+#include "bind_util.hpp"
 #include "simd.hpp"
 
 namespace nb = nanobind;
@@ -491,9 +493,35 @@ nb::tuple assignment_binding(
                         owned_array(std::move(v), m), cost);
 }
 
+// B independent problems C (B, n, m) in one call: threads over the batch (none for one problem).
+std::tuple<monge::NumpyOut<int64_t, 2>, monge::NumpyOut<double, 2>, monge::NumpyOut<double, 2>,
+           monge::NumpyOut<double, 1>>
+assignment_batch(nb::ndarray<const double, nb::ndim<3>, nb::c_contig, nb::device::cpu> C, int n_threads) {
+  const std::size_t B = C.shape(0), n = C.shape(1), m = C.shape(2);
+  if (n > m) throw nb::value_error("assignment_batch: C must have at most as many rows as columns");
+  auto cols = monge::zeros<int64_t>(B * n);
+  auto u = monge::zeros<double>(B * n), v = monge::zeros<double>(B * m), cost = monge::zeros<double>(B);
+  {
+    nb::gil_scoped_release release;
+    const double *pC = C.data();
+    monge::parallel_for(static_cast<int64_t>(B), n_threads, [&](int64_t q) {
+      monge::solve_assignment(pC + q * static_cast<int64_t>(n * m), static_cast<int64_t>(n),
+                              static_cast<int64_t>(m), cols.get() + q * n, u.get() + q * n, v.get() + q * m,
+                              cost.get() + q);
+    });
+  }
+  return {monge::owned<int64_t, 2>(std::move(cols), {B, n}), monge::owned<double, 2>(std::move(u), {B, n}),
+          monge::owned<double, 2>(std::move(v), {B, m}), monge::owned<double, 1>(std::move(cost), {B})};
+}
+
 }  // namespace
 
 void register_assignment(nb::module_ &m) {
+  m.def("assignment_batch", &assignment_batch, nb::arg("C"), nb::arg("n_threads") = 0,
+        "assignment_batch(C, n_threads=0) -> (cols, u, v, cost)\n\n"
+        "assignment() over a batch C (B, n, m), float64, C-contiguous, n <= m, finite: cols (B, n), u (B, n),\n"
+        "v (B, m), cost (B,). Threads over the batch (n_threads <= 0: one per hardware thread; one problem\n"
+        "runs on the calling thread). Releases the GIL.");
   m.def("assignment", &assignment_binding, nb::arg("C"),
         "assignment(C) -> (cols, u, v, cost)\n\n"
         "Exact dense linear assignment (Jonker-Volgenant). C: float64 (n, m), C-contiguous, n <= m,\n"

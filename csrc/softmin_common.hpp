@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "bind_util.hpp"
 #include "simd.hpp"
 
 namespace monge_softmin {
@@ -86,14 +87,8 @@ using In3 = nb::ndarray<const T, nb::ndim<3>, nb::c_contig, nb::device::cpu>;
 template <class T>
 using In2 = nb::ndarray<const T, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 template <class T, size_t N>
-using Out = nb::ndarray<nb::numpy, T, nb::ndim<N>>;
-
-template <class T, size_t N>
-Out<T, N> owned(std::unique_ptr<T[]> data, std::initializer_list<size_t> shape) {
-  T *ptr = data.release();
-  nb::capsule owner(ptr, [](void *p) noexcept { delete[] static_cast<T *>(p); });
-  return Out<T, N>(ptr, shape, owner);
-}
+using Out = monge::NumpyOut<T, N>;
+using monge::owned;
 
 template <class T>
 int64_t padded(int64_t m) {

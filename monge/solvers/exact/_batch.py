@@ -9,24 +9,40 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["run_batched", "to_numpy64", "EnvelopeValue", "centred"]
+from ..._validation import check_int
+
+__all__ = ["run_batched", "to_numpy64", "EnvelopeValue", "centred", "needs_grad", "to_tensor"]
 
 
 def run_batched(fn: Callable, args: Sequence[tuple], n_threads: int | None = None) -> list:
     """``[fn(*a) for a in args]``, in parallel threads (the compiled solvers release the GIL)."""
+    check_int(n_threads, "n_threads", allow_none=True)
+    if len(args) <= 1 or n_threads == 1:  # inline: no pool to start (and no cpu_count() to ask)
+        return [fn(*a) for a in args]
     if n_threads is None:
         n_threads = os.cpu_count() or 1
-    if n_threads < 1:
-        raise ValueError(f"n_threads: expected a positive integer or None, got {n_threads}")
-    if len(args) == 1 or n_threads == 1:
-        return [fn(*a) for a in args]
     with ThreadPoolExecutor(max_workers=min(n_threads, len(args))) as pool:
         return list(pool.map(lambda a: fn(*a), args))
 
 
 def to_numpy64(t: torch.Tensor) -> np.ndarray:
     """A C-contiguous float64 CPU numpy view (zero-copy when ``t`` already is one)."""
+    if t.dtype == torch.float64 and t.device.type == "cpu" and t.is_contiguous():
+        return t.detach().numpy()
     return np.ascontiguousarray(t.detach().to(device="cpu", dtype=torch.float64).numpy())
+
+
+def to_tensor(x: np.ndarray, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A numpy array as a tensor on ``like``'s device, in ``dtype`` (default: ``like``'s); zero-copy when it can."""
+    t = torch.from_numpy(x)
+    dtype = dtype or like.dtype
+    return t if t.dtype == dtype and like.device.type == "cpu" else t.to(device=like.device, dtype=dtype)
+
+
+def needs_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records an operation on ``tensors`` (skip :class:`EnvelopeValue` otherwise: its
+    ``apply`` costs tens of microseconds, a good part of a small solve)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def centred(f: torch.Tensor) -> torch.Tensor:

@@ -8,17 +8,17 @@ import numpy as np
 import torch
 
 from ... import _core
-from ..._validation import as_tensor, check_cost_matrix
+from ..._validation import as_tensor, check_cost_matrix, check_int
 from ...results import AssignmentResult, Convergence
-from ._batch import EnvelopeValue, run_batched, to_numpy64
+from ._batch import EnvelopeValue, needs_grad, to_numpy64, to_tensor
 
 __all__ = ["Assignment", "solve_assignment_core"]
 
 
 def solve_assignment_core(C: torch.Tensor, n_threads: int | None = None) -> list:
     """Run the compiled solver on ``C (B, n, m)``, n <= m; a list of ``(cols, u, v, cost)`` in float64."""
-    C64 = to_numpy64(C)
-    return run_batched(lambda i: _core.assignment(C64[i]), [(i,) for i in range(C64.shape[0])], n_threads)
+    cols, u, v, cost = _core.assignment_batch(to_numpy64(C), n_threads or 0)
+    return list(zip(cols, u, v, cost.tolist()))
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class Assignment:
 
     n_threads: int | None = None
 
+    def __post_init__(self):
+        check_int(self.n_threads, "n_threads", allow_none=True)
+
     def __call__(self, C) -> AssignmentResult:
         C = as_tensor(C, "C")
         check_cost_matrix(C, "C")
@@ -56,28 +59,20 @@ class Assignment:
             )
         batch = C.shape[:-2]
         Cf = C.reshape(-1, n, m)
-        out = solve_assignment_core(Cf, self.n_threads)
-        t = lambda x, dt=None: torch.as_tensor(np.stack(x), device=C.device, dtype=dt or C.dtype)  # noqa: E731
-        cols = t([o[0] for o in out], torch.int64)
-        u, v = t([o[1] for o in out]), t([o[2] for o in out])
-        cost = t([np.float64(o[3]) for o in out])
-        rows = torch.arange(n, device=C.device).expand(Cf.shape[0], n)
-        ones = C.new_ones(())
-        value = EnvelopeValue.apply(Cf, ones, ones, rows, cols, C.new_ones(cols.shape), u, v, cost)
+        B, shape = Cf.shape[0], tuple(batch)
+        # one call for the whole batch: threads over the problems in C++, none for a single problem
+        cols, u, v, cost = _core.assignment_batch(to_numpy64(Cf), self.n_threads or 0)
         gap = cost - u.sum(-1) - v.sum(-1)
-        B = Cf.shape[0]
-        conv = Convergence(
-            converged=torch.ones(batch, dtype=torch.bool, device=C.device),
-            n_iters=torch.full(batch, n, dtype=torch.int64, device=C.device),
-            status=("optimal",) * B,
-            error=C.new_zeros(batch),
-            duality_gap=gap.reshape(batch),
-        )
-        return AssignmentResult(
-            cols=cols.reshape(*batch, n),
-            value=value.reshape(batch),
-            f=u.reshape(*batch, n),
-            g=v.reshape(*batch, m),
-            convergence=conv,
-            shape=(n, m),
-        )
+
+        def t(x, *tail, dtype=None):  # shaped in numpy (cheap), then one tensor
+            return to_tensor(x.reshape(shape + tail), C, dtype)
+
+        tcols, tu, tv, value = t(cols, n, dtype=torch.int64), t(u, n), t(v, m), t(cost)
+        if needs_grad(C):
+            rows = torch.arange(n, device=C.device).expand(B, n)
+            ones = C.new_ones(())
+            value = EnvelopeValue.apply(Cf, ones, ones, rows, tcols.reshape(B, n), C.new_ones((B, n)),
+                                        tu.reshape(B, n), tv.reshape(B, m), value.reshape(B)).reshape(shape)
+        # the Hungarian algorithm always ends optimal (a permutation: marginal error 0) after n augmentations
+        conv = Convergence.build(C.new_zeros(batch), 0.0, n, criterion="marginal_l1", duality_gap=t(gap))
+        return AssignmentResult(cols=tcols, value=value, f=tu, g=tv, convergence=conv, shape=(n, m))

@@ -2,6 +2,7 @@ r"""Exact OT by the network simplex (C++ core in ``csrc/network_simplex.cpp``)."
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -9,13 +10,14 @@ import numpy as np
 import torch
 
 from ... import _core
+from ..._validation import check_int
 from ...problems.linear import LinearProblem
 from ...results import Convergence, ExactResult
-from ._batch import EnvelopeValue, run_batched, to_numpy64
+from ._batch import EnvelopeValue, needs_grad, to_numpy64, to_tensor
 
 __all__ = ["NetworkSimplex", "pack_exact"]
 
-_STATUS = {0: "optimal", 1: "max_iter_reached", 2: "infeasible"}
+_STATUS = {0: "converged", 1: "max_iter", 2: "infeasible"}
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class NetworkSimplex:
 
     Args:
         max_iter: cap on the number of pivots; ``None`` = no cap (the default: an exact solver must not stop
-            early). A capped run that stops early reports ``converged=False``, status ``"max_iter_reached"``
+            early). A capped run that stops early reports ``converged=False``, status ``"max_iter"``
             and warns; its plan is feasible but not proven optimal.
         n_threads: threads for batches (``None``: one per core).
 
@@ -41,15 +43,17 @@ class NetworkSimplex:
         >>> C = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
         >>> res = NetworkSimplex()(LinearProblem(DenseCost(C)))
         >>> float(res.value), res.convergence.status
-        (0.0, ('optimal',))
+        (0.0, ('converged',))
     """
 
     max_iter: int | None = None
     n_threads: int | None = None
 
     def __post_init__(self):
-        if self.max_iter is not None and (not isinstance(self.max_iter, int) or self.max_iter < 1):
+        if self.max_iter is not None and (not isinstance(self.max_iter, int) or isinstance(self.max_iter, bool)
+                                          or self.max_iter < 1):
             raise ValueError(f"max_iter: expected a positive int or None, got {self.max_iter!r}")
+        check_int(self.n_threads, "n_threads", allow_none=True)
 
     def __call__(self, prob: LinearProblem) -> ExactResult:
         if not prob.is_balanced:
@@ -57,25 +61,24 @@ class NetworkSimplex:
                 "rho_a/rho_b: the exact solver solves balanced problems only; use an entropic solver for "
                 "unbalanced OT"
             )
-        C, a, b = _broadcast(prob.geom.cost(), prob.a, prob.b)
-        C64, a64, b64 = to_numpy64(C), to_numpy64(a), to_numpy64(b)
-        # masses agree to the input dtype's precision (checked by the problem); the core wants them equal in
-        # float64 (1e-9), so float32 weights are rebalanced here, on a copy (b64 may view the caller's tensor)
-        ratio = a64.sum(-1) / b64.sum(-1)
-        if not np.allclose(ratio, 1.0, rtol=1e-12, atol=0):
-            b64 = b64 * ratio[:, None]
-        cap = self.max_iter or 0
-        out = run_batched(
-            lambda i: _core.network_simplex(a64[i], b64[i], C64[i], cap), [(i,) for i in range(C64.shape[0])],
-            self.n_threads,
-        )
-        return pack_exact(out, C, a, b, prob.batch_shape, a64, b64)
+        cost = prob.geom.cost()
+        # one problem of plain vectors: the batch shape is () (the general rule, prob.batch_shape, costs ~10 us)
+        shape = () if cost.dim() == 2 and prob.a.dim() == 1 and prob.b.dim() == 1 else prob.batch_shape
+        C, a, b = _broadcast(cost, prob.a, prob.b)
+        # one call for the whole batch: threads over the problems in C++, none for a single problem. Masses agree
+        # to the input dtype's precision (checked by the problem); the core wants them equal in float64 (1e-9),
+        # so it rescales b to the mass of a first (rebalance=True; on its own copy, never the caller's tensor).
+        ints, flts = _core.network_simplex_batch(to_numpy64(a), to_numpy64(b), to_numpy64(C), self.max_iter or 0,
+                                                 self.n_threads or 0, True)
+        return _pack(*_unpack(ints, flts, *C.shape), C, a, b, shape)
 
 
 def _broadcast(C, a, b):
     """Flatten the common batch shape: ``C (B, n, m)``, ``a (B, n)``, ``b (B, m)``."""
-    batch = torch.broadcast_shapes(C.shape[:-2], a.shape[:-1], b.shape[:-1])
     n, m = C.shape[-2:]
+    if C.dim() == 2 and a.dim() == 1 and b.dim() == 1:  # one problem: no broadcasting to work out
+        return C.unsqueeze(0), a.unsqueeze(0), b.unsqueeze(0)
+    batch = torch.broadcast_shapes(C.shape[:-2], a.shape[:-1], b.shape[:-1])
     return (
         C.expand(*batch, n, m).reshape(-1, n, m),
         a.expand(*batch, n).reshape(-1, n),
@@ -90,46 +93,60 @@ def pack_exact(out, C, a, b, batch_shape, a64, b64) -> ExactResult:
     rows = np.zeros((B, K), np.int64)
     cols = np.zeros((B, K), np.int64)
     vals = np.zeros((B, K), np.float64)
-    f = np.stack([o[3] for o in out])
-    g = np.stack([o[4] for o in out])
-    cost = np.array([o[5] for o in out], np.float64)
     for i, o in enumerate(out):
         k = len(o[0])
         rows[i, :k], cols[i, :k], vals[i, :k] = o[0], o[1], o[2]
-    status = tuple(_STATUS.get(int(o[6]), f"status {o[6]}") for o in out)
-    gap = cost - (a64 * f).sum(-1) - (b64 * g).sum(-1)
+    f = np.stack([o[3] for o in out])
+    g = np.stack([o[4] for o in out])
+    cost = np.array([o[5] for o in out], np.float64)
+    status = np.array([int(o[6]) for o in out], np.int64)
+    n_iter = np.array([int(o[7]) for o in out], np.int64)
     row_m = np.stack([np.bincount(rows[i], vals[i], minlength=n) for i in range(B)])
     col_m = np.stack([np.bincount(cols[i], vals[i], minlength=m) for i in range(B)])
     merr = np.abs(row_m - a64).sum(-1) + np.abs(col_m - b64).sum(-1)
-    if any(s != "optimal" for s in status):
-        bad = [i for i, s in enumerate(status) if s != "optimal"]
-        warnings.warn(
-            f"network simplex: {len(bad)} of {B} problems did not reach optimality ({status[bad[0]]}, "
-            f"{int(out[bad[0]][7])} pivots); their plans are feasible but not optimal. Raise max_iter "
-            "(None = no cap).",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    like = C
-    t = lambda x, dt=None: torch.as_tensor(x, device=like.device, dtype=dt or like.dtype)  # noqa: E731
-    trows, tcols = t(rows, torch.int64), t(cols, torch.int64)
-    tvals, tf, tg = t(vals), t(f), t(g)
-    value = EnvelopeValue.apply(C, a, b, trows, tcols, tvals, tf, tg, t(cost))
+    gap = cost - (a64 * f).sum(-1) - (b64 * g).sum(-1)
+    return _pack(rows, cols, vals, f, g, cost, status, n_iter, merr, gap, C, a, b, batch_shape, stacklevel=4)
+
+
+def _unpack(ints, flts, B, n, m):
+    """Split the core's packed outputs (see ``network_simplex_batch``) into numpy views."""
+    K = n + m - 1
+    return (ints[:, :K], ints[:, K:2 * K], flts[:, :K], flts[:, K:K + n], flts[:, K + n:K + n + m],
+            flts[:, -3], ints[:, -2], ints[:, -1], flts[:, -2], flts[:, -1])
+
+
+def _pack(rows, cols, vals, f, g, cost, status, n_iter, merr, gap, C, a, b, batch_shape, stacklevel=3):
+    """Build the ExactResult from the batched core outputs (numpy arrays with a leading batch dimension B)."""
+    B, n, m = C.shape
+    K = n + m - 1
     shape = tuple(batch_shape)
-    conv = Convergence(
-        converged=t([s == "optimal" for s in status], torch.bool).reshape(shape),
-        n_iters=t([int(o[7]) for o in out], torch.int64).reshape(shape),
-        status=status,
-        error=t(merr).reshape(shape),
-        duality_gap=t(gap).reshape(shape),
-    )
-    return ExactResult(
-        value=value.reshape(shape),
-        f=tf.reshape(*shape, n),
-        g=tg.reshape(*shape, m),
-        convergence=conv,
-        rows=trows.reshape(*shape, K),
-        cols=tcols.reshape(*shape, K),
-        vals=tvals.reshape(*shape, K),
-        shape=(n, m),
-    )
+    codes = status.tolist()
+    if any(codes):
+        bad = [i for i, s in enumerate(codes) if s != 0]
+        warnings.warn(
+            f"network simplex: {len(bad)} of {B} problems did not reach optimality "
+            f"({_STATUS.get(codes[bad[0]], f'status {codes[bad[0]]}')}, {int(n_iter[bad[0]])} pivots); their plans "
+            "are feasible but not optimal. Raise max_iter (None = no cap).",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
+
+    def t(x, *tail, dtype=None):  # shaped in numpy (cheap), then one tensor
+        return to_tensor(x.reshape(shape + tail), C, dtype)
+
+    trows, tcols, tvals = t(rows, K, dtype=torch.int64), t(cols, K, dtype=torch.int64), t(vals, K)
+    tf, tg, value = t(f, n), t(g, m), t(cost)
+    if needs_grad(C, a, b):
+        flat = [x.reshape(B, -1) for x in (trows, tcols, tvals, tf, tg)]
+        value = EnvelopeValue.apply(C, a, b, *flat, value.reshape(B)).reshape(shape)
+    # converged = certified optimal by the core (no entering arc left), whatever the plan's l1 marginal error (the
+    # reported error, ~1e-16): a per-element tol of +inf (certified) or -inf says so through the one builder;
+    # infeasible (unequal masses, caught upstream) is "stalled"
+    err = t(merr)
+    tol, stalled = math.inf, None  # every problem certified (the common case: no per-element tensors to build)
+    if any(codes):
+        tol = torch.full_like(err, math.inf).masked_fill_(t(status != 0, dtype=torch.bool), -math.inf)
+        stalled = t(status == 2, dtype=torch.bool)
+    conv = Convergence.build(err, tol, t(n_iter, dtype=torch.int64), criterion="marginal_l1",
+                             duality_gap=t(gap), stalled=stalled)
+    return ExactResult(value=value, f=tf, g=tg, convergence=conv, rows=trows, cols=tcols, vals=tvals, shape=(n, m))

@@ -1,0 +1,68 @@
+// Small helpers shared by the bindings of the compiled core: handing a heap buffer to numpy without a copy,
+// and running independent problems of a batch on std::threads (inline, with no thread at all, for one).
+#pragma once
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <initializer_list>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace monge {
+
+template <class T, size_t N>
+using NumpyOut = nanobind::ndarray<nanobind::numpy, T, nanobind::ndim<N>>;
+
+// A numpy array that owns `data` (freed when the array is).
+template <class T, size_t N>
+NumpyOut<T, N> owned(std::unique_ptr<T[]> data, std::initializer_list<size_t> shape) {
+  T *ptr = data.release();
+  nanobind::capsule owner(ptr, [](void *p) noexcept { delete[] static_cast<T *>(p); });
+  return NumpyOut<T, N>(ptr, shape, owner);
+}
+
+// A zero-initialised buffer of max(1, count) elements (numpy arrays may be empty, allocations may not).
+template <class T>
+std::unique_ptr<T[]> zeros(int64_t count) {
+  return std::unique_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(1, count))]());
+}
+
+// Calls body(k) for k in [0, count) on min(n_threads, count) threads (n_threads <= 0: one per hardware
+// thread), handing out indices one at a time (problems of a batch differ in cost). One problem or one thread:
+// run inline, no thread is started. The first exception thrown by a body is rethrown here after the join.
+template <class F>
+void parallel_for(int64_t count, int n_threads, F &&body) {
+  int nt = n_threads > 0 ? n_threads : static_cast<int>(std::thread::hardware_concurrency());
+  nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(std::max(nt, 1), count)));
+  if (nt == 1) {
+    for (int64_t k = 0; k < count; ++k) body(k);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+  auto work = [&]() {
+    for (int64_t k; !failed.load(std::memory_order_relaxed) && (k = next.fetch_add(1)) < count;) {
+      try {
+        body(k);
+      } catch (...) {
+        if (!failed.exchange(true)) error = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(nt - 1);
+  for (int t = 1; t < nt; ++t) pool.emplace_back(work);
+  work();
+  for (auto &th : pool) th.join();
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace monge
