@@ -153,7 +153,7 @@ def test_spreading_problem_drops_unproductive_shortlists():
     C = torch.from_numpy(((X[:, None] - Y[None]) ** 2).sum(-1))
     a, b = (torch.from_numpy(rng.dirichlet(np.ones(n) * 5)) for _ in range(2))
     res = monge.solve(C, a, b)
-    assert res.convergence.status == ("optimal",)
+    assert res.convergence.status == ("converged",)
     assert int(res.convergence.n_iters) < 35_000
     assert float(res.convergence.duality_gap.abs()) < 1e-12
     again = monge.solve(C, a, b)

@@ -31,15 +31,15 @@ with the gradients of the Sinkhorn losses w.r.t. the mixtures given by the dual 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import torch
 
-from .._validation import as_tensor, check_finite, check_positive
+from .._validation import as_tensor, check_positive, check_weights
+from .._warnings import warn
 from ..geometry.base import Geometry
 from ..problems import LinearProblem
-from ..results import Convergence
-from ..solvers._loop import Progress, warn_not_converged
+from ..results import Convergence, DictionaryResult, UnmixResult
+from ..solvers._loop import Progress
 from ..solvers.schedules import EpsScaling
 from ..solvers.sinkhorn import Sinkhorn
 
@@ -47,31 +47,6 @@ __all__ = ["UnmixResult", "DictionaryResult", "unmix", "dictionary_learning", "L
 
 LOSSES = ("divergence", "ot")
 MIXINGS = ("linear", "barycenter")
-
-
-@dataclass(frozen=True)
-class UnmixResult:
-    """Unmixing weights ``weights (..., K)``, the mixture ``(..., *support)``, the objective and its trace.
-
-    ``convergence.marginal_error`` holds the Frank-Wolfe gap (an upper bound of the suboptimality, loss units).
-    """
-
-    weights: torch.Tensor
-    mixture: torch.Tensor
-    value: torch.Tensor
-    trace: torch.Tensor
-    convergence: Convergence
-
-
-@dataclass(frozen=True)
-class DictionaryResult:
-    """Learned ``atoms (K, *support)``, ``weights (N, K)``, their ``reconstruction (N, *support)``, the loss trace."""
-
-    atoms: torch.Tensor
-    weights: torch.Tensor
-    reconstruction: torch.Tensor
-    trace: torch.Tensor
-    convergence: Convergence
 
 
 def _check_geom(geom, k_support, name="atoms", lead="K"):
@@ -88,21 +63,18 @@ def _check_geom(geom, k_support, name="atoms", lead="K"):
 
 
 def _check_hist(x, name, support, like):
-    x = as_tensor(x, name, dtype=like.dtype, device=like.device)
+    x = check_weights(x, name, support, like, size_name="support")  # the one histogram validator
     k = len(support)
-    if x.dim() < k or tuple(x.shape[x.dim() - k:]) != support:
-        raise ValueError(f"{name}: expected shape (..., {', '.join(map(str, support))}), got {tuple(x.shape)}")
-    check_finite(x, name)
-    if bool((x < 0).any()):
-        raise ValueError(f"{name}: expected nonnegative histograms, got a negative entry ({float(x.min()):.3g})")
     mass = x.sum(tuple(range(-k, 0)))
-    if bool((mass <= 0).any()):
-        raise ValueError(f"{name}: every histogram needs positive mass, got one summing to 0")
     return x / mass.reshape(*mass.shape, *([1] * k))
 
 
-def _mix(atoms, weights, k, mixing, geom, eps, n_bary):
-    """The mixture of ``atoms (K, *support)`` with ``weights (..., K)``: linear, or the entropic barycenter."""
+def _mix(atoms, weights, k, mixing, geom, eps, bary_iter):
+    """The mixture of ``atoms (K, *support)`` with ``weights (..., K)``: linear, or the entropic barycenter.
+
+    The barycenter after a fixed number of iterations has a mass off 1 by its last marginal error; it is divided by
+    its mass (differentiably), so the fit compares histograms of equal mass.
+    """
     if mixing == "linear":
         return torch.tensordot(weights, atoms, dims=([-1], [0]))
     from ..api import (
@@ -110,7 +82,8 @@ def _mix(atoms, weights, k, mixing, geom, eps, n_bary):
     )
 
     hists = atoms.expand(*weights.shape[:-1], *atoms.shape)
-    return barycenter(hists, weights, geom=geom, eps=eps, grad="unroll", tol=0, max_iter=n_bary).barycenter
+    q = barycenter(hists, weights, geom=geom, eps=eps, grad="unroll", tol=0, max_iter=bary_iter).barycenter
+    return q / q.sum(tuple(range(-k, 0)), keepdim=True)
 
 
 #: Inner Sinkhorn solves of a fit: a loss-grade tolerance (units of the weights). Mixtures put small masses where
@@ -158,7 +131,7 @@ def _check_common(eps, loss, mixing):
 
 
 def unmix(target, atoms, geom: Geometry, *, eps: float, loss: str = "divergence", mixing: str = "linear",
-          prior=None, alpha: float = 0.0, max_iter: int = 100, tol: float = 1e-4, n_bary: int = 50,
+          prior=None, alpha: float = 0.0, max_iter: int = 100, tol: float = 1e-4, bary_iter: int = 50,
           verbose: bool = False, **solver_kw) -> UnmixResult:
     r"""Weights :math:`\lambda \in \Delta_K` of the atoms whose mixture is closest to ``target`` (see the module).
 
@@ -172,7 +145,8 @@ def unmix(target, atoms, geom: Geometry, *, eps: float, loss: str = "divergence"
         alpha: in ``[0, 1)``, the weight of the prior.
         max_iter: L-BFGS iterations (on softmax logits); tol: the Frank-Wolfe gap (loss units) that counts as
             converged; the inner solves' tolerance (:data:`INNER`, 1e-5) limits how small it can get.
-        n_bary: barycenter iterations (``mixing="barycenter"`` only).
+        bary_iter: the fixed number of barycenter iterations (``mixing="barycenter"`` only): the mixture is the
+            unrolled barycenter after ``bary_iter`` iterations, normalised to unit mass.
         **solver_kw: :class:`~monge.solvers.sinkhorn.Sinkhorn` options of the inner solves (``tol``, ``max_iter``).
 
     Returns:
@@ -205,7 +179,7 @@ def unmix(target, atoms, geom: Geometry, *, eps: float, loss: str = "divergence"
     fit = _Fit(target, geom, eps, loss, solver_kw)
 
     def objective(lam):
-        q = _mix(atoms, lam, k, mixing, geom, eps, n_bary)
+        q = _mix(atoms, lam, k, mixing, geom, eps, bary_iter)
         J = (1 - alpha) * fit(q)
         return (J if prior_fn is None else J + alpha * prior_fn(lam)), q
 
@@ -227,7 +201,7 @@ def unmix(target, atoms, geom: Geometry, *, eps: float, loss: str = "divergence"
     J, q = objective(lam)
     (grad,) = torch.autograd.grad(J.sum(), lam)
     gap = (grad * lam).sum(-1) - grad.min(-1).values
-    conv = _convergence(gap.detach(), tol, opt.state[theta].get("n_iter", 0), "unmix", max_iter)
+    conv = _convergence(gap.detach(), tol, opt.state[theta].get("n_iter", 0), max_iter)
     return UnmixResult(weights=lam.detach(), mixture=q.detach(), value=J.detach(),
                        trace=like.new_tensor(trace), convergence=conv)
 
@@ -248,18 +222,16 @@ def _prior(prior, K, like):
     return lambda lam: Sinkhorn(eps=eps0)(LinearProblem(geom0, lam0, lam)).value
 
 
-def _convergence(gap, tol, n_iter, name, max_iter):
-    converged = gap <= tol
-    if not bool(converged.all()):
-        warnings.warn(
-            f"{name}: {int((~converged).sum())} of {converged.numel()} problems stopped with a Frank-Wolfe gap of "
-            f"{float(gap.max()):.3g} > tol={tol:g} (bounds the suboptimality in loss units); raise max_iter, "
-            "tighten the inner solves (tol=...) or raise eps. The result reports converged=False.",
-            RuntimeWarning, stacklevel=3)
-    stop = "max_iter_reached" if n_iter >= max_iter else "stalled"
-    status = tuple("converged" if c else stop for c in converged.reshape(-1).tolist())
-    return Convergence(converged=converged, n_iters=torch.full_like(converged, n_iter, dtype=torch.int64),
-                       status=status, error=gap)
+def _convergence(gap, tol, n_its, max_iter) -> Convergence:
+    """The Frank-Wolfe gap certificate; L-BFGS stopping early above ``tol`` is ``"stalled"``."""
+    conv = Convergence.build(gap, tol, n_its, criterion="fw_gap", stalled=torch.tensor(n_its < max_iter))
+    if not conv.all_converged:
+        warn(f"unmix: {int((~conv.converged).sum())} of {conv.converged.numel()} problems stopped "
+             f"({conv.status[int((~conv.converged).reshape(-1).nonzero()[0])]}, {n_its} of max_iter={max_iter} "
+             f"iterations) with a Frank-Wolfe gap of {float(gap.max()):.3g} > tol={tol:g} (bounds the suboptimality "
+             "in loss units); raise max_iter, tighten the inner solves (tol=...) or raise eps. The result reports "
+             "converged=False.")
+    return conv
 
 
 def _init_atoms(x, K, generator):
@@ -276,8 +248,8 @@ def _init_atoms(x, K, generator):
 
 
 def dictionary_learning(data, n_atoms: int, geom: Geometry, *, eps: float, loss: str = "divergence",
-                        mixing: str = "linear", n_iter: int = 200, lr: float = 0.05, tol: float = 1e-4,
-                        init=None, seed: int = 0, n_bary: int = 30, verbose: bool = False,
+                        mixing: str = "linear", max_iter: int = 200, lr: float = 0.05, tol: float = 1e-4,
+                        init=None, seed: int = 0, bary_iter: int = 30, verbose: bool = False,
                         **solver_kw) -> DictionaryResult:
     r"""Learn ``n_atoms`` atoms and per-sample weights so that each histogram is close to its mixture (see module).
 
@@ -290,10 +262,11 @@ def dictionary_learning(data, n_atoms: int, geom: Geometry, *, eps: float, loss:
         geom: the ground cost on the support (``Grid(shape)`` for images, ``DenseCost(C, symmetric=True)``).
         eps: entropic temperature (cost units); loss: ``"divergence"`` or ``"ot"``; mixing: ``"linear"`` or
             ``"barycenter"``.
-        n_iter: Adam steps; lr: its learning rate (on logits); tol: stop when the mean loss changed by less than
-            ``tol`` (relative) over the last 20 steps, which counts as converged.
+        max_iter: Adam steps; lr: its learning rate (on logits); tol: stop when the mean loss changed by less than
+            ``tol`` (relative) over the last 20 steps, which counts as converged (``convergence.error``: that change,
+            over fewer steps for a shorter run).
         init: ``None`` (K data histograms spread k-means++-style) or initial atoms ``(K, *support)``.
-        seed: seeds the initial atoms. n_bary: barycenter iterations (``mixing="barycenter"``).
+        seed: seeds the initial atoms. bary_iter: barycenter iterations (``mixing="barycenter"``, see :func:`unmix`).
 
     Returns:
         :class:`DictionaryResult` (atoms, weights, reconstruction, the loss trace per step, convergence).
@@ -302,7 +275,7 @@ def dictionary_learning(data, n_atoms: int, geom: Geometry, *, eps: float, loss:
         >>> import torch
         >>> from monge.geometry import Grid
         >>> data = torch.rand(6, 5, 5, dtype=torch.float64)
-        >>> res = dictionary_learning(data, 2, Grid((5, 5), dtype=torch.float64), eps=0.05, n_iter=5)
+        >>> res = dictionary_learning(data, 2, Grid((5, 5), dtype=torch.float64), eps=0.05, max_iter=5)
         >>> res.atoms.shape, res.weights.shape, bool(res.trace[-1] <= res.trace[0])
         (torch.Size([2, 5, 5]), torch.Size([6, 2]), True)
     """
@@ -324,10 +297,10 @@ def dictionary_learning(data, n_atoms: int, geom: Geometry, *, eps: float, loss:
     V = like.new_zeros((x.shape[0], n_atoms)).requires_grad_()
     opt = torch.optim.Adam([U, V], lr=lr)
     fit = _Fit(x, geom, eps, loss, solver_kw)
-    trace, bar, converged = [], Progress(n_iter, verbose, "dictionary"), False
-    for it in range(n_iter):
+    trace, bar = [], Progress(max_iter, verbose, "dictionary")
+    for it in range(max_iter):
         atoms = torch.softmax(U, -1).reshape(n_atoms, *support)
-        q = _mix(atoms, torch.softmax(V, -1), k, mixing, geom, eps, n_bary)
+        q = _mix(atoms, torch.softmax(V, -1), k, mixing, geom, eps, bary_iter)
         L = fit(q).mean()
         opt.zero_grad()
         L.backward()
@@ -335,19 +308,19 @@ def dictionary_learning(data, n_atoms: int, geom: Geometry, *, eps: float, loss:
         trace.append(float(L.detach()))
         bar.update(it + 1, trace[-1], eps)
         if it >= 20 and abs(trace[-21] - trace[-1]) <= tol * abs(trace[-21]):
-            converged = True
             break
     bar.close()
     with torch.no_grad():
         atoms = torch.softmax(U, -1).reshape(n_atoms, *support)
         weights = torch.softmax(V, -1)
-    rec = _mix(atoms, weights, k, mixing, geom, eps, n_bary).detach()
+    rec = _mix(atoms, weights, k, mixing, geom, eps, bary_iter).detach()
+    # the relative change over the last min(20, steps - 1) steps (one step measures no change: 1, i.e. 100%)
     window = trace[-min(21, len(trace))]
-    change = like.new_tensor(abs(window - trace[-1]) / max(abs(window), 1e-300))  # relative, over <= 20 steps
-    conv_t = torch.tensor(converged)
-    if not converged:
-        warn_not_converged("dictionary_learning", conv_t, change, tol, n_iter)
-    conv = Convergence(converged=conv_t, n_iters=torch.tensor(len(trace)),
-                       status=("converged" if converged else "max_iter_reached",), error=change)
+    change = abs(window - trace[-1]) / max(abs(window), 1e-300) if len(trace) > 1 else 1.0
+    conv = Convergence.build(like.new_tensor(change), tol, len(trace), criterion="loss_change")
+    if not conv.all_converged:
+        warn(f"dictionary_learning: stopped ({conv.status[0]}) after {len(trace)} steps (max_iter={max_iter}) with "
+             f"a relative loss change of {change:.3g} > tol={tol:g} over the last 20 steps; raise max_iter or the "
+             "learning rate. The result reports converged=False.")
     return DictionaryResult(atoms=atoms, weights=weights, reconstruction=rec, trace=like.new_tensor(trace),
                             convergence=conv)

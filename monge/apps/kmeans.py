@@ -13,7 +13,7 @@ OT problem (network simplex) and the centres move to the barycentric projections
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -24,43 +24,14 @@ from .._validation import (
     check_weights,
     common_dtype_device,
 )
-from ..results import Convergence
+from .._warnings import warn
+from ..results import Convergence, KMeansResult
 from ..solvers._loop import Progress
-from ..solvers.free_support import FreeSupportBarycenter, warn_max_iter
+from ..solvers.free_support import FreeSupportBarycenter, warn_not_converged
 
 __all__ = ["KMeans", "KMeansResult", "kmeans", "kmeans_plusplus"]
 
 MASSES = ("free", "equal")
-
-
-@dataclass(frozen=True)
-class KMeansResult:
-    r"""A k-point quantisation :math:`\sum_j w_j \delta_{c_j}` of the data.
-
-    Attributes:
-        centers: ``(k, d)``. weights: ``(k,)`` the centres' masses (cell masses, or ``1/k`` for equal masses).
-        labels: ``(n,)`` int64: the centre of each point (equal masses: the centre receiving most of its mass).
-        plan: the transport plan as a sparse COO tensor ``(k, n)`` (free masses: ``a_i`` at ``(labels_i, i)``).
-        inertia: :math:`W_2^2` between the quantisation and the data (weights normalised to 1), 0-d.
-        inertia_trace: inertia along the iterations of the best restart.
-        convergence: ``converged`` (0-d), ``n_iters``, ``status``, ``errors`` (relative centre moves).
-    """
-
-    centers: torch.Tensor
-    weights: torch.Tensor
-    labels: torch.Tensor
-    plan: torch.Tensor
-    inertia: torch.Tensor
-    inertia_trace: torch.Tensor
-    convergence: Convergence
-
-    @property
-    def n_iter(self) -> int:
-        return int(self.convergence.n_iters)
-
-    @property
-    def converged(self) -> bool:
-        return self.convergence.all_converged
 
 
 def _chunk(k: int, chunk: int | None) -> int:
@@ -96,19 +67,43 @@ def kmeans_plusplus(x, k: int, a=None, *, seed=None, n_trials: int | None = None
     """
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(0 if seed is None else seed)
     a = x.new_full((x.shape[0],), 1.0 / x.shape[0]) if a is None else a
+    z = Scale.of(x, a).to_unit(x)  # distances of points near 1e300 neither overflow nor cancel
     trials = n_trials or 2 + int(math.log(k))
     draw = lambda p, m: torch.multinomial(p.to("cpu", torch.float64), m, True, generator=gen).to(x.device)  # noqa: E731
-    centers = [x[draw(a, 1)]]
-    _, closest = assign(x, centers[0], chunk)
+    chosen = [draw(a, 1)]
+    _, closest = assign(z, z[chosen[0]], chunk)
     for _ in range(1, k):
         p = a * closest
-        cand = x[draw(p if float(p.sum()) > 0 else a, trials)]
-        d2 = _distances(x, cand, chunk)
+        cand = draw(p if float(p.sum()) > 0 else a, trials)
+        d2 = _distances(z, z[cand], chunk)
         pot = (a[:, None] * torch.minimum(closest[:, None], d2)).sum(0)
         best = int(pot.argmin())
-        centers.append(cand[best : best + 1])
+        chosen.append(cand[best : best + 1])
         closest = torch.minimum(closest, d2[:, best])
-    return torch.cat(centers)
+    return x[torch.cat(chosen)]
+
+
+@dataclass(frozen=True)
+class Scale:
+    r"""Lengths in units of :math:`s = 2^e \ge \max |x|`: squared distances of points near 1e300 do not overflow
+    (nor those near 1e-300 underflow), and a power of two rescales exactly, so nothing else changes."""
+
+    s: float
+
+    @classmethod
+    def of(cls, x, a=None) -> "Scale":
+        top = float(x.abs().max()) if x.numel() else 0.0
+        return cls(math.ldexp(1.0, math.frexp(top)[1]) if top > 0 else 1.0)
+
+    def to_unit(self, x):
+        return x / self.s
+
+    def from_unit(self, z):
+        return z * self.s
+
+    def squared(self, v):
+        """A squared length (inertia) back in the data's units; ``inf`` where it overflows the dtype."""
+        return v * self.s * self.s
 
 
 def _distances(x, c, chunk):
@@ -119,11 +114,16 @@ def _distances(x, c, chunk):
 
 
 def _lloyd(x, a, c, max_iter, tol, scale, chunk, verbose):
-    """Lloyd's iterations from centres ``c``; returns ``(c, labels, d2, trace, errors, converged)``."""
+    """Lloyd's iterations from centres ``c``; returns ``(c, labels, d2, trace, errors, error)``.
+
+    ``error`` describes the returned centres: 0 when the last step changed no label (the centres are the means of
+    their cells, a fixed point), else the last move. A move weighs each centre by the larger of its old and new
+    cell masses, so a centre relocated to an empty cell counts; the loop never stops at a relocation.
+    """
     k, d = c.shape
     xn = (x * x).sum(-1)
     labels, d2 = assign(x, c, chunk, xn)
-    trace, errors, converged = [(a * d2).sum()], [], False
+    trace, errors, error = [(a * d2).sum()], [], float("inf")
     bar = Progress(max_iter, verbose, "k-means")
     for it in range(max_iter):
         mass = x.new_zeros(k).index_add_(0, labels, a)
@@ -133,16 +133,20 @@ def _lloyd(x, a, c, max_iter, tol, scale, chunk, verbose):
         if len(empty):  # an empty cell takes the points farthest from their centres
             c_new[empty] = x[torch.topk(d2 * (a > 0), len(empty)).indices]
         new_labels, d2 = assign(x, c_new, chunk, xn)
-        err = float((((c_new - c) ** 2).sum(-1) * mass).sum().sqrt()) / scale
-        errors.append(err)
+        weight = torch.maximum(mass, x.new_zeros(k).index_add_(0, new_labels, a))
+        error = float((((c_new - c) ** 2).sum(-1) * weight).sum().sqrt()) / scale
+        errors.append(error)
         trace.append((a * d2).sum())
         c, stable, labels = c_new, bool((new_labels == labels).all()), new_labels
-        bar.update(it + 1, err, 0.0)
-        if stable or err <= tol:
-            converged = True
+        bar.update(it + 1, error, 0.0)
+        if len(empty) and math.isfinite(error):
+            continue
+        if stable:
+            error = 0.0
+        if not error > tol:  # met, or NaN (reported as diverged)
             break
     bar.close()
-    return c, labels, d2, trace, errors, converged
+    return c, labels, d2, trace, errors, error
 
 
 @dataclass(frozen=True)
@@ -197,17 +201,25 @@ class KMeans:
             raise ValueError(f"x: expected points of shape (n, d), got shape {tuple(x.shape)}")
         x = x.detach()
         a = check_weights(a, "a", x.shape[0], x).detach()
+        if a.dim() != 1:
+            raise ValueError(f"a: expected weights of shape (n,) = ({x.shape[0]},), got shape {tuple(a.shape)}; "
+                             "k-means solves one problem per call: loop over the rows of a")
         a = a / a.sum()
         if int((a > 0).sum()) < self.k:
             raise ValueError(f"k: expected at most as many centres as points of positive weight "
                              f"({int((a > 0).sum())}), got k = {self.k}")
+        unit = Scale.of(x, a)  # iterate in units where squared distances are representable
+        z = unit.to_unit(x)
         gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(0 if seed is None else seed)
-        inits = [self._init(init, x)] if init is not None else [
-            kmeans_plusplus(x, self.k, a, seed=gen, chunk=self.chunk) for _ in range(self.n_init)]
-        scale = math.sqrt(float((a * ((x - a @ x) ** 2).sum(-1)).sum())) or 1.0
+        inits = [unit.to_unit(self._init(init, x))] if init is not None else [
+            kmeans_plusplus(z, self.k, a, seed=gen, chunk=self.chunk) for _ in range(self.n_init)]
+        scale = math.sqrt(float((a * ((z - a @ z) ** 2).sum(-1)).sum())) or 1.0
         with torch.no_grad():
-            runs = [self._run(x, a, c0, scale) for c0 in inits]
-        return min(runs, key=lambda r: float(r.inertia))
+            runs = [self._run(z, a, c0, scale) for c0 in inits]
+        best = min(runs, key=lambda r: float(r.inertia))
+        if not best.converged:  # once per call, for the returned restart
+            warn_not_converged("k-means", best.convergence, self.max_iter, self.tol)
+        return _in_data_units(best, unit)
 
     def _init(self, init, x):
         c = as_tensor(init, "init", dtype=x.dtype, device=x.device)
@@ -221,20 +233,19 @@ class KMeans:
     def _run(self, x, a, c0, scale) -> KMeansResult:
         if self.mass == "equal":
             return self._equal_mass(x, a, c0)
-        c, labels, d2, trace, errors, converged = _lloyd(x, a, c0, self.max_iter, self.tol, scale, self.chunk,
-                                                         self.verbose)
-        if not converged:
-            warn_max_iter("k-means", self.max_iter, errors[-1], self.tol)
+        c, labels, d2, trace, errors, error = _lloyd(x, a, c0, self.max_iter, self.tol, scale, self.chunk,
+                                                     self.verbose)
         w = x.new_zeros(self.k).index_add_(0, labels, a)
         idx = torch.stack([labels, torch.arange(len(x), device=x.device)])
         plan = torch.sparse_coo_tensor(idx, a, (self.k, len(x)), check_invariants=False).coalesce()
-        conv = _convergence(converged, len(errors), x, errors)
+        conv = Convergence.build(x.new_tensor(error), self.tol, len(errors), criterion="relative_move",
+                                 errors=x.new_tensor(errors))
         return KMeansResult(c, w, labels, plan, (a * d2).sum(), torch.stack(trace), conv)
 
     def _equal_mass(self, x, a, c0) -> KMeansResult:
         solver = FreeSupportBarycenter(max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
         b = x.new_full((self.k,), 1.0 / self.k)
-        res, state = solver.run(x[None], a[None], x.new_ones(1), c0, b)
+        res, state, _ = solver.run(x[None], a[None], x.new_ones(1), c0, b, quiet=True)
         rows, cols, vals = state.rows[0], state.cols[0], state.vals[0].to(x.dtype)
         keep = vals > 0
         rows, cols, vals = rows[keep], cols[keep], vals[keep]
@@ -246,11 +257,15 @@ class KMeans:
         return KMeansResult(res.support, b, labels, plan, res.value, res.objective, res.convergence)
 
 
-def _convergence(converged: bool, n_it: int, like, errors) -> Convergence:
-    return Convergence(converged=torch.tensor(converged, device=like.device),
-                       n_iters=torch.tensor(n_it, device=like.device),
-                       status=("converged" if converged else "max_iter_reached",), error=like.new_zeros(()),
-                       errors=like.new_tensor(errors))
+def _in_data_units(res: KMeansResult, unit: Scale) -> KMeansResult:
+    """The result in the data's units; an inertia that overflows the dtype is ``inf``, with a warning."""
+    inertia = unit.squared(res.inertia)
+    if not bool(torch.isfinite(inertia)):
+        warn(f"k-means: the inertia (W_2^2 of the quantisation, about {float(res.inertia):.3g} x "
+             f"{unit.s:.3g}^2) overflows {inertia.dtype}; it is reported as inf. The centres and labels "
+             "are exact; rescale the data to read the inertia.")
+    return replace(res, centers=unit.from_unit(res.centers), inertia=inertia,
+                   inertia_trace=unit.squared(res.inertia_trace))
 
 
 def kmeans(x, k: int, a=None, *, mass: str = "free", init=None, n_init: int = 1, seed=None, max_iter: int = 300,

@@ -5,3 +5,15 @@ from .convergence import STATUSES, Convergence
 from .linear import AssignmentResult, ExactResult, SinkhornResult
 
 __all__ = ["STATUSES", "Convergence", "ExactResult", "AssignmentResult", "SinkhornResult"]
+from .free_support import FreeSupportResult, KMeansResult  # noqa: E402
+from .apps import (  # noqa: E402
+    CoordinatesResult,
+    DictionaryResult,
+    DisplacementInterpolation,
+    JKOResult,
+    ParticleFlowResult,
+    UnmixResult,
+)
+
+__all__ += ["FreeSupportResult", "KMeansResult", "CoordinatesResult", "DictionaryResult",
+            "DisplacementInterpolation", "JKOResult", "ParticleFlowResult", "UnmixResult"]

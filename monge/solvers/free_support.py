@@ -18,52 +18,40 @@ updated too, by an exponentiated subgradient step on the dual potentials (Cuturi
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
 
-from .._validation import as_tensor, check_points, check_positive, common_dtype_device
+from .._validation import as_tensor, check_points, check_positive, check_weights, common_dtype_device
 from ..geometry.costs import SqEuclidean
-from ..results import Convergence
+from .._warnings import InnerWarnings, warn
+from ..results import Convergence, FreeSupportResult
 from ._loop import Progress
 
-__all__ = ["FreeSupportBarycenter", "FreeSupportResult", "free_support_barycenter"]
+__all__ = ["FreeSupportBarycenter", "FreeSupportResult", "free_support_barycenter", "warn_not_converged"]
 
 METHODS = ("exact", "sinkhorn")
 _sqdist = SqEuclidean()
 
 
-@dataclass(frozen=True)
-class FreeSupportResult:
-    r"""A free-support barycenter :math:`\sum_i b_i \delta_{X_i}`.
-
-    Attributes:
-        support: ``X (k, d)``, the barycenter's points.
-        weights: ``b (k,)``, its weights (summing to 1).
-        value: :math:`\sum_{k'} \lambda_{k'} W_2^2` at the returned support (entropic: transport costs
-            :math:`\langle P, C\rangle` of the Sinkhorn plans), a 0-d tensor.
-        costs: ``(K,)`` the transport cost to each input at the returned support.
-        objective: ``(n_iter,)`` the objective at the support of each iteration, before its move.
-        convergence: ``converged`` (0-d), ``n_iters``, ``status``, ``errors`` (relative moves, see ``tol``).
-    """
-
-    support: torch.Tensor
-    weights: torch.Tensor
-    value: torch.Tensor
-    costs: torch.Tensor
-    objective: torch.Tensor
-    convergence: Convergence
-
-
-def warn_max_iter(name: str, max_iter: int, err: float, tol: float) -> None:
-    """One ``RuntimeWarning`` for a fixed-point loop stopped by ``max_iter`` (the result says converged=False)."""
-    warnings.warn(
-        f"{name}: reached max_iter={max_iter} with a relative move of {err:.3g} > tol={tol:g}; raise max_iter "
-        "or tol. The result reports converged=False.",
-        RuntimeWarning,
-        stacklevel=4,
-    )
+def warn_not_converged(name: str, conv: Convergence, max_iter: int, tol: float, inner: str | None = None) -> None:
+    """One ``RuntimeWarning`` for an outer fixed-point loop that did not converge, naming the loop that failed:
+    the outer one (``max_iter`` reached, or NaN) or an inner level (``inner``: what its warnings said)."""
+    err, n = float(conv.error.max()), int(conv.n_iters.max())
+    failed = [(key, lvl) for key, lvl in conv.levels if not lvl.all_converged]
+    if "diverged" in conv.status:
+        what = f"the {conv.criterion} became {err} (NaN or inf) after {n} iterations"
+    elif not bool((conv.error <= tol).all()):
+        what = f"reached max_iter={max_iter} with a {conv.criterion} of {err:.3g} > tol={tol:g}; raise max_iter or tol"
+    else:
+        what = f"met tol={tol:g} after {n} iterations (max_iter={max_iter})"
+    for key, lvl in failed:
+        bad = int((~lvl.converged).sum())
+        what += (f", but {bad} of {lvl.converged.numel()} inner {key!r} solves at the returned support did not "
+                 f"converge (worst {lvl.criterion} {float(lvl.error.max()):.3g}; result.convergence.level({key!r}))")
+    if inner:
+        what += f"; {inner}"
+    warn(f"{name}: {what}. The result reports converged=False.")
 
 
 def as_inputs(xs, as_, weights):
@@ -96,12 +84,9 @@ def _simplex(w, name: str, n: int, like: torch.Tensor) -> torch.Tensor:
     """Nonnegative weights ``(n,)`` with a positive sum, normalised to 1 (``None``: uniform)."""
     if w is None:
         return like.new_full((n,), 1.0 / n)
-    t = as_tensor(w, name, dtype=like.dtype, device=like.device)
-    common_dtype_device(**{name: t, "xs[0]": like})
-    if t.shape != (n,):
-        raise ValueError(f"{name}: expected weights of shape ({n},), got shape {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or float(t.sum()) <= 0:
-        raise ValueError(f"{name}: expected finite nonnegative weights with a positive sum, got {t.tolist()[:8]}")
+    t = check_weights(w, name, n, like, like_name="xs[0]")  # the one histogram validator
+    if t.dim() != 1:
+        raise ValueError(f"{name}: expected weights of shape ({n},) (no batch), got shape {tuple(t.shape)}")
     return t.detach() / t.sum().detach()
 
 
@@ -121,10 +106,11 @@ def spread(Y, A, lam) -> float:
 
 
 def ot_step(Y, A, X, b, method: str, eps, warm=None):
-    """Plans from ``(X, b)`` to each input: ``(projections (K, k, d), costs (K,), f (K, k), state)``.
+    """Plans from ``(X, b)`` to each input: ``(projections (K, k, d), costs (K,), f (K, k), state, convergence)``.
 
     A projection row is :math:`\\sum_j P_{ij} y_j / \\sum_j P_{ij}` (rows without mass: the point itself).
-    ``state`` is the exact result (sparse plans) or the Sinkhorn potentials (a warm start for the next call).
+    ``state`` is the exact result (sparse plans) or the Sinkhorn potentials (a warm start for the next call);
+    ``convergence`` that of the K inner solves (shape ``(K,)``).
     """
     K, k = Y.shape[0], X.shape[0]
     if method == "exact":
@@ -143,13 +129,13 @@ def ot_step(Y, A, X, b, method: str, eps, warm=None):
         proj.index_put_((kk, rows), vals[..., None] * Y64[kk, cols], accumulate=True)
         mass = X64.new_zeros((K, k)).index_put_((kk, rows), vals, accumulate=True)
         T = _normalise(proj, mass, X64).to(X.dtype)
-        return T, res.value.to(X.dtype), res.f.to(X.dtype), res
+        return T, res.value.to(X.dtype), res.f.to(X.dtype), res, res.convergence
     from ..geometry.pointcloud import PointCloud
     from ..problems.linear import LinearProblem
     from .sinkhorn import Sinkhorn
 
     res = Sinkhorn(eps=eps)(LinearProblem(PointCloud(X.expand(K, *X.shape), Y), b.expand(K, k), A), init=warm)
-    return res.transport(), res.transport_cost, res.f, (res.f, res.g)
+    return res.transport(), res.transport_cost, res.f, (res.f, res.g), res.convergence
 
 
 def _cost(X, Y):
@@ -229,15 +215,24 @@ class FreeSupportBarycenter:
         X = _initial_support(Y, A, lam, init, b, k, seed)
         b = _simplex(b, "b", X.shape[0], X)
         with torch.no_grad():
-            return self.run(Y, A, lam, X, b)[0]
+            res, _, inner = self.run(Y, A, lam, X, b, quiet=True)
+        if not res.convergence.all_converged:  # one warning per call, naming the loop that failed
+            warn_not_converged("free-support barycenter", res.convergence, self.max_iter, self.tol,
+                               inner.summary("the inner solves", "times"))
+        return res
 
-    def run(self, Y, A, lam, X, b):
-        """The loop on validated, padded data; returns ``(result, last exact/Sinkhorn state)``."""
+    def run(self, Y, A, lam, X, b, quiet: bool = False):
+        """The loop on validated, padded data; returns ``(result, last exact/Sinkhorn state, inner warnings)``.
+
+        The inner solves' warnings are collected (``quiet``: kept for one summary by the caller) instead of one per
+        iteration; the level ``"ot"`` of the result's convergence holds the inner solves at the returned support.
+        """
         scale, trace, errors, state, warm = spread(Y, A, lam), [], [], None, None
-        bar = Progress(self.max_iter, self.verbose, "free-support barycenter")
-        converged, err = False, float("inf")
+        bar, inner = Progress(self.max_iter, self.verbose, "free-support barycenter"), InnerWarnings()
+        err = float("inf")
         for it in range(self.max_iter):
-            T, costs, f, state = ot_step(Y, A, X, b, self.method, self.eps, warm)
+            with inner.collect():
+                T, costs, f, state, ot_conv = ot_step(Y, A, X, b, self.method, self.eps, warm)
             warm = state if self.method == "sinkhorn" else None
             trace.append((lam * costs).sum())
             X_new = (lam[:, None, None] * T).sum(0)
@@ -246,24 +241,23 @@ class FreeSupportBarycenter:
             errors.append(err)
             X, b = X_new, b_new
             bar.update(it + 1, err, self.eps or 0.0)
-            if err <= self.tol:
-                converged = True
+            if not err > self.tol:  # met, or NaN (reported as diverged)
                 break
         bar.close()
         if err == 0.0 and not self.update_weights:  # the support did not move: the last solve is the final one
             value = trace[-1]
         else:
-            _, costs, _, state = ot_step(Y, A, X, b, self.method, self.eps, warm)
+            with inner.collect():
+                _, costs, _, state, ot_conv = ot_step(Y, A, X, b, self.method, self.eps, warm)
             value = (lam * costs).sum()
-        if not converged:
-            warn_max_iter("free-support barycenter", self.max_iter, err, self.tol)
-        conv = Convergence(
-            converged=torch.tensor(converged, device=X.device), n_iters=torch.tensor(len(trace), device=X.device),
-            status=("converged" if converged else "max_iter_reached",), error=X.new_zeros(()),
-            errors=X.new_tensor(errors))
+        conv = Convergence.build(X.new_tensor(err), self.tol, len(trace), criterion="relative_move",
+                                 errors=X.new_tensor(errors), levels=(("ot", ot_conv),))
         res = FreeSupportResult(support=X, weights=b, value=value, costs=costs, objective=torch.stack(trace),
                                 convergence=conv)
-        return res, state
+        if not quiet and not conv.all_converged:
+            warn_not_converged("free-support barycenter", conv, self.max_iter, self.tol,
+                               inner.summary("the inner solves", "times"))
+        return res, state, inner
 
 
 def _initial_support(Y, A, lam, init, b, k, seed):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -110,7 +112,7 @@ def test_not_converged_is_reported(rng):
     x = torch.tensor(rng.normal(size=(500, 2)))
     with pytest.warns(RuntimeWarning, match="max_iter=1"):
         res = kmeans(x, 10, max_iter=1, seed=0)
-    assert not res.converged and res.convergence.status == ("max_iter_reached",)
+    assert not res.converged and res.convergence.status == ("max_iter",)
 
 
 def test_bad_inputs():
@@ -131,3 +133,50 @@ def test_bad_inputs():
         kmeans(x, 2, init=torch.rand(2, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="chunk"):
         KMeans(2, chunk=0)
+
+
+def test_relocated_empty_centre_does_not_stop_the_loop():
+    """Issue 11, item 11: a centre relocated to an empty cell had zero old mass, its move counted as none and the
+    loop stopped at 4x the optimal inertia; scikit-learn and OTT reach 0.0625."""
+    x = torch.tensor([[0, 0], [0.5, 0], [0.5, 1], [1, 1]], dtype=torch.float64)
+    init = torch.tensor([[0.5, 0.5], [3, 3]], dtype=torch.float64)
+    res = kmeans(x, 2, init=init)
+    ref = SKKMeans(2, init=init.numpy(), n_init=1, tol=0.0, algorithm="lloyd").fit(x.numpy())
+    assert res.converged and float(res.inertia) == pytest.approx(0.0625, rel=1e-12)
+    assert float(res.inertia) == pytest.approx(ref.inertia_ / len(x), rel=1e-12)
+    cells = torch.stack([x[res.labels == j].mean(0) for j in range(2)])
+    torch.testing.assert_close(res.centers, cells)  # the returned centres are the means of their cells
+    assert float(res.convergence.error) == 0.0 and res.convergence.criterion == "relative_move"
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e150, 1e300])
+def test_extreme_scales(blobs, scale):
+    """Issue 11, item 7: points near 1e300 gave a NaN inertia with converged=True. The loop runs in units of a power
+    of two, so centres and labels are the same as at scale 1; an inertia that overflows is inf, with a warning."""
+    x = blobs[:300]
+    ref = kmeans(x, 4, seed=0)
+    if scale == 1e300:
+        with pytest.warns(RuntimeWarning, match="overflows"):
+            res = kmeans(x * scale, 4, seed=0)
+        assert float(res.inertia) == float("inf")
+    else:
+        res = kmeans(x * scale, 4, seed=0)
+        assert float(res.inertia) == pytest.approx(float(ref.inertia) * scale**2, rel=1e-12)
+    assert res.converged and res.convergence.status == ("converged",)
+    assert (res.labels == ref.labels).all()
+    torch.testing.assert_close(res.centers / scale, ref.centers, rtol=1e-12, atol=0)
+    assert bool(torch.isfinite(res.centers).all())
+
+
+def test_batched_weights_are_a_clear_error():
+    x = torch.rand(10, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"a: expected weights of shape \(n,\) = \(10,\), got shape \(3, 10\)"):
+        kmeans(x, 2, torch.rand(3, 10, dtype=torch.float64))
+
+
+def test_one_warning_per_call_pointing_at_the_caller(rng):
+    x = torch.tensor(rng.normal(size=(500, 2)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kmeans(x, 10, max_iter=1, n_init=3, seed=0)
+    assert len(caught) == 1 and caught[0].filename == __file__

@@ -16,7 +16,7 @@ from ..report import Section, pyplot
 __all__ = ["section_dictionary"]
 
 
-def section_dictionary(out_dir: Path, n_images: int = 120, n_atoms: int = 8, n_iter: int = 60) -> Section:
+def section_dictionary(out_dir: Path, n_images: int = 120, n_atoms: int = 8, max_iter: int = 60) -> Section:
     """Learn atoms from digit images under a Sinkhorn-divergence fit, then unmix held-out digits on them."""
     plt = pyplot()
     imgs, labels = data.digits(dtype=torch.float64)
@@ -27,7 +27,7 @@ def section_dictionary(out_dir: Path, n_images: int = 120, n_atoms: int = 8, n_i
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a fixed budget of steps: convergence is reported below
-        res = dictionary_learning(train, n_atoms, geom, eps=0.01, lr=0.1, n_iter=n_iter)
+        res = dictionary_learning(train, n_atoms, geom, eps=0.01, lr=0.1, max_iter=max_iter)
         un = unmix(test, res.atoms, geom, eps=0.01, max_iter=30)
     seconds = time.perf_counter() - t0
     fig, axes = plt.subplots(3, n_atoms, figsize=(1.4 * n_atoms, 4.6))
@@ -55,6 +55,6 @@ def section_dictionary(out_dir: Path, n_images: int = 120, n_atoms: int = 8, n_i
         "unmixed on the atoms by L-BFGS with a Frank-Wolfe gap certificate.",
         ["dictionary.png"],
         {"fit at start": f"{float(res.trace[0]):.4f}", f"fit after {len(res.trace)} steps": f"{float(res.trace[-1]):.4f}",
-         "unmix Frank-Wolfe gap (max)": f"{float(un.convergence.marginal_error.max()):.2e}",
+         "unmix Frank-Wolfe gap (max)": f"{float(un.convergence.error.max()):.2e}",
          "seconds": f"{seconds:.1f}"},
     )
