@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import as_tensor, check_finite, check_p, check_positive
+from .._validation import as_tensor, check_finite, check_p, check_positive, check_weights
 from ..geometry.dense import DenseCost
 from ..problems.linear import LinearProblem
 from ..results import SinkhornResult
@@ -110,16 +110,15 @@ class WassersteinLoss(torch.nn.Module):
         if pred.dtype != target.dtype or pred.device != target.device:
             raise TypeError(f"target: has dtype {target.dtype} on {target.device} but pred has {pred.dtype} on "
                             f"{pred.device}; convert with target.to(pred)")
-        check_finite(pred, "pred")
-        check_finite(target, "target")
-        if bool((target < 0).any()) or bool((target.sum(-1) <= 0).any()):
-            raise ValueError("target: expected nonnegative label weights with a positive sum per sample")
+        check_weights(target, "target", L, pred, size_name="L", like_name="pred")
         if self.from_logits:
+            check_finite(pred, "pred")
             a = torch.softmax(pred, -1) if self.rho is None else torch.exp(pred)
         else:
-            if bool((pred < 0).any()) or bool((pred.sum(-1) <= 0).any()):
-                raise ValueError("pred: expected nonnegative probabilities with a positive sum per sample "
-                                 "(pass from_logits=True for scores)")
+            try:
+                check_weights(pred, "pred", L, pred, size_name="L")
+            except ValueError as err:
+                raise ValueError(f"{err} (pass from_logits=True for scores)") from None
             a = pred if self.rho is not None else pred / pred.sum(-1, keepdim=True)
         b = target if self.rho is not None else target / target.sum(-1, keepdim=True)
         return a, b

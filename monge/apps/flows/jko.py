@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..._validation import as_tensor, check_finite, check_positive
+from ..._validation import as_tensor, check_finite, check_positive, check_weights
 from ...geometry.grid import Grid
 from ...ops.logsumexp import log_weights
 from ...results import Convergence
@@ -337,9 +337,7 @@ def _check_inputs(mu0, geom, functional, tau, eps, n_steps):
     if mu0.dtype != geom.dtype or mu0.device != geom.device:
         raise TypeError(f"mu0: has dtype {mu0.dtype} on {mu0.device} but the grid has dtype {geom.dtype} on "
                         f"{geom.device}; build Grid(..., dtype=mu0.dtype, device=mu0.device)")
-    check_finite(mu0, "mu0")
-    if bool((mu0 < 0).any()) or bool((_esum(mu0, k) <= 0).any()):
-        raise ValueError("mu0: expected a nonnegative histogram with a positive mass on the grid")
+    check_weights(mu0, "mu0", geom.grid_shape, mu0, size_name="grid shape")  # the one histogram validator
     if not isinstance(functional, Functional):
         raise TypeError(f"functional: expected a monge.apps.flows Functional (PotentialEnergy, Entropy, PorousMedium, "
                         f"Congestion or a sum of them), got {type(functional).__name__}")
