@@ -52,8 +52,9 @@ class InnerWarnings:
             else:  # anything else passes through unchanged
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
-    def summary(self, name: str, what: str) -> str | None:
-        """One line for the outer warning (``None`` if nothing was caught)."""
+    def summary(self, what: str) -> str | None:
+        """One clause for the outer warning, e.g. ``"the inner solves warned 3 times (first: ...)"`` (``None`` if
+        nothing was caught)."""
         if not self.count:
             return None
-        return f"{name}: {self.count} {what} warned (first: {self.first!r})"
+        return f"{what} warned {self.count} time{'s' if self.count > 1 else ''} (first: {self.first!r})"

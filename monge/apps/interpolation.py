@@ -13,57 +13,15 @@ permutation and :math:`\mu_t` is the push-forward of :math:`\mu_0` by :math:`(1-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from .._validation import as_tensor, check_points, common_dtype_device
+from ..results import DisplacementInterpolation
+from ..results.apps import as_times
 
 __all__ = ["DisplacementInterpolation", "displacement_interpolation", "gaussian_geodesic"]
 
 METHODS = ("exact", "sinkhorn")
-
-
-def _times(t, like: torch.Tensor) -> torch.Tensor:
-    tt = as_tensor(t, "t", dtype=like.dtype, device=like.device).to(like)
-    if tt.dim() > 1:
-        raise ValueError(f"t: expected a number or a 1-D sequence of times (T,), got shape {tuple(tt.shape)}")
-    if not bool(((tt >= 0) & (tt <= 1)).all()):
-        raise ValueError(f"t: expected times in [0, 1], got {tt.tolist()}")
-    return tt
-
-
-@dataclass(frozen=True)
-class DisplacementInterpolation:
-    r"""The measures :math:`\mu_t = \sum_k w_k \delta_{(1-t) s_k + t e_k}` along a transport plan.
-
-    Attributes:
-        start: ``s (..., K, d)``, end: ``e (..., K, d)``: atom ``k`` travels from ``s_k`` to ``e_k``.
-        weights: ``w (..., K)`` (padding atoms of a batch have weight 0).
-        method: ``"exact"`` (McCann interpolation, a W_2 geodesic) or ``"sinkhorn"`` (barycentric projection:
-            atoms ``x_i`` move to :math:`T(x_i) = \sum_j P_{ij} y_j / a_i`; the end measure is *not*
-            :math:`\mu_1` but a contraction of it, shrunk towards local means by about eps).
-    """
-
-    start: torch.Tensor
-    end: torch.Tensor
-    weights: torch.Tensor
-    method: str
-
-    def at(self, t) -> torch.Tensor:
-        """Atom positions at time(s) ``t``: ``(..., K, d)`` for a number, ``(T, ..., K, d)`` for ``t (T,)``."""
-        tt = _times(t, self.start)
-        tt = tt.reshape(*tt.shape, *([1] * self.start.dim()))
-        return (1 - tt) * self.start + tt * self.end
-
-    def measure(self, t) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(points, weights)`` of :math:`\\mu_t`; the weights do not depend on ``t`` (mass moves, it is conserved)."""
-        return self.at(t), self.weights
-
-    @property
-    def value(self) -> torch.Tensor:
-        r""":math:`\sum_k w_k \|e_k - s_k\|^2`: :math:`W_2^2(\mu_0, \mu_1)` for the exact plan."""
-        return (self.weights * ((self.end - self.start) ** 2).sum(-1)).sum(-1)
 
 
 def displacement_interpolation(x, y, a=None, b=None, *, method: str = "exact", eps: float | None = None,
@@ -166,7 +124,7 @@ def gaussian_geodesic(m0, S0, m1, S1, t) -> tuple[torch.Tensor, torch.Tensor]:
     r0 = _sqrtm(S0)
     r0_inv = torch.linalg.inv(r0)
     T = r0_inv @ _sqrtm(r0 @ S1 @ r0) @ r0_inv
-    tt = _times(t, m0)
+    tt = as_times(t, m0)
     eye = torch.eye(d, dtype=m0.dtype, device=m0.device)
     A = (1 - tt)[..., None, None] * eye + tt[..., None, None] * T
     return (1 - tt)[..., None] * m0 + tt[..., None] * m1, A @ S0 @ A.transpose(-1, -2)

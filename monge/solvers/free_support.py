@@ -218,7 +218,7 @@ class FreeSupportBarycenter:
             res, _, inner = self.run(Y, A, lam, X, b, quiet=True)
         if not res.convergence.all_converged:  # one warning per call, naming the loop that failed
             warn_not_converged("free-support barycenter", res.convergence, self.max_iter, self.tol,
-                               inner.summary("the inner solves", "times"))
+                               inner.summary("the inner solves"))
         return res
 
     def run(self, Y, A, lam, X, b, quiet: bool = False):
@@ -256,7 +256,7 @@ class FreeSupportBarycenter:
                                 convergence=conv)
         if not quiet and not conv.all_converged:
             warn_not_converged("free-support barycenter", conv, self.max_iter, self.tol,
-                               inner.summary("the inner solves", "times"))
+                               inner.summary("the inner solves"))
         return res, state, inner
 
 

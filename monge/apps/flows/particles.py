@@ -17,9 +17,6 @@ Sinkhorn divergences", AISTATS, and Arbel et al. (2019), "Maximum mean discrepan
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-
 import torch
 
 from ..._validation import (
@@ -29,35 +26,14 @@ from ..._validation import (
     check_weights,
     common_dtype_device,
 )
+from ..._warnings import InnerWarnings, warn
 from ...nn.losses import MMDLoss, SinkhornLoss
-from ...results import Convergence
+from ...results import Convergence, ParticleFlowResult
 from ...solvers._loop import Progress
 
 __all__ = ["LOSSES", "ParticleFlowResult", "particle_flow"]
 
 LOSSES = ("sinkhorn", "mmd")
-
-
-@dataclass(frozen=True)
-class ParticleFlowResult:
-    """A particle flow.
-
-    Attributes:
-        snapshots: ``(n_steps + 1, ..., n, d)`` positions (detached), the initial cloud first.
-        losses: ``(n_steps + 1, ...)`` the loss at every snapshot.
-        convergence: ``converged`` (loss <= tol; all True without a tol), ``n_iters`` (steps taken), status.
-        lr: the step size.
-    """
-
-    snapshots: torch.Tensor
-    losses: torch.Tensor
-    convergence: Convergence
-    lr: float
-
-    @property
-    def final(self) -> torch.Tensor:
-        """The final positions ``(..., n, d)``."""
-        return self.snapshots[-1]
 
 
 def _loss_fn(loss, blur, p, scaling, kernel):
@@ -118,11 +94,12 @@ def particle_flow(x0, y, loss="sinkhorn", lr: float = 0.2, n_steps: int = 100, a
     """
     x, y, a, b = _check(x0, y, a, b, lr, n_steps, tol)
     fn = _loss_fn(loss, blur, p, scaling, kernel)
-    snaps, losses = [x], []
+    snaps, losses, inner = [x], [], InnerWarnings()
     bar = Progress(n_steps, verbose, f"{loss if isinstance(loss, str) else 'flow'} flow")
     steps = 0
     for step in range(n_steps):
-        value, grad = _value_and_grad(fn, x, y, a, b)
+        with inner.collect():  # the inner solves' warnings: one summary per flow, not one per step
+            value, grad = _value_and_grad(fn, x, y, a, b)
         losses.append(value)
         if tol is not None and bool((value <= tol).all()):
             break
@@ -134,10 +111,11 @@ def particle_flow(x0, y, loss="sinkhorn", lr: float = 0.2, n_steps: int = 100, a
             callback(steps, x)
     bar.close()
     if len(losses) < len(snaps):
-        with torch.no_grad():
+        with torch.no_grad(), inner.collect():
             losses.append(torch.as_tensor(fn(x, y, a, b)).detach())
     losses = torch.stack(losses)
-    return ParticleFlowResult(torch.stack(snaps), losses, _convergence(losses[-1], steps, tol, n_steps), float(lr))
+    conv = _convergence(losses[-1], steps, tol, n_steps, inner.summary("the loss's inner solves"))
+    return ParticleFlowResult(torch.stack(snaps), losses, conv, float(lr))
 
 
 def _value_and_grad(fn, x, y, a, b):
@@ -150,13 +128,15 @@ def _value_and_grad(fn, x, y, a, b):
     return value.detach(), grad
 
 
-def _convergence(last, steps, tol, n_steps) -> Convergence:
-    converged = torch.ones_like(last, dtype=torch.bool) if tol is None else last <= tol
-    if tol is not None and not bool(converged.all()):
-        warnings.warn(f"particle_flow: {int((~converged).sum())} of {converged.numel()} flows ended at a loss of "
-                      f"{float(last.max()):.3g} > tol={tol:g} after n_steps={n_steps}; raise n_steps or lr. "
-                      "The result reports converged=False.", RuntimeWarning, stacklevel=3)
-    status = tuple(("converged" if tol is not None else "completed") if c else "max_iter_reached"
-                   for c in converged.reshape(-1).tolist())
-    return Convergence(converged=converged, n_iters=torch.full_like(converged, steps, dtype=torch.int64),
-                       status=status, error=last.detach(), errors=None)
+def _convergence(last, steps, tol, n_steps, inner: str | None) -> Convergence:
+    """``converged`` where the final loss is <= tol (everywhere without a tol: the asked number of steps is the
+    stop rule); one warning for the flow, with what its inner solves warned (aggregated over the steps)."""
+    conv = Convergence.build(last.detach(), float("inf") if tol is None else tol, steps, criterion="loss")
+    if not conv.all_converged:
+        warn(f"particle_flow: {int((~conv.converged).sum())} of {conv.converged.numel()} flows ended at a loss of "
+             f"{float(last.max()):.3g} > tol={tol:g} after n_steps={n_steps}; raise n_steps or lr. The result reports "
+             "converged=False" + (f"; {inner}." if inner else "."))
+    elif inner:
+        warn(f"particle_flow: {inner}; the flow's losses and steps are those of inexact solves (raise the loss's "
+             "blur or its solver's max_iter).")
+    return conv

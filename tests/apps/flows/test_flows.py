@@ -110,3 +110,22 @@ def test_errors_name_the_argument():
         particle_flow(y, y.float())
     with pytest.raises(ValueError, match="x0"):
         particle_flow(torch.ones(3, dtype=torch.float64), y)
+
+
+def test_inner_warnings_are_one_per_flow_at_the_callers_line():
+    """Issue 11 (everyday use): a flow printed one warning per inner solve (18 here); now one summary per call,
+    pointing at the user's line, that says how many inner solves warned."""
+    y = cloud(20, torch.float64)
+    loss = monge.nn.SinkhornLoss(blur=0.1, max_iter=2)  # every inner solve stops at its cap
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = particle_flow(y + 0.3, y, loss, lr=0.25, n_steps=5)
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert "inner solves warned" in str(caught[0].message) and "max_iter=2" in str(caught[0].message)
+    assert res.convergence.all_converged and res.convergence.criterion == "loss"  # no tol: the steps asked
+
+
+def test_status_values_are_the_documented_ones():
+    y = cloud(20, torch.float64)
+    res = particle_flow(y + 0.1, y, lr=0.25, n_steps=2, blur=0.2)
+    assert res.convergence.status == ("converged",) and set(res.convergence.status) <= set(monge.results.STATUSES)
