@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validation import check_p, check_positive
+from ._validation import as_tensor, check_p, check_positive
 from .geometry import PointCloud
 from .geometry.costs import Euclidean, SqEuclidean, get_cost
 from .problems import LinearProblem
@@ -40,11 +40,17 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps: float, p: float = 2, rho: 
         p: the cost is :math:`\|x - y\|^p` (ignored when ``cost`` is given).
         rho: marginal penalty (``None``: balanced); a loss module's ``reach`` gives ``rho = reach ** p``.
         backend: ``"dense"``, ``"lazy"`` (O(n + m) memory) or ``"auto"``.
+        cost: a ground cost instead (a name, a :class:`~monge.geometry.Cost` or a callable);
+            ``"sqeuclidean_half"`` is GeomLoss's :math:`\tfrac12\|x - y\|^2` (values half of ``p=2``'s at
+            ``eps / 2``; see :class:`~monge.nn.SinkhornLoss` for the translation table).
         schedule: eps-scaling (default: halve eps per stage from the diameter^p).
         **solver_kw: passed to :class:`~monge.solvers.sinkhorn.Sinkhorn` (``tol``, ``max_iter``, ``grad``, ...).
 
     Returns:
-        a tensor of the batch shape, differentiable w.r.t. points and weights.
+        a tensor of the batch shape, differentiable w.r.t. points and weights. Clamped at 0 for the costs where the
+        math guarantees :math:`S_\varepsilon \ge 0` (``s |x - y|^2``, ``|x - y|^p`` with ``p <= 2``: positive
+        definite Gibbs kernels), so that ``sqrt`` of it is never NaN: an unconverged cross term (warned) can
+        otherwise leave it slightly negative (its gradient is then 0). Other costs return the raw value.
 
     Example:
         >>> import torch
@@ -57,14 +63,20 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps: float, p: float = 2, rho: 
     check_positive(rho, "rho", allow_none=True)
     c = _cost(cost, p)
     solver = Sinkhorn(eps=eps, schedule=schedule, **solver_kw)
-    xy = PointCloud(x, y, cost=c, backend=backend)
-    ab = LinearProblem(xy, a, b, rho_a=rho, rho_b=rho)
-    aa = LinearProblem(PointCloud(xy.x, cost=c, backend=backend), ab.a, ab.a, rho_a=rho, rho_b=rho)
-    bb = LinearProblem(PointCloud(xy.y, cost=c, backend=backend), ab.b, ab.b, rho_a=rho, rho_b=rho)
+    x, y = as_tensor(x, "x"), as_tensor(y, "y")
+    ab = LinearProblem(PointCloud(x, y, cost=c, backend=backend), a, b, rho_a=rho, rho_b=rho)
+    aa = LinearProblem(PointCloud(x, cost=c, backend=backend), ab.a, ab.a, rho_a=rho, rho_b=rho)
+    bb = LinearProblem(PointCloud(y, cost=c, backend=backend), ab.b, ab.b, rho_a=rho, rho_b=rho)
     value = solver(ab).value - 0.5 * solver(aa).value - 0.5 * solver(bb).value
     if rho is not None:
         value = value + 0.5 * eps * (ab.a.sum(-1) - ab.b.sum(-1)) ** 2
-    return value
+    return value.clamp_min(0.0) if _positive_definite(c) else value
+
+
+def _positive_definite(c) -> bool:
+    """Whether the Gibbs kernel ``exp(-c/eps)`` is positive definite for every eps (then S_eps >= 0): ``s |x - y|^2``
+    and ``|x - y|^p`` for ``p <= 2`` (Schoenberg), Feydy et al. 2019."""
+    return isinstance(c, SqEuclidean) or (isinstance(c, Euclidean) and c.p <= 2.0)
 
 
 def sinkhorn_divergence_hist(a, b, geom, *, eps: float, rho: float | None = None,
@@ -86,7 +98,9 @@ def sinkhorn_divergence_hist(a, b, geom, *, eps: float, rho: float | None = None
         schedule: eps-scaling (default: halve eps per stage from the largest cost); **solver_kw: :class:`~monge.solvers.sinkhorn.Sinkhorn` options.
 
     Returns:
-        a tensor of the batch shape, differentiable w.r.t. ``a`` and ``b`` (envelope: the potentials).
+        a tensor of the batch shape, differentiable w.r.t. ``a`` and ``b`` (envelope: the potentials). Not clamped
+        (the geometry is arbitrary): when a term did not converge (warned) the value can come out slightly
+        negative; clamp it (``s.clamp_min(0)``) before a square root.
 
     Example:
         >>> import torch
@@ -169,9 +183,9 @@ def mmd(x, y, a=None, b=None, *, kernel: str = "energy", scale: float | None = N
         raise ValueError(f"kernel: expected one of {sorted(KERNELS)}, got {kernel!r}")
     if kernel != "energy":
         check_positive(scale, "scale")
-    geom = PointCloud(x, y)
-    prob = LinearProblem(geom, a, b, rho_a=1.0)  # validation only: masses may differ for kernel norms
-    x, y, a, b, k = geom.x, geom.y, prob.a, prob.b, KERNELS[kernel]
+    x, y = as_tensor(x, "x"), as_tensor(y, "y")
+    prob = LinearProblem(PointCloud(x, y), a, b, rho_a=1.0)  # validation only: masses may differ for kernel norms
+    a, b, k = prob.a, prob.b, KERNELS[kernel]
     xx = _kernel_form(k, x, x, a, a, scale, chunk)
     yy = _kernel_form(k, y, y, b, b, scale, chunk)
     xy = _kernel_form(k, x, y, a, b, scale, chunk)

@@ -101,3 +101,40 @@ def test_gradient_flow_decreases_divergence(rng):
         (g,) = torch.autograd.grad(loss(x, y), x)
         x = (x - 25.0 * g).detach().requires_grad_()  # step ~ 1/(2 a_i) for uniform weights a_i = 1/50
     assert float(loss(x, y)) < 0.1 * start
+
+
+# ---------------------------------------------------------------- issue 11: clamp, and GeomLoss's 1/2 convention
+def test_unconverged_divergence_is_clamped_where_the_math_says_nonnegative():
+    """An unconverged cross term can leave S_eps slightly negative; for the squared cost (a positive definite Gibbs
+    kernel) S_eps >= 0, so the value is clamped and sqrt of it is never NaN. A generic callable is not clamped."""
+    import warnings
+
+    from monge.geometry import SqEuclidean
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 2, generator=g, dtype=torch.float64)
+    y = x + 1e-6
+    kw = dict(eps=1e-2, max_iter=2, schedule=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = monge.sinkhorn_divergence(x, y, cost=lambda u, v: SqEuclidean()(u, v), **kw)
+        clamped = monge.sinkhorn_divergence(x, y, **kw)
+    assert float(raw) < 0  # the unconverged value (the callable cost keeps it raw)
+    assert float(clamped) == 0.0 and bool(torch.isfinite(torch.sqrt(clamped)))
+
+
+def test_geomloss_half_cost_convention():
+    """SinkhornLoss(cost="sqeuclidean_half", blur) is GeomLoss's SamplesLoss("sinkhorn", p=2, blur) (the limit of
+    GeomLoss's scaling -> 1) and half of monge's default loss at blur * sqrt(2)."""
+    from monge.nn import SinkhornLoss
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(30, 2, generator=g, dtype=torch.float64), torch.rand(25, 2, generator=g, dtype=torch.float64)
+    half = SinkhornLoss(blur=0.1, cost="sqeuclidean_half", tol=1e-12)(x, y)
+    full = SinkhornLoss(blur=0.1 * 2**0.5, tol=1e-12)(x, y)
+    torch.testing.assert_close(half, full / 2, rtol=1e-8, atol=1e-12)
+    div = monge.sinkhorn_divergence(x, y, eps=0.01, cost="sqeuclidean_half", tol=1e-12)
+    torch.testing.assert_close(div, half, rtol=1e-8, atol=1e-12)
+    geomloss = pytest.importorskip("geomloss")
+    ref = geomloss.SamplesLoss("sinkhorn", p=2, blur=0.1, scaling=0.999, backend="tensorized")(x, y)
+    torch.testing.assert_close(half, ref, rtol=1e-4, atol=1e-8)

@@ -151,6 +151,11 @@ class Geometry:
         P = torch.exp((u.unsqueeze(-1) + v.unsqueeze(-2) - C) / eps)
         return (P * C).sum((-1, -2))
 
+    def cost_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A low-rank factorisation ``C = U V^T`` (``U (..., n, r)``, ``V (..., m, r)``, differentiable) when the cost
+        has one of small rank ``r`` (a squared Euclidean cost: ``r = d + 2``), else ``None`` (the default)."""
+        return None
+
     def barycentric_map(self, v: torch.Tensor, eps: float, x: torch.Tensor | None = None) -> torch.Tensor:
         r"""The entropic barycentric map :math:`T(x) = \sum_j w_j(x)\, y_j`, where
         :math:`w_j(x) \propto \exp\big((v_j - c(x, y_j))/\varepsilon\big)`, for geometries with target points.

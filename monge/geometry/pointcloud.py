@@ -111,6 +111,28 @@ class PointCloud(Geometry):
                              f"the target points), got {got}")
         return barycentric_map_tiles(x, self.y, v, eps, self.cost_fn, self.chunk)
 
+    def cost_factors(self):
+        r""":math:`s\|x_i - y_j\|^2 = U V^\top` with ``U = s [|x|^2, 1, -2x]``, ``V = [1, |y|^2, y]`` (points centred
+        on the mean of both clouds first, against cancellation) for a squared Euclidean cost ``s |x - y|^2``, else
+        ``None``.
+
+        Example:
+            >>> import torch
+            >>> x, y = torch.rand(5, 3, dtype=torch.float64), torch.rand(4, 3, dtype=torch.float64)
+            >>> U, V = PointCloud(x, y).cost_factors()
+            >>> bool(torch.allclose(U @ V.mT, PointCloud(x, y).cost()))
+            True
+        """
+        s = getattr(self.cost_fn, "scale", None) if isinstance(self.cost_fn, SqEuclidean) else None
+        if s is None:
+            return None
+        centre = 0.5 * (self.x.mean(-2, keepdim=True) + self.y.mean(-2, keepdim=True)).detach()
+        x0, y0 = self.x - centre, self.y - centre
+        sx, sy = (x0 * x0).sum(-1, keepdim=True), (y0 * y0).sum(-1, keepdim=True)
+        U = torch.cat([sx, torch.ones_like(sx), -2.0 * x0], -1)
+        V = torch.cat([torch.ones_like(sy), sy, y0], -1)
+        return (U if s == 1.0 else s * U), V
+
     def loop_geometry(self, unroll: bool) -> Geometry:
         """Detached for envelope/implicit loops; unrolling a dense cloud builds its differentiable cost once."""
         if not unroll:
