@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 import torch
 
-from ._validation import as_tensor, check_p
+from ._validation import as_tensor, check_p, check_positive
 from .geometry import DenseCost, Geometry, Grid, PointCloud
 from .geometry.spec import resolve_geometry
 from .geometry.costs import Euclidean, SqEuclidean
@@ -38,7 +38,10 @@ def _split_rho(rho):
     if isinstance(rho, (tuple, list)):
         if len(rho) != 2:
             raise ValueError(f"rho: expected a number, None or a pair (rho_a, rho_b), got {rho!r}")
+        check_positive(rho[0], "rho[0]", allow_none=True)
+        check_positive(rho[1], "rho[1]", allow_none=True)
         return rho[0], rho[1]
+    check_positive(rho, "rho", allow_none=True)  # named as the user passed it (the problem says rho_a, rho_b)
     return rho, rho
 
 
@@ -198,13 +201,17 @@ def wasserstein(x, y, a=None, b=None, p: float = 2, **kwargs) -> torch.Tensor:
     p = check_p(p)
     cost = SqEuclidean() if p == 2.0 else Euclidean(p)
     x, y = as_tensor(x, "x"), as_tensor(y, "y")
-    s = normalising_scale(x, y, p) if x.numel() and y.numel() else None
+    s = normalising_scale(x, y, p, event_dims=2) if x.dim() >= 2 and x.numel() and y.dim() >= 2 and y.numel() else None
     if s is None:
         return safe_root(solve(PointCloud(x, y, cost=cost), a, b, **kwargs).value, p)
-    # |x - y|^p overflows or underflows: W_p is 1-homogeneous, so solve for x / s, y / s (s a power of two, exact)
-    # with eps and rho in the matching cost units (divided by s^p), and multiply back
-    kw = {k: _rescaled(v, s, p, k) if k in ("eps", "rho") else v for k, v in kwargs.items()}
-    return safe_root(solve(PointCloud(x / s, y / s, cost=cost), a, b, **kw).value, p) * s
+    # |x - y|^p overflows or underflows: W_p is 1-homogeneous, so solve for x / s, y / s (s a power of two per
+    # problem, exact) and multiply back; eps and rho (cost units, one number for the batch) are divided by s^p, so
+    # then s is one number too
+    kw = kwargs
+    if kw.get("eps") is not None or kw.get("rho") is not None:
+        s = s.amax().reshape(1, 1)
+        kw = {k: _rescaled(v, float(s), p, k) if k in ("eps", "rho") else v for k, v in kw.items()}
+    return safe_root(solve(PointCloud(x / s, y / s, cost=cost), a, b, **kw).value, p) * s[..., 0, 0]
 
 
 def _rescaled(v, s: float, p: float, name: str):

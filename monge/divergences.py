@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validation import as_tensor, check_p, check_positive
+from ._validation import as_tensor, check_cost_power, check_int, check_p, check_positive
 from .geometry import PointCloud
 from .geometry.costs import Euclidean, SqEuclidean, get_cost
 from .problems import LinearProblem
@@ -26,7 +26,9 @@ __all__ = ["sinkhorn_divergence", "sinkhorn_divergence_hist", "mmd", "KERNELS"]
 
 def _cost(cost, p):
     if cost is not None:
-        return get_cost(cost, p)
+        c = get_cost(cost, p)
+        check_cost_power(c, p, default=2.0)  # p other than its default must be the cost's degree
+        return c
     return SqEuclidean() if p == 2.0 else Euclidean(p)
 
 
@@ -183,6 +185,10 @@ def mmd(x, y, a=None, b=None, *, kernel: str = "energy", scale: float | None = N
         raise ValueError(f"kernel: expected one of {sorted(KERNELS)}, got {kernel!r}")
     if kernel != "energy":
         check_positive(scale, "scale")
+    elif scale is not None:
+        raise ValueError(f"scale: the energy kernel is scale-free and would ignore scale={scale!r}; drop scale, or "
+                         "use kernel='gaussian' / 'laplacian'")
+    check_int(chunk, "chunk")
     x, y = as_tensor(x, "x"), as_tensor(y, "y")
     prob = LinearProblem(PointCloud(x, y), a, b, rho_a=1.0)  # validation only: masses may differ for kernel norms
     a, b, k = prob.a, prob.b, KERNELS[kernel]

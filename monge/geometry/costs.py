@@ -113,8 +113,8 @@ class Euclidean(Cost):
     name = "euclidean"
 
     def __init__(self, p: float = 1.0):
-        if not p >= 1:
-            raise ValueError(f"p: expected p >= 1 for the cost |x - y|^p, got {p}")
+        if not 1 <= p < float("inf"):
+            raise ValueError(f"p: expected a finite p >= 1 for the cost |x - y|^p, got {p}")
         self.p = float(p)
 
     def __call__(self, x, y):

@@ -132,24 +132,37 @@ def _safe_root(s: torch.Tensor, p: float) -> torch.Tensor:
     return torch.where(pos, torch.where(pos, s, torch.ones_like(s)) ** (1.0 / p), zero)
 
 
-def normalising_scale(x: torch.Tensor, y: torch.Tensor, p: float) -> float | None:
-    r"""A power of two :math:`s` such that :math:`|x/s - y/s|^p` stays inside the floating-point range, or ``None``
-    when no rescaling is needed (coordinates whose p-th powers are far from overflow and underflow).
+def normalising_scale(x: torch.Tensor, y: torch.Tensor, p: float, event_dims: int = 1) -> torch.Tensor | None:
+    r"""Per problem of a batch, a power of two :math:`s` such that :math:`|x/s - y/s|^p` stays inside the
+    floating-point range; ``None`` when no problem needs it (coordinates whose p-th powers are far from overflow
+    and underflow: the common case, one ``abs().amax()`` pass per side).
 
     :math:`W_p` is 1-homogeneous, :math:`W_p(x, y) = s\, W_p(x / s, y / s)`, and dividing by a power of two is
     exact, so samples near 1e300 or 1e-300 (where :math:`|x - y|^p` overflows or underflows) give the representable
-    :math:`W_p` instead of inf or 0. One ``abs().max()`` pass per side.
+    :math:`W_p` instead of inf or 0. Problems of a batch at a tame scale keep :math:`s = 1` (a batch may mix scales).
+
+    Args:
+        x: ``(..., n)`` samples (``event_dims=1``) or ``(..., n, d)`` points (``event_dims=2``); y: the same for
+            the other measure. p: the cost exponent.
+
+    Returns:
+        ``None`` or ``s`` of shape ``(..., 1)`` / ``(..., 1, 1)`` (the broadcast batch shape of ``x`` and ``y``).
 
     Example:
         >>> import torch
-        >>> x = torch.tensor([1.0, 3.0], dtype=torch.float64)
-        >>> normalising_scale(x, x, 2) is None, normalising_scale(x * 1e300, x, 2) == 2.0 ** 997
-        (True, True)
+        >>> x = torch.tensor([[1.0, 3.0], [1e300, 3e300]], dtype=torch.float64)
+        >>> normalising_scale(x[:1], x[:1], p=2) is None   # tame: nothing to do
+        True
+        >>> torch.log2(normalising_scale(x, x, p=2)).flatten().tolist()   # s = 1 and 2^998 (3e300 ~ 2^998.2)
+        [0.0, 998.0]
     """
-    big = max(float(x.detach().abs().max()), float(y.detach().abs().max()))
-    if big == 0 or not np.isfinite(big) or abs(np.log2(big)) * p < np.log2(torch.finfo(x.dtype).max) / 2:
+    dims = tuple(range(-event_dims, 0))
+    big = torch.maximum(x.detach().abs().amax(dims, keepdim=True), y.detach().abs().amax(dims, keepdim=True))
+    e = torch.floor(torch.log2(big))  # -inf at 0 and inf at inf: neither is rescaled
+    need = torch.isfinite(e) & (e.abs() * p >= float(np.log2(torch.finfo(x.dtype).max)) / 2)
+    if not bool(need.any()):
         return None
-    return float(2.0 ** np.floor(np.log2(big)))
+    return torch.where(need, torch.exp2(e), torch.ones_like(big))
 
 
 def _cumulative(x: torch.Tensor, a: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,5 +279,5 @@ def wasserstein_1d(x, y, a=None, b=None, p: float = 2) -> torch.Tensor:
     s = normalising_scale(x, y, p)
     if s is None:
         return _safe_root(_wasserstein_1d_pow(x, y, a, b, p), p)
-    return _safe_root(_wasserstein_1d_pow(x / s, y / s, a, b, p), p) * s
+    return _safe_root(_wasserstein_1d_pow(x / s, y / s, a, b, p), p) * s[..., 0]
 

@@ -118,9 +118,9 @@ def sliced_wasserstein(
                          f"{given} or projections")
     else:
         theta = _check_projections(projections, d, x)
-    s = normalising_scale(x, y, p)
+    s = normalising_scale(x, y, p, event_dims=2)
     if s is not None:  # |<theta, x - y>|^p would overflow or underflow: SW_p(x, y) = s SW_p(x / s, y / s)
-        return _sliced(x / s, y / s, wa, wb, a, b, theta, p) * s
+        return _sliced(x / s, y / s, wa, wb, a, b, theta, p) * s[..., 0, 0]
     return _sliced(x, y, wa, wb, a, b, theta, p)
 
 

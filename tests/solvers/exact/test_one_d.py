@@ -212,3 +212,24 @@ def test_unnormalised_equal_masses():
     x, y = T([0.0, 1.0], dtype=F64), T([2.0], dtype=F64)
     # a measure of total mass M: W_p^p scales with M
     assert float(wasserstein_1d(x, y, T([1.0, 1.0], dtype=F64), T([2.0], dtype=F64), p=1)) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_extreme_scales_are_normalised_per_problem(p):
+    """Issue 11 item 7: samples near 1e154-1e300 (|x - y|^p overflows) or 1e-300 (underflows) give the representable
+    W_p, not inf or 0; a batch mixing scales keeps every problem right (the scale is per problem)."""
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(4, 6, dtype=F64, generator=g), torch.rand(4, 5, dtype=F64, generator=g)
+    a = torch.softmax(torch.randn(4, 6, dtype=F64, generator=g), -1)
+    s = torch.tensor([[1.0], [1e154], [1e300], [1e-300]], dtype=F64)
+    ref = wasserstein_1d(x, y, a, p=p)
+    out = wasserstein_1d(x * s, y * s, a, p=p)
+    assert bool(torch.isfinite(out).all()) and bool((out > 0).all())
+    torch.testing.assert_close(out / s[:, 0], ref, rtol=1e-12, atol=0)
+
+
+def test_a_nan_value_is_never_reported_as_zero():
+    from monge.solvers.exact.one_d import _safe_root
+
+    out = _safe_root(T([float("nan"), 0.0, 4.0], dtype=F64), 2.0)
+    assert bool(torch.isnan(out[0])) and out[1:].tolist() == [0.0, 2.0]

@@ -112,3 +112,22 @@ def test_bad_inputs(kwargs, exc, word):
     args.update(kwargs)
     with pytest.raises(exc, match=word):
         sliced_wasserstein(**args)
+
+
+def test_extreme_scales_are_normalised_per_problem():
+    """Points near 1e300 or 1e-300 give the representable SW_p (1-homogeneous), per problem of a batch."""
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.rand(3, 6, 2, dtype=F64, generator=g), torch.rand(3, 5, 2, dtype=F64, generator=g)
+    s = torch.tensor([1.0, 1e300, 1e-300], dtype=F64)[:, None, None]
+    for p in (1, 2):
+        ref = sliced_wasserstein(x, y, p=p, seed=0)
+        out = sliced_wasserstein(x * s, y * s, p=p, seed=0)
+        assert bool(torch.isfinite(out).all())
+        torch.testing.assert_close(out / s[:, 0, 0], ref, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("kwargs, word", [(dict(n_projections=8), "n_projections"), (dict(seed=1), "seed")])
+def test_knobs_ignored_with_given_projections_are_errors(kwargs, word):
+    x = torch.zeros(4, 3, dtype=F64)
+    with pytest.raises(ValueError, match=f"^{word}: .*ignored"):
+        sliced_wasserstein(x, x + 1, projections=torch.eye(3, dtype=F64), **kwargs)
