@@ -39,7 +39,7 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps: float, p: float = 2, rho: 
     Args:
         x: ``(..., n, d)``, y: ``(..., m, d)``; a, b: weights (``None``: uniform).
         eps: temperature in cost units (a loss module's ``blur`` gives ``eps = blur ** p``).
-        p: the cost is :math:`\|x - y\|^p` (ignored when ``cost`` is given).
+        p: the cost is :math:`\|x - y\|^p`; with ``cost`` given: 2 (the default) or its degree, else an error.
         rho: marginal penalty (``None``: balanced); a loss module's ``reach`` gives ``rho = reach ** p``.
         backend: ``"dense"``, ``"lazy"`` (O(n + m) memory) or ``"auto"``.
         cost: a ground cost instead (a name, a :class:`~monge.geometry.Cost` or a callable);
