@@ -25,6 +25,7 @@ __all__ = [
     "check_batch",
     "check_int",
     "check_cost_power",
+    "check_squared_range",
     "balance_masses",
     "check_positive",
     "check_p",
@@ -289,4 +290,18 @@ def check_cost_power(cost_fn, p, *, default=None) -> None:
         raise ValueError(
             f"p: the cost {name!r} has degree {own} and would ignore p={p!r}; for |x - y|^p pass "
             f"cost='euclidean', p={p!r} (p=2 with cost='euclidean' equals 'sqeuclidean'), or drop p"
+        )
+
+
+def check_squared_range(x: torch.Tensor, name: str) -> None:
+    """Points whose squared distances overflow the dtype (coordinates beyond ~1e154 in float64, ~1e19 in float32):
+    an error naming the points and the fix, instead of an infinite cost reported later as a bad ``C``."""
+    if not x.numel():
+        return
+    big = float(x.detach().abs().max())
+    limit = math.sqrt(torch.finfo(x.dtype).max / (4 * x.shape[-1]))
+    if big > limit:
+        raise ValueError(
+            f"{name}: coordinates up to {big:.3g} give squared distances beyond the {x.dtype} range (limit "
+            f"{limit:.3g}); rescale the points ({name} / s for a common s) and multiply the result back"
         )

@@ -110,6 +110,8 @@ INPUTS = [
      r"^xs\[1\]: "),
     ("free_support weights negative", lambda: monge.free_support_barycenter([X, Y], weights=torch.tensor(
      [1.0, -1.0], dtype=F64)), ValueError, r"^weights: "),
+    ("free_support coordinates overflow", lambda: monge.free_support_barycenter([X * 1e300, Y * 1e300]), ValueError,
+     r"^xs\[0\]: coordinates .* rescale"),
     ("kmeans batched a", lambda: monge.kmeans(X, 2, torch.full((2, 5), .2, dtype=F64)), ValueError, r"^a: "),
     ("sinkhorn_divergence overflowing costs", lambda: monge.sinkhorn_divergence(X * 1e300, Y * 1e300, eps=0.1),
      ValueError, r"overflow.*rescale the inputs"),

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import as_tensor, check_points, check_positive, check_weights, common_dtype_device
+from .._validation import (as_tensor, check_points, check_positive, check_squared_range, check_weights,
+                           common_dtype_device)
 from ..geometry.costs import SqEuclidean
 from .._warnings import InnerWarnings, warn
 from ..results import Convergence, FreeSupportResult
@@ -64,6 +65,7 @@ def as_inputs(xs, as_, weights):
     xs = [as_tensor(x, f"xs[{i}]") for i, x in enumerate(xs)]
     for i, x in enumerate(xs):
         check_points(x, f"xs[{i}]")
+        check_squared_range(x, f"xs[{i}]")
         if x.dim() != 2 or x.shape[-1] != xs[0].shape[-1]:
             raise ValueError(f"xs[{i}]: expected points of shape (n_{i}, d) with d = {xs[0].shape[-1]}, got shape "
                              f"{tuple(x.shape)}")
