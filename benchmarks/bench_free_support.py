@@ -78,8 +78,8 @@ def bench_kmeans(n: int, k: int, iters: int):
         t0 = time.perf_counter()
         sk = KMeans(k, init=c0.numpy().astype(Xs.dtype), n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd").fit(Xs)
         t_s = time.perf_counter() - t0
-        pm, ps = t_m / max(1, res.n_iter), t_s / max(1, sk.n_iter_)
-        print(f"  {str(dtype)[6:]:<8} monge {t_m:6.2f} s, {res.n_iter} its, {pm * 1e3:7.1f} ms/it, inertia "
+        pm, ps = t_m / max(1, res.n_iters), t_s / max(1, sk.n_iter_)
+        print(f"  {str(dtype)[6:]:<8} monge {t_m:6.2f} s, {res.n_iters} its, {pm * 1e3:7.1f} ms/it, inertia "
               f"{float(res.inertia):.8f} | sklearn {t_s:6.2f} s, {sk.n_iter_} its, {ps * 1e3:7.1f} ms/it, inertia/n "
               f"{sk.inertia_ / n:.8f} | ratio per it sklearn/monge {ps / pm:5.2f}x")
 

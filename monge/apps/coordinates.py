@@ -11,12 +11,14 @@ coordinates: histogram regression using optimal transport", ACM Trans. Graph. 35
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
 
 from .._validation import as_tensor, check_positive
+from .._warnings import warn
 from ..problems.barycenter import BarycenterProblem
+from ..results import CoordinatesResult, Convergence
 from ..solvers.barycenter import Barycenter
 from ..api import support_geometry
 
@@ -24,18 +26,6 @@ __all__ = ["barycentric_coordinates", "CoordinatesResult", "LOSSES"]
 
 LOSSES = ("l2", "kl")
 _OPTIMIZERS = ("lbfgs", "adam")
-
-
-@dataclass(frozen=True)
-class CoordinatesResult:
-    """Barycentric coordinates ``weights (K,)`` in the simplex, their barycenter (the support's shape), the loss
-    at each evaluation (``losses``), the number of optimiser steps and whether the optimiser met its tolerance."""
-
-    weights: torch.Tensor
-    barycenter: torch.Tensor
-    losses: torch.Tensor
-    n_steps: int
-    converged: bool
 
 
 def _loss_fn(loss, k: int):
@@ -54,8 +44,8 @@ def _loss_fn(loss, k: int):
     raise ValueError(f"loss: expected one of {LOSSES} or a callable (barycenter, target) -> scalar, got {loss!r}")
 
 
-def barycentric_coordinates(target, atoms, *, eps: float, geom=None, loss="l2", n_iter: int = 50,
-                            optimizer: str = "lbfgs", max_steps: int = 100, lr: float | None = None, tol: float = 1e-9,
+def barycentric_coordinates(target, atoms, *, eps: float, geom=None, loss="l2", bary_iter: int = 50,
+                            optimizer: str = "lbfgs", max_iter: int = 100, lr: float | None = None, tol: float = 1e-9,
                             init=None) -> CoordinatesResult:
     r"""Barycentric coordinates of ``target`` in the dictionary ``atoms`` (Bonneel, Peyre, Cuturi 2016).
 
@@ -71,21 +61,26 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, loss="l2", 
             :func:`monge.api.barycenter` (a Geometry, a cost matrix, ``"grid"`` over the whole shape of ``target``,
             or a :class:`~monge.geometry.GridSpec`).
         loss: ``"l2"`` (relative squared l2, default), ``"kl"`` or a callable ``(barycenter, target) -> scalar``.
-        n_iter: ``L``, the number of unrolled Bregman iterations of the barycenter (the map being fitted).
+        bary_iter: ``L``, the fixed number of unrolled Bregman iterations of the barycenter (the map being fitted).
         optimizer: ``"lbfgs"`` (strong Wolfe line search, default) or ``"adam"``.
-        max_steps: optimiser iterations. lr: step size (default 1 for L-BFGS, 0.1 for Adam).
-        tol: stop when the gradient's largest entry (L-BFGS) or the loss change (Adam) is below it.
+        max_iter: optimiser iterations. lr: step size (default 1 for L-BFGS, 0.1 for Adam).
+        tol: converged when the relative loss change of the last step (``"loss_change"``) is below it; for
+            L-BFGS also when the gradient's largest entry w.r.t. the logits at the returned weights is (its two
+            stop tests; the error is the smaller one, criterion ``"min(grad_max, loss_change)"``).
         init: initial weights ``(K,)`` in the simplex (``None``: uniform).
 
     Returns:
-        :class:`CoordinatesResult`; ``converged=False`` when ``max_steps`` was reached before ``tol``.
+        :class:`CoordinatesResult` with a :class:`~monge.results.Convergence`: ``converged=False`` (and a warning)
+        when ``max_iter`` was reached, or L-BFGS stopped making progress (``"stalled"``), above ``tol``; its level
+        ``"barycenter"`` is the final barycenter's loop (``bary_iter`` iterations asked: it does not decide
+        ``converged``).
 
     Example:
         >>> import torch
         >>> x = torch.linspace(0, 1, 30, dtype=torch.float64)
         >>> bump = lambda c: torch.softmax(-(x - c) ** 2 / 0.01, 0)   # normalised Gaussian bumps
         >>> atoms = torch.stack([bump(0.2), bump(0.8)])
-        >>> res = barycentric_coordinates(bump(0.32), atoms, eps=1e-3, geom="grid", loss="kl", n_iter=20)
+        >>> res = barycentric_coordinates(bump(0.32), atoms, eps=1e-3, geom="grid", loss="kl", bary_iter=20)
         >>> [round(v, 2) for v in res.weights.tolist()]   # 0.32 = 0.8 * 0.2 + 0.2 * 0.8
         [0.8, 0.2]
     """
@@ -95,7 +90,7 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, loss="l2", 
         raise ValueError(f"atoms, target: expected atoms (K, *support) and target (*support), got "
                          f"{tuple(atoms.shape)} and {tuple(target.shape)}")
     check_positive(tol, "tol")
-    for name, v in (("n_iter", n_iter), ("max_steps", max_steps)):
+    for name, v in (("bary_iter", bary_iter), ("max_iter", max_iter)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     if optimizer not in _OPTIMIZERS:
@@ -103,7 +98,7 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, loss="l2", 
     g = support_geometry(geom, atoms, target.dim())
     K, k = atoms.shape[0], len(g.target_shape)
     lossf = _loss_fn(loss, k)
-    solver = Barycenter(eps=eps, tol=0, max_iter=n_iter, grad="unroll")
+    solver = Barycenter(eps=eps, tol=0, max_iter=bary_iter, grad="unroll")
     BarycenterProblem(g, atoms)  # validates the dictionary once (masses, shapes) with a clear error
     z0 = torch.zeros(K, dtype=atoms.dtype, device=atoms.device) if init is None else _logits(init, K, atoms)
     z = z0.clone().requires_grad_(True)
@@ -116,12 +111,26 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, loss="l2", 
         losses.append(float(value.detach()))
         return value, b
 
-    converged, steps = _optimise(z, evaluate, optimizer, max_steps, lr, tol)
-    with torch.no_grad():
-        lam = torch.softmax(z.detach(), 0)
-        b = solver(BarycenterProblem(g, atoms, lam)).barycenter
-    return CoordinatesResult(weights=lam, barycenter=b, losses=torch.tensor(losses, dtype=atoms.dtype),
-                             n_steps=steps, converged=converged)
+    n_its, stalled, change = _optimise(z, evaluate, optimizer, max_iter, lr, tol)
+    lam = torch.softmax(z.detach(), 0).requires_grad_(True)
+    bary = solver(BarycenterProblem(g, atoms, lam))
+    value = lossf(bary.barycenter, target)
+    (grad_lam,) = torch.autograd.grad(value, lam)
+    grad_z = lam.detach() * (grad_lam - (grad_lam * lam.detach()).sum())  # chain rule through the softmax
+    if optimizer == "lbfgs":  # either of L-BFGS's two tests, at the returned weights (at its cap: the gradient)
+        v = float(value.detach())
+        change = abs(v - change) / max(1.0, abs(v)) if stalled else float("inf")
+        error, criterion = torch.minimum(grad_z.abs().max(), z.new_tensor(change)), "min(grad_max, loss_change)"
+    else:
+        error, criterion = z.new_tensor(change), "loss_change"
+    conv = Convergence.build(error, tol, n_its, criterion=criterion, stalled=torch.tensor(stalled))
+    conv = replace(conv, levels=(("barycenter", bary.convergence),))  # informative: L iterations are the model
+    if not conv.all_converged:
+        warn(f"barycentric_coordinates: the {optimizer} optimiser stopped ({conv.status[0]}) after {n_its} of "
+             f"max_iter={max_iter} iterations with a {criterion} of {float(error):.3g} > tol={tol:g}; raise max_iter "
+             "or tol. The result reports converged=False.")
+    return CoordinatesResult(weights=lam.detach(), barycenter=bary.barycenter.detach(),
+                             losses=torch.tensor(losses, dtype=atoms.dtype), convergence=conv)
 
 
 def _logits(init, K: int, like: torch.Tensor) -> torch.Tensor:
@@ -131,10 +140,11 @@ def _logits(init, K: int, like: torch.Tensor) -> torch.Tensor:
     return torch.log(w / w.sum())
 
 
-def _optimise(z, evaluate, optimizer, max_steps, lr, tol) -> tuple[bool, int]:
-    """Minimise ``evaluate()[0]`` over ``z``; returns (converged, steps)."""
+def _optimise(z, evaluate, optimizer, max_iter, lr, tol) -> tuple[int, bool, float | None]:
+    """Minimise ``evaluate()[0]`` over ``z``; returns (iterations, stopped early, Adam: the last relative loss
+    change; L-BFGS: the loss before its last iteration)."""
     if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS([z], lr=1.0 if lr is None else lr, max_iter=max_steps, tolerance_grad=tol,
+        opt = torch.optim.LBFGS([z], lr=1.0 if lr is None else lr, max_iter=max_iter, tolerance_grad=tol,
                                 tolerance_change=tol * 1e-3, history_size=20, line_search_fn="strong_wolfe")
 
         def closure():
@@ -144,17 +154,18 @@ def _optimise(z, evaluate, optimizer, max_steps, lr, tol) -> tuple[bool, int]:
             return value
 
         opt.step(closure)
-        steps = opt.state[opt._params[0]]["n_iter"]
-        return steps < max_steps, steps
+        state = opt.state[opt._params[0]]
+        return state["n_iter"], state["n_iter"] < max_iter, float(state["prev_loss"])
     opt = torch.optim.Adam([z], lr=0.1 if lr is None else lr)
-    prev = float("inf")
-    for step in range(1, max_steps + 1):
+    prev, change = float("inf"), float("inf")
+    for step in range(1, max_iter + 1):
         opt.zero_grad()
         value, _ = evaluate()
         value.backward()
         opt.step()
         cur = float(value.detach())
-        if abs(prev - cur) <= tol * max(1.0, abs(cur)):
-            return True, step
+        change = abs(prev - cur) / max(1.0, abs(cur))
+        if change <= tol:
+            return step, True, change
         prev = cur
-    return False, max_steps
+    return max_iter, False, change

@@ -30,7 +30,7 @@ def synthesise(D, lam):
 def test_recovers_known_weights(loss):
     D = atoms()
     lam = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
-    res = barycentric_coordinates(synthesise(D, lam), D, eps=EPS, geom="grid", n_iter=L, loss=loss)
+    res = barycentric_coordinates(synthesise(D, lam), D, eps=EPS, geom="grid", bary_iter=L, loss=loss)
     assert res.converged and res.weights.shape == (3,)
     assert float(res.weights.sum()) == pytest.approx(1.0)
     torch.testing.assert_close(res.weights, lam, atol=2e-3, rtol=0)
@@ -46,16 +46,16 @@ def test_adam_and_callable_loss():
     def l1(b, t):
         return (b - t).abs().sum() / t.abs().sum()
 
-    res = barycentric_coordinates(target, D, eps=EPS, geom="grid", n_iter=L, loss=l1, optimizer="adam", lr=0.3,
-                                  max_steps=25, tol=1e-6)
-    assert float(res.losses[-1]) < 0.3 * float(res.losses[0]) and len(res.losses) == res.n_steps
+    res = barycentric_coordinates(target, D, eps=EPS, geom="grid", bary_iter=L, loss=l1, optimizer="adam", lr=0.3,
+                                  max_iter=25, tol=1e-6)
+    assert float(res.losses[-1]) < 0.3 * float(res.losses[0]) and len(res.losses) == res.n_iters
     torch.testing.assert_close(res.weights, lam, atol=0.1, rtol=0)
 
 
 def test_float32():
     D = atoms(dtype=torch.float32)
     lam = torch.tensor([0.3, 0.3, 0.4], dtype=torch.float32)
-    res = barycentric_coordinates(synthesise(D, lam), D, eps=EPS, geom="grid", n_iter=L, loss="kl", tol=1e-6)
+    res = barycentric_coordinates(synthesise(D, lam), D, eps=EPS, geom="grid", bary_iter=L, loss="kl", tol=1e-6)
     assert res.weights.dtype == torch.float32
     torch.testing.assert_close(res.weights, lam, atol=1e-2, rtol=0)
 
@@ -63,8 +63,8 @@ def test_float32():
 def test_not_converged_reported():
     D = atoms(n=8)
     target = synthesise(D, torch.tensor([0.1, 0.1, 0.8], dtype=torch.float64))
-    res = barycentric_coordinates(target, D, eps=EPS, geom="grid", n_iter=5, max_steps=1)
-    assert not res.converged and res.n_steps == 1 and torch.isfinite(res.weights).all()
+    res = barycentric_coordinates(target, D, eps=EPS, geom="grid", bary_iter=5, max_iter=1)
+    assert not res.converged and res.n_iters == 1 and torch.isfinite(res.weights).all()
 
 
 def test_bad_inputs():
@@ -75,10 +75,25 @@ def test_bad_inputs():
         barycentric_coordinates(D[0], D, eps=0.1, geom="grid", loss="l3")
     with pytest.raises(ValueError, match="optimizer: expected one of"):
         barycentric_coordinates(D[0], D, eps=0.1, geom="grid", optimizer="sgd")
-    with pytest.raises(ValueError, match="n_iter: expected a positive int"):
-        barycentric_coordinates(D[0], D, eps=0.1, geom="grid", n_iter=0)
+    with pytest.raises(ValueError, match="bary_iter: expected a positive int"):
+        barycentric_coordinates(D[0], D, eps=0.1, geom="grid", bary_iter=0)
     with pytest.raises(ValueError, match=r"init: expected \(3,\) positive weights"):
         barycentric_coordinates(D[0], D, eps=0.1, geom="grid", init=torch.tensor([1.0, 0.0, 0.0]))
     with pytest.raises(ValueError, match="hists: a balanced barycenter needs input histograms of equal mass"):
         barycentric_coordinates(D[0], D * torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)[:, None, None],
                                 eps=0.1, geom="grid")
+
+
+def test_returns_a_convergence_with_the_barycenter_as_a_level():
+    """Issue 10: barycentric_coordinates returns a Convergence like every solver; its inner barycenter (a fixed
+    count of bary_iter iterations, the map being fitted) is recorded as a level and does not decide converged."""
+    from monge.results import CoordinatesResult, Convergence
+
+    D = atoms(n=8)
+    res = barycentric_coordinates(synthesise(D, torch.tensor([0.5, 0.2, 0.3], dtype=torch.float64)), D, eps=EPS,
+                                  geom="grid", bary_iter=L, loss="kl")
+    assert isinstance(res, CoordinatesResult) and isinstance(res.convergence, Convergence)
+    assert res.converged and res.convergence.status == ("converged",)
+    assert float(res.convergence.error) <= 1e-9 and res.convergence.criterion == "min(grad_max, loss_change)"
+    inner = res.convergence.level("barycenter")
+    assert int(inner.n_iters) == L and inner.criterion

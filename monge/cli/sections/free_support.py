@@ -58,8 +58,8 @@ def _kmeans_row(axes, metrics):
     axes[3].legend(fontsize=7)
     for ax in axes[4:]:
         ax.axis("off")
-    metrics["k-means (Lloyd)"] = f"W2^2 = {float(free.inertia):.6f}, {free.n_iter} iterations"
-    metrics["equal-mass quantisation"] = f"W2^2 = {float(equal.inertia):.6f}, {equal.n_iter} iterations"
+    metrics["k-means (Lloyd)"] = f"W2^2 = {float(free.inertia):.6f}, {free.n_iters} iterations"
+    metrics["equal-mass quantisation"] = f"W2^2 = {float(equal.inertia):.6f}, {equal.n_iters} iterations"
 
 
 def section_free_support(out_dir: Path) -> Section:
