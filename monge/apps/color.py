@@ -10,13 +10,15 @@ then applied to *every* pixel, blended with the identity:
 
 Two estimators of :math:`T`:
 
-- ``method="exact"``: k-means palettes of both images (:func:`monge.kmeans`, cell masses as weights), the exact
-  plan between them (:func:`monge.solve`, network simplex), the barycentric projection
+- ``method="exact"``: palettes of both images (the occupied cells of a regular colour grid, each at its pixels'
+  mean colour and weighted by its pixel count; or k-means palettes, :func:`monge.kmeans`), the exact plan
+  between them (:func:`monge.solve`, network simplex), the barycentric projection
   :math:`T(c_k) = \sum_l P_{kl} r_l / \sum_l P_{kl}` on the source palette, and a Gaussian-kernel
   (Nadaraya-Watson) interpolation of the displacement :math:`T(c_k) - c_k` to every colour,
   :math:`v(x) = \sum_k w_k(x) (T(c_k) - c_k)`, :math:`w_k(x) \propto a_k e^{-\|x - c_k\|^2 / 2\sigma^2}`: the
   displacement is a smooth function of the colour, so flat (or slowly varying) regions stay flat instead of
-  being posterised into palette cells.
+  being posterised into palette cells. The map is evaluated on a 3-D look-up table and interpolated
+  trilinearly at every pixel (``lut``).
 - ``method="sinkhorn"``: both images' colours binned on a regular colour grid (``bins`` per channel; each
   occupied cell is one point at its pixels' mean colour, weighted by its pixel count: the pixel cloud up to
   half a cell), entropic OT at ``eps`` between them with the lazy backend, and the entropic map
@@ -124,8 +126,10 @@ def _kernel_blend(x, centers, values, weights, sigma):
     return torch.cat(out)
 
 
-def palette_map(src_cols, ref_cols, *, n_colors: int = 64, rho=None, eps: float = 1e-3, seed: int = 0):
-    r"""The exact (or, with ``rho``, unbalanced entropic) OT map between k-means palettes of two colour clouds.
+def palette_map(src_cols, ref_cols, *, n_colors: int | None = None, bins: int = 20, rho=None, eps: float = 1e-3,
+                seed: int = 0):
+    r"""The exact (or, with ``rho``, unbalanced entropic) OT map between palettes of two colour clouds: the
+    occupied cells of a ``bins^C`` colour grid (``n_colors=None``), or k-means palettes of ``n_colors`` colours.
 
     Returns ``(centers (k, C), targets (k, C), masses (k,))``: the barycentric projection
     :math:`T(c_k) = \sum_l P_{kl} r_l / \sum_l P_{kl}` of each source palette colour. Unbalanced (``rho``):
@@ -136,14 +140,16 @@ def palette_map(src_cols, ref_cols, *, n_colors: int = 64, rho=None, eps: float 
     Example:
         >>> import torch
         >>> src = torch.tensor([[0.1, 0.1, 0.1]] * 5 + [[0.9, 0.9, 0.9]] * 5, dtype=torch.float64)
-        >>> c, t, w = palette_map(src, src * 0.5, n_colors=2)
+        >>> c, t, w = palette_map(src, src * 0.5, bins=4)
         >>> sorted(round(v, 3) for v in t[:, 0].tolist())
         [0.05, 0.45]
     """
     from ..api import solve
 
-    c, a = _palette(src_cols, n_colors, seed)
-    r, b = _palette(ref_cols, n_colors, seed + 1)
+    if n_colors is None:
+        (c, a, _), (r, b, _) = _grid_cloud(src_cols, bins), _grid_cloud(ref_cols, bins)
+    else:
+        (c, a), (r, b) = _palette(src_cols, n_colors, seed), _palette(ref_cols, n_colors, seed + 1)
     C = torch.cdist(c, r).square()
     res = solve(C, a, b) if rho is None else solve(C, a, b, eps=eps, rho=rho)
     P = res.plan
@@ -201,8 +207,9 @@ def _sinkhorn_map(cols, ref_cols, bins, eps, rho, tol, lut):
     return cols + frac[:, None] * (mapped - cols)
 
 
-def color_transfer(src, ref, *, method: str = "exact", n_colors: int = 64, t: float = 1.0, rho: float | None = None,
-                   smooth: float | None = None, eps: float | None = None, bins: int = 24, lut: int | None = 33,
+def color_transfer(src, ref, *, method: str = "exact", n_colors: int | None = None, t: float = 1.0,
+                   rho: float | None = None, smooth: float | None = None, eps: float | None = None, bins: int = 20,
+                   lut: int | None = 33,
                    tol: float = 1e-3, seed: int = 0):
     r"""Transfer the colour distribution of ``ref`` onto ``src``, at ``src``'s full resolution.
 
@@ -217,14 +224,16 @@ def color_transfer(src, ref, *, method: str = "exact", n_colors: int = 64, t: fl
             (0..255) or float (in [0, 1], or in [0, 255] if any value exceeds 1); sizes may differ.
         method: ``"exact"`` (palettes + network simplex + kernel interpolation) or ``"sinkhorn"`` (colour grid
             + lazy entropic OT + entropic map at every pixel).
-        n_colors: palette size for ``"exact"``. bins: grid cells per channel for ``"sinkhorn"``.
+        n_colors: ``"exact"``: ``None`` (default) uses the colour grid's occupied cells as the palettes (no
+            k-means: fast, and the finest palette); an int uses k-means palettes of that many colours.
+        bins: grid cells per channel (``"sinkhorn"``, and ``"exact"`` without ``n_colors``).
         t: how far to move, in [0, 1] (0: ``src``; 1: full transfer).
         rho: KL marginal penalty (squared colour units; ``None``: balanced).
         smooth: ``"exact"``: kernel width :math:`\sigma` (colour units) of the palette-to-pixel interpolation
-            (``None``: the median distance from a palette colour to its nearest other palette colour).
+            (``None``: half the median distance from a palette colour to its nearest other palette colour).
         eps: entropic regularisation in squared colour units (``None``: ``1e-3`` for ``"sinkhorn"``, a kernel
             width of 0.03 = 8/255; also used by ``"exact"`` with ``rho``). tol: Sinkhorn's marginal tolerance.
-        lut: ``"sinkhorn"`` with 3 channels: evaluate the map on a ``lut^3`` lattice of the colour cube and
+        lut: with 3 channels, evaluate the map on a ``lut^3`` lattice of the colour cube and
             interpolate it trilinearly at every pixel (a 3-D look-up table, as colour grading does; the map is smooth
             at the scale :math:`\sqrt{\varepsilon}`, so 33 nodes per channel, spacing 8/255, lose little);
             ``None``: evaluate the map at every pixel (exact, ~100x slower at 512 x 512).
@@ -238,7 +247,7 @@ def color_transfer(src, ref, *, method: str = "exact", n_colors: int = 64, t: fl
         >>> rng = np.random.default_rng(0)
         >>> src = (rng.random((8, 8, 3)) * 128).astype(np.uint8)
         >>> ref = (128 + rng.random((8, 8, 3)) * 127).astype(np.uint8)
-        >>> out = color_transfer(src, ref, n_colors=8)
+        >>> out = color_transfer(src, ref, bins=4)
         >>> out.shape, out.dtype, bool(out.mean() > 128)
         ((8, 8, 3), dtype('uint8'), True)
     """
@@ -248,7 +257,7 @@ def color_transfer(src, ref, *, method: str = "exact", n_colors: int = 64, t: fl
         raise ValueError(f"t: expected a number in [0, 1] (0: no change, 1: full transfer), got {t!r}")
     if lut is not None and (not isinstance(lut, int) or lut < 2):
         raise ValueError(f"lut: expected an int >= 2 (lattice nodes per channel) or None, got {lut!r}")
-    for name, v in (("n_colors", n_colors), ("bins", bins)):
+    for name, v in (("n_colors", 1 if n_colors is None else n_colors), ("bins", bins)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     check_positive(rho, "rho", allow_none=True)
@@ -263,9 +272,10 @@ def color_transfer(src, ref, *, method: str = "exact", n_colors: int = 64, t: fl
         if method == "sinkhorn":
             mapped = _sinkhorn_map(cols, ref_cols, bins, eps, rho, tol, lut)
         else:
-            c, targets, a = palette_map(cols, ref_cols, n_colors=n_colors, rho=rho, eps=eps, seed=seed)
+            c, targets, a = palette_map(cols, ref_cols, n_colors=n_colors, bins=bins, rho=rho, eps=eps, seed=seed)
             sigma = smooth if smooth is not None else _default_sigma(c)
-            mapped = cols + _kernel_blend(cols, c, targets - c, a, sigma)
+            fn = lambda pts: _kernel_blend(pts, c, targets - c, a, sigma)  # noqa: E731
+            mapped = cols + (_lut_apply(fn, cols, lut) if (lut and cols.shape[1] == 3) else fn(cols))
         return restore(cols + t * (mapped - cols))
 
 
@@ -274,4 +284,4 @@ def _default_sigma(c: torch.Tensor) -> float:
         return 1.0
     d = torch.cdist(c, c)
     d.fill_diagonal_(float("inf"))
-    return max(float(d.min(1).values.median()), 1e-3)
+    return max(0.5 * float(d.min(1).values.median()), 1e-3)
