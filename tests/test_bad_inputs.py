@@ -238,6 +238,12 @@ NO_EFFECT = [
      dtype=F64)), ValueError, r"^seed: .*ignored"),
     ("mmd scale with the energy kernel", lambda: monge.mmd(X, Y, scale=2.0), ValueError, r"^scale: .*energy"),
     ("MMDLoss scale with the energy kernel", lambda: MMDLoss(scale=2.0), ValueError, r"^scale: .*energy"),
+    ("particle_flow kernel with loss='sinkhorn'", lambda: monge.particle_flow(X, Y, kernel="gaussian", n_steps=1),
+     ValueError, r"^kernel: not used by loss='sinkhorn'"),
+    ("particle_flow blur with the energy MMD", lambda: monge.particle_flow(X, Y, "mmd", blur=0.1, n_steps=1),
+     ValueError, r"^blur: not used by loss='mmd'"),
+    ("particle_flow p with a callable loss", lambda: monge.particle_flow(X, Y, lambda x, y, a, b: (x - y.mean(-2,
+     keepdim=True)).pow(2).sum((-1, -2)), p=1, n_steps=1), ValueError, r"^p: not used by loss='a callable'"),
     ("free_support eps with method='exact'", lambda: monge.free_support_barycenter([X, Y], eps=0.1), ValueError,
      r"^eps: only for method='sinkhorn'"),
 ]

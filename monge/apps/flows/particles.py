@@ -37,13 +37,27 @@ LOSSES = ("sinkhorn", "mmd")
 
 
 def _loss_fn(loss, blur, p, scaling, kernel):
-    if callable(loss):
-        return loss
+    """The loss module; a knob that the chosen loss would ignore is an error (issue 11: no silent no-op)."""
+    if not callable(loss) and loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {LOSSES} or a callable (x, y, a, b) -> loss, got {loss!r}")
     if loss == "sinkhorn":
-        return SinkhornLoss(p=p, blur=blur, scaling=scaling)
+        _unused(loss, kernel=kernel)
+        return SinkhornLoss(p=2 if p is None else p, blur=0.05 if blur is None else blur,
+                            scaling=0.5 if scaling is None else scaling)
     if loss == "mmd":
-        return MMDLoss(kernel=kernel, scale=None if kernel == "energy" else blur)
-    raise ValueError(f"loss: expected one of {LOSSES} or a callable (x, y, a, b) -> loss, got {loss!r}")
+        kernel = "energy" if kernel is None else kernel
+        _unused(loss, p=p, scaling=scaling, **({"blur": blur} if kernel == "energy" else {}))
+        return MMDLoss(kernel=kernel, scale=None if kernel == "energy" else (0.05 if blur is None else blur))
+    _unused("a callable", blur=blur, p=p, scaling=scaling, kernel=kernel)
+    return loss
+
+
+def _unused(loss, **knobs) -> None:
+    given = [k for k, v in knobs.items() if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: not used by loss={loss!r} and would be ignored; drop "
+                         f"{' and '.join(given)} (blur, p, scaling: loss='sinkhorn'; kernel: loss='mmd'; blur is the "
+                         "scale of the gaussian/laplacian kernels)")
 
 
 def _check(x0, y, a, b, lr, n_steps, tol):
@@ -63,7 +77,8 @@ def _check(x0, y, a, b, lr, n_steps, tol):
 
 
 def particle_flow(x0, y, loss="sinkhorn", lr: float = 0.2, n_steps: int = 100, a=None, b=None, *,
-                  blur: float = 0.05, p: float = 2, scaling: float = 0.5, kernel: str = "energy",
+                  blur: float | None = None, p: float | None = None, scaling: float | None = None,
+                  kernel: str | None = None,
                   tol: float | None = None, callback=None, verbose: bool = False) -> ParticleFlowResult:
     r"""Explicit Euler steps of the Wasserstein gradient flow of a loss, moving particles towards a target cloud.
 
@@ -73,9 +88,10 @@ def particle_flow(x0, y, loss="sinkhorn", lr: float = 0.2, n_steps: int = 100, a
 
     Args:
         x0: ``(..., n, d)`` initial positions; y: ``(..., m, d)`` the target (leading dimensions: batched flows).
-        loss: ``"sinkhorn"`` (:class:`monge.nn.SinkhornLoss`, cost :math:`|x - y|^p`, ``eps = blur ** p``),
-            ``"mmd"`` (:class:`monge.nn.MMDLoss`, ``kernel``; ``scale = blur`` for gaussian/laplacian) or a callable
-            ``(x, y, a, b) -> loss`` of the batch shape.
+        loss: ``"sinkhorn"`` (:class:`monge.nn.SinkhornLoss`, cost :math:`|x - y|^p`, ``eps = blur ** p``;
+            defaults ``blur=0.05, p=2, scaling=0.5``), ``"mmd"`` (:class:`monge.nn.MMDLoss`, ``kernel``, default
+            ``"energy"``; ``scale = blur`` for gaussian/laplacian, default 0.05) or a callable ``(x, y, a, b) -> loss``
+            of the batch shape. A knob the chosen loss does not use is an error.
         lr: the step :math:`\eta` (for ``p=2`` the velocity is about :math:`2(x_i - T(x_i))`, so ``lr = 0.5`` jumps
             to the entropic transport map :math:`T` in one step; smaller steps follow the flow).
         n_steps: Euler steps; a, b: weights (``None``: uniform); scaling: eps-scaling ratio of the Sinkhorn loss.
