@@ -7,6 +7,7 @@ cost, no factor 1/2); ``value`` is the optimal :math:`\langle P, C\rangle`; :fun
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 
 import numpy as np
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 _METHODS = ("auto", "network_simplex", "assignment")
+#: The keyword options of :class:`~monge.solvers.sinkhorn.Sinkhorn` that :func:`solve` passes through.
+_SINKHORN_KW = frozenset(f.name for f in dataclasses.fields(Sinkhorn)) - {"eps", "max_iter"}
 
 
 def _split_rho(rho):
@@ -83,6 +86,10 @@ def solve(C, a=None, b=None, *, eps: float | None = None, rho=None, max_iter: in
     """
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
+    unknown = [k for k in sinkhorn_kw if k not in _SINKHORN_KW]
+    if unknown:
+        raise TypeError(f"{', '.join(unknown)}: not an option of solve (eps, rho, max_iter, method, and for eps=...: "
+                        f"{', '.join(sorted(_SINKHORN_KW))})")
     geom = C if isinstance(C, Geometry) else DenseCost(C)
     rho_a, rho_b = _split_rho(rho)
     if eps is not None:
@@ -97,6 +104,9 @@ def solve(C, a=None, b=None, *, eps: float | None = None, rho=None, max_iter: in
         raise ValueError(f"{extra}: only for entropic OT; pass eps=... (exact OT is balanced and has no such option)")
     n, m = geom.shape
     uniform = a is None and b is None and n == m
+    if method == "assignment" and max_iter is not None:
+        raise ValueError("max_iter: the assignment solver always finishes (n augmentations) and would ignore "
+                         f"max_iter={max_iter!r}; drop max_iter or use method='network_simplex'")
     if method == "assignment" and not uniform:
         raise ValueError(
             "method='assignment' needs uniform weights (a=None, b=None) and n = m; got "
@@ -199,6 +209,9 @@ def wasserstein(x, y, a=None, b=None, p: float = 2, **kwargs) -> torch.Tensor:
         5.0
     """
     p = check_p(p)
+    if "cost" in kwargs:
+        raise TypeError("cost: wasserstein's cost is |x - y|^p, set by p; for another ground cost use "
+                        "solve_points(x, y, cost=...).value")
     cost = SqEuclidean() if p == 2.0 else Euclidean(p)
     x, y = as_tensor(x, "x"), as_tensor(y, "y")
     s = normalising_scale(x, y, p, event_dims=2) if x.dim() >= 2 and x.numel() and y.dim() >= 2 and y.numel() else None

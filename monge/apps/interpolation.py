@@ -69,7 +69,8 @@ def displacement_interpolation(x, y, a=None, b=None, *, method: str = "exact", e
         start = x.expand(*T.shape[:-2], *x.shape[-2:])
         return DisplacementInterpolation(start, T, res.problem.a.expand(T.shape[:-1]), method)
     if eps is not None or sinkhorn_kw:
-        raise ValueError("eps: only for method='sinkhorn'; the exact plan has no regularisation")
+        given = ", ".join((["eps"] if eps is not None else []) + list(sinkhorn_kw))
+        raise ValueError(f"{given}: only for method='sinkhorn'; the exact plan has no regularisation")
     # validated in the input dtype, solved in float64: the network simplex runs in float64 anyway and rejects
     # float32 mass rounding (~1e-8 relative)
     prob = LinearProblem(PointCloud(x, y), a, b)

@@ -98,6 +98,10 @@ class SinkhornLoss(torch.nn.Module):
                  debias: bool = True, backend: str = "auto", grad: str = "envelope", cost=None, **solver_kw):
         super().__init__()
         p = _check_knobs(p, blur, reach, scaling, backend)  # the user's arguments, before anything is derived
+        for k in ("eps", "rho", "schedule"):
+            if k in solver_kw:
+                raise TypeError(f"{k}: set by SinkhornLoss from blur, reach and scaling (eps = blur ** p, rho = "
+                                f"reach ** p); pass those instead")
         self.cost = None if cost is None else get_cost(cost, p)
         self.p, self.blur, self.reach, self.debias, self.backend = p, blur, reach, debias, backend
         self.eps = _power(blur, p, "blur")
