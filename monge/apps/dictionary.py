@@ -35,7 +35,7 @@ import warnings
 import torch
 
 from .._validation import as_tensor, check_positive, check_weights
-from .._warnings import warn
+from .._warnings import InnerWarnings, warn
 from ..geometry.base import Geometry
 from ..problems import LinearProblem
 from ..results import Convergence, DictionaryResult, UnmixResult
@@ -185,11 +185,12 @@ def unmix(target, atoms, geom: Geometry, *, eps: float, loss: str = "divergence"
 
     opt = torch.optim.LBFGS([theta], lr=1, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-12, tolerance_change=1e-14)
-    trace, bar = [], Progress(max_iter, verbose, "unmix")
+    trace, bar, inner = [], Progress(max_iter, verbose, "unmix"), InnerWarnings()
 
     def closure():
         opt.zero_grad()
-        J = objective(torch.softmax(theta, -1))[0].sum()
+        with inner.collect():  # the prior's solves: one summary for the call, not one warning per evaluation
+            J = objective(torch.softmax(theta, -1))[0].sum()
         J.backward()
         trace.append(float(J.detach()))
         bar.update(len(trace), trace[-1], eps)
@@ -198,10 +199,12 @@ def unmix(target, atoms, geom: Geometry, *, eps: float, loss: str = "divergence"
     opt.step(closure)
     bar.close()
     lam = torch.softmax(theta.detach(), -1).requires_grad_()
-    J, q = objective(lam)
+    with inner.collect():
+        J, q = objective(lam)
     (grad,) = torch.autograd.grad(J.sum(), lam)
     gap = (grad * lam).sum(-1) - grad.min(-1).values
-    conv = _convergence(gap.detach(), tol, opt.state[theta].get("n_iter", 0), max_iter)
+    conv = _convergence(gap.detach(), tol, opt.state[theta].get("n_iter", 0), max_iter,
+                        inner.summary("the prior's inner solves"))
     return UnmixResult(weights=lam.detach(), mixture=q.detach(), value=J.detach(),
                        trace=like.new_tensor(trace), convergence=conv)
 
@@ -222,15 +225,19 @@ def _prior(prior, K, like):
     return lambda lam: Sinkhorn(eps=eps0)(LinearProblem(geom0, lam0, lam)).value
 
 
-def _convergence(gap, tol, n_its, max_iter) -> Convergence:
-    """The Frank-Wolfe gap certificate; L-BFGS stopping early above ``tol`` is ``"stalled"``."""
+def _convergence(gap, tol, n_its, max_iter, inner: str | None) -> Convergence:
+    """The Frank-Wolfe gap certificate; L-BFGS stopping early above ``tol`` is ``"stalled"``. One warning per call
+    (with what the inner solves warned, aggregated)."""
     conv = Convergence.build(gap, tol, n_its, criterion="fw_gap", stalled=torch.tensor(n_its < max_iter))
+    tail = f"; {inner}." if inner else "."
     if not conv.all_converged:
         warn(f"unmix: {int((~conv.converged).sum())} of {conv.converged.numel()} problems stopped "
              f"({conv.status[int((~conv.converged).reshape(-1).nonzero()[0])]}, {n_its} of max_iter={max_iter} "
              f"iterations) with a Frank-Wolfe gap of {float(gap.max()):.3g} > tol={tol:g} (bounds the suboptimality "
              "in loss units); raise max_iter, tighten the inner solves (tol=...) or raise eps. The result reports "
-             "converged=False.")
+             "converged=False" + tail)
+    elif inner:
+        warn(f"unmix: {inner}; the certificate holds for the inexact prior term that was optimised.")
     return conv
 
 
