@@ -17,3 +17,6 @@ from .apps import (  # noqa: E402
 
 __all__ += ["FreeSupportResult", "KMeansResult", "CoordinatesResult", "DictionaryResult",
             "DisplacementInterpolation", "JKOResult", "ParticleFlowResult", "UnmixResult"]
+from .barycenter import BarycenterResult  # noqa: E402
+
+__all__ += ["BarycenterResult"]

@@ -1,59 +1,93 @@
-"""Stop rules and progress reporting for iterative solvers (no OT math here)."""
+"""The fixed-point driver of every entropic loop, its stop rules and its progress reporting (no OT math here).
+
+:func:`fixed_point` runs ``state <- step(state, omega)`` and owns everything around it: the checks (every
+``check_every`` iterations, plus an early one where the tolerance is predicted to be met), the adaptive
+over-relaxation (:class:`Relaxation`), the freezing of converged batch elements, the progress report, the error
+trace, the one :class:`~monge.results.Convergence` (through :meth:`~monge.results.Convergence.build`) and the
+one warning. A solver gives only ``step(state, omega)`` and ``error(state)``.
+"""
 
 from __future__ import annotations
 
 import math
-import warnings
+import sys
+import time
+from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Checks", "Progress", "Relaxation", "early_check", "relaxed", "warn_not_converged"]
+from .._warnings import warn
+from ..results.convergence import Convergence
+
+__all__ = ["Checks", "FixedPoint", "Progress", "Relaxation", "early_check", "fixed_point", "relaxed",
+           "warn_not_converged"]
 
 
 class Progress:
-    """An opt-in tqdm progress bar over iterations, updated only at check points (no device syncs otherwise)."""
+    """An opt-in progress report over iterations, updated only at check points (no device syncs otherwise): a tqdm
+    bar, or without tqdm one line on stderr at most every second."""
 
     def __init__(self, total: int, enabled: bool, desc: str):
-        self.bar = None
+        self.bar, self.text, self.desc, self.total = None, False, desc, total
+        self.last, self.line = 0.0, None
         if enabled:
             try:
                 from tqdm.auto import tqdm
-            except ImportError:  # pragma: no cover - tqdm is optional
-                warnings.warn("verbose=True needs tqdm (pip install tqdm); continuing without a progress bar")
+            except ImportError:  # no tqdm: plain text
+                self.text = True
                 return
             self.bar = tqdm(total=total, desc=desc, leave=False)
 
-    def update(self, it: int, err: float, eps: float) -> None:
+    def update(self, it: int, err: float, eps: float | None = None) -> None:
         if self.bar is not None:
             self.bar.n = it
-            self.bar.set_postfix(err=f"{err:.2e}", eps=f"{eps:.2e}", refresh=False)
+            post = {"err": f"{err:.2e}"} if eps is None else {"err": f"{err:.2e}", "eps": f"{eps:.2e}"}
+            self.bar.set_postfix(**post, refresh=False)
             self.bar.refresh()
+        elif self.text:
+            self.line = f"{self.desc}: {it}/{self.total}, error {err:.2e}"
+            if time.monotonic() - self.last >= 1.0:
+                self.last = time.monotonic()
+                print(self.line, file=sys.stderr, flush=True)
+                self.line = None
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.line is not None:
+            print(self.line, file=sys.stderr, flush=True)
 
 
-#: What to try when a loop stops at max_iter, per loop (default: the Sinkhorn advice).
-HINTS = {
-    "sinkhorn": "raise max_iter, use eps-scaling (schedule=EpsScaling()) or a larger eps",
-    "barycenter": "raise max_iter or use a larger eps",
-    "dictionary_learning": "raise n_iter or the learning rate (the change is the relative loss change)",
+#: The non-convergence warning of each loop: (what is counted, the error's name, what to try).
+WARNINGS = {
+    "sinkhorn": ("problems", "marginal error", "raise max_iter, use eps-scaling (schedule=EpsScaling()) or a "
+                 "larger eps"),
+    "barycenter": ("problems", "marginal error", "raise max_iter or use a larger eps"),
+    "jko_flow": ("(step, flow) pairs", "marginal error", "raise max_iter, take a larger eps or a smaller tau"),
+    "dictionary_learning": ("problems", "marginal error", "raise n_iter or the learning rate (the change is the "
+                            "relative loss change)"),
 }
+_DIVERGED_HINT = ("costs / eps beyond the dtype's exponent range are the usual cause: rescale the costs, raise "
+                  "eps, or use float64")
 
 
-def warn_not_converged(name: str, converged: torch.Tensor, errors: torch.Tensor, tol: float, max_iter: int):
-    """One warning naming the marginal error reached, when some batch element hit ``max_iter``."""
-    if bool(converged.all()):
+def warn_not_converged(name: str, converged: torch.Tensor, errors: torch.Tensor, tol: float, max_iter: int,
+                       *, fixed: bool = False, diverged_at: int | None = None) -> None:
+    """The one warning of a loop, pointing at the user's line: elements with a NaN/inf error diverged (their own
+    text, with the iteration); elements above ``tol`` reached ``max_iter`` (silent when ``fixed``: exactly that
+    many iterations were asked for). Texts per loop in :data:`WARNINGS`."""
+    what, label, hint = WARNINGS.get(name, WARNINGS["sinkhorn"])
+    bad = ~torch.isfinite(errors)
+    if bool(bad.any()):
+        where = f"at iteration {diverged_at}" if diverged_at is not None else f"by iteration {max_iter}"
+        warn(f"{name}: {int(bad.sum())} of {bad.numel()} {what} diverged: NaN or inf appeared in the iterates "
+             f"{where}; {_DIVERGED_HINT}. The result reports status 'diverged'.")
+    late = ~converged & ~bad
+    if fixed or not bool(late.any()):
         return
-    worst = float(errors.max())
-    warnings.warn(
-        f"{name}: {int((~converged).sum())} of {converged.numel()} problems reached max_iter={max_iter} with a "
-        f"marginal error of {worst:.3g} > tol={tol:g}; {HINTS.get(name, HINTS['sinkhorn'])}. The result reports "
-        "converged=False.",
-        RuntimeWarning,
-        stacklevel=4,
-    )
+    worst = float(errors[late].max())
+    warn(f"{name}: {int(late.sum())} of {converged.numel()} {what} reached max_iter={max_iter} with a {label} "
+         f"of {worst:.3g} > tol={tol:g}; {hint}. The result reports converged=False.")
 
 
 def relaxed(old: torch.Tensor, new: torch.Tensor, omega: float) -> torch.Tensor:
@@ -214,3 +248,89 @@ class Relaxation:
             if r1 / 1.25 <= r2 <= 1.25 * r1:
                 return r2 ** (1.0 / w)
         return None
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """What :func:`fixed_point` returns: the final state (``finish``'s output if given), the iterations run, the
+    error trace at check points and the convergence record of the returned object."""
+
+    state: object
+    n_iters: int
+    trace: list
+    convergence: Convergence
+
+
+def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: int = 10, omega="auto",
+                fixed_iters: bool = False, freeze=None, verbose: bool = False, name: str = "sinkhorn",
+                finish=None, start: int = 0, quiet: bool = False, criterion: str = "marginal_l1",
+                watch=None, check_start: bool = True) -> FixedPoint:
+    r"""Iterate ``state <- step(state, omega)`` until ``error(state) <= tol`` for every batch element.
+
+    Args:
+        step: ``(state, omega) -> state``, one (over-relaxed) iteration. error: ``state -> (*batch,)`` tensor.
+        state: the initial state (anything :class:`Relaxation` may save and ``freeze`` understands).
+        tol: the tolerance on ``error``; max_iter: the iteration cap (counted from ``start``, iterations already
+            run by the caller, e.g. annealing; checks fall on multiples of ``check_every`` of the total).
+        omega: ``"auto"`` (see :class:`Relaxation`) or a fixed over-relaxation. fixed_iters: run exactly
+            ``max_iter`` iterations (no stop test, plain iterations for ``"auto"``, no warning for the count).
+        freeze: ``(active, old, new) -> state`` keeping converged batch elements where they are (None: no batch).
+        finish: ``state -> (returned object, its error)``: the error reported and compared with ``tol`` is that of
+            the returned object (default: ``(state, error(state))``).
+        verbose: a progress report; name: the loop's name in it and in the warning (:data:`WARNINGS`).
+        quiet: no warning here (an outer loop that aggregates its inner solves reports them itself).
+        watch: ``state -> (*batch,)``, the signal :class:`Relaxation` decides from (default: ``error``); the scaling
+            loops pass their first marginal's residual, which the relaxed second half step does not perturb, so
+            the rule keeps the calibration of its benchmarks while the stop test measures both marginals.
+        check_start: whether to measure the initial state (False: a warm start whose first marginal is exact by
+            construction, which would tell the over-relaxation nothing about the transient).
+
+    The loop never stops before one full step; a NaN/inf error freezes its element, which ends ``"diverged"``.
+
+    Example:
+        >>> run = fixed_point(lambda x, w: 0.5 * x, lambda x: x.abs(), torch.tensor([1.0]), tol=1e-3, max_iter=100,
+        ...                   omega=1.0)
+        >>> run.n_iters, run.convergence.status
+        (10, ('converged',))
+    """
+    relax = Relaxation(1.0 if fixed_iters and omega == "auto" else omega, check_every)
+    checks = Checks(check_every, 0.0 if fixed_iters else tol)
+    bar = Progress(start + max_iter, verbose, name)
+    trace, signal, it, active, diverged_at, end = [], [], start, None, None, start + max_iter
+    watch = error if watch is None else watch
+    while it < end:
+        if checks.due(it) and (check_start or it > start):
+            err = error(state).detach()
+            trace.append(err)
+            signal.append(err if watch is error else watch(state).detach())
+            # before the first step an inf error is an unfitted start (e.g. f = 0 against a warm g), not a blow-up
+            finite = torch.isfinite(err) if it > start else ~torch.isnan(err)
+            active = finite & (err > tol)
+            worst = float(torch.where(torch.isfinite(err), err, torch.zeros_like(err)).max())
+            if diverged_at is None and not bool(finite.all()):
+                diverged_at = it
+            bar.update(it, worst)
+            if not bool(active.any()) and (not fixed_iters or not bool(finite.any())):
+                if it > start or not bool(finite.any()):
+                    break
+                checks.extra = it + 1  # converged at the start (a warm start): one full step, then check again
+            else:
+                checks.record(it, worst)
+            restore = relax.update(signal, state, it) if checks.regular(it) else None
+            if restore is not None:
+                state, it = restore, it + 1
+                continue
+        elif relax.wants_probe(it):
+            relax.probe(it, watch(state).detach())
+        new = step(state, relax.omega)
+        if freeze is not None and active is not None and not fixed_iters:
+            new = freeze(active, state, new)
+        state, it = new, it + 1
+    bar.close()
+    out, final = finish(state) if finish is not None else (state, error(state))
+    final = final.detach()
+    conv = Convergence.build(final, tol, it, criterion=criterion, fixed=fixed_iters,
+                             errors=torch.stack(trace) if trace else final[None])
+    if not quiet:
+        warn_not_converged(name, conv.converged, final, tol, end, fixed=fixed_iters, diverged_at=diverged_at)
+    return FixedPoint(out, it, trace, conv)

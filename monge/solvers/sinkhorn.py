@@ -18,22 +18,18 @@ from dataclasses import dataclass
 
 import torch
 
-from ..ops.logsumexp import log_weights
 from ..problems.linear import LinearProblem
-from ..results import Convergence, SinkhornResult
-from ._loop import Checks, Progress, Relaxation, warn_not_converged
+from ..results import SinkhornResult
+from ._loop import fixed_point, relaxed
+from .marginals import KL, Hard, Marginal
 from .schedules import EpsScaling
 
-__all__ = ["Sinkhorn", "DEFAULT_TOL", "GRADS"]
+__all__ = ["Sinkhorn", "SinkhornData", "DEFAULT_TOL", "GRADS", "sinkhorn_loop"]
 
 #: Default stopping tolerance on the l1 marginal violation, per dtype: float32 sums of 10^4..10^5 weights carry
 #: rounding errors of ~1e-6, so 1e-5 is the tightest reliable target there.
 DEFAULT_TOL = {torch.float32: 1e-5, torch.float64: 1e-7}
 GRADS = ("envelope", "unroll", "implicit")
-
-
-def _kappa(rho, eps):
-    return 1.0 if rho is None else rho / (rho + eps)
 
 
 def _esum(t: torch.Tensor, k: int) -> torch.Tensor:
@@ -42,70 +38,108 @@ def _esum(t: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class _Data:
-    """What the iterations need: log-weights, penalties, and the event rank of the geometry."""
+class SinkhornData:
+    """The two marginal updates (:mod:`~monge.solvers.marginals`) and the event rank of the geometry.
 
-    a: torch.Tensor
-    b: torch.Tensor
-    la: torch.Tensor
-    lb: torch.Tensor
-    rho_a: float | None
-    rho_b: float | None
+    The loop state is ``(f, g, Sf, Sg)``: the potentials and the soft-mins ``Sf = softmin_0(f + eps log a)``,
+    ``Sg = softmin_1(g + eps log b)`` that the next updates need, so the error of a state costs no soft-min.
+    """
+
+    ma: Marginal
+    mb: Marginal
     k: int
     symmetric: bool = False  # OT(a, a) on one point cloud: f = g, averaged updates f <- (f + T(f)) / 2
 
     @classmethod
-    def of(cls, prob: LinearProblem, detach: bool = False) -> "_Data":
+    def of(cls, prob: LinearProblem, detach: bool = False) -> "SinkhornData":
         a, b = (prob.a.detach(), prob.b.detach()) if detach else (prob.a, prob.b)
+        ma = Hard(a) if prob.rho_a is None else KL(a, prob.rho_a)
+        mb = Hard(b) if prob.rho_b is None else KL(b, prob.rho_b)
         sym = prob.geom.symmetric and prob.a is prob.b and prob.rho_a == prob.rho_b
-        return cls(a, b, log_weights(a), log_weights(b), prob.rho_a, prob.rho_b, prob.geom.event_ndim, sym)
+        return cls(ma, mb, prob.geom.event_ndim, sym)
 
-    def step(self, geom, f, g, eps, omega: float = 1.0):
-        """One (over-relaxed) Sinkhorn iteration; returns (f, g, S), S the unscaled softmin for the error."""
-        f_new, S = self.f_update(geom, g, eps)
-        if self.symmetric:
-            f_new = 0.5 * (f + f_new)
-            return f_new, f_new, S
-        if omega != 1.0:
-            f_new = torch.lerp(f, f_new, omega)  # f + omega (f_new - f), one pass
-            return f_new, torch.lerp(g, self.g_update(geom, f_new, eps), omega), S
-        return f_new, self.g_update(geom, f_new, eps), S
+    @property
+    def b(self) -> torch.Tensor:
+        return self.mb.w
+
+    @property
+    def balanced(self) -> bool:
+        return isinstance(self.ma, Hard) and isinstance(self.mb, Hard)
 
     def f_update(self, geom, g, eps):
-        """(kappa_a * S, S) with S = softmin(g + eps log b) over targets."""
-        S = geom.softmin(torch.add(g, self.lb, alpha=eps), eps, 1)
-        return (S if self.rho_a is None else _kappa(self.rho_a, eps) * S), S
+        """``(f, S)``: the row update from ``g`` and its soft-min ``S = softmin_1(g + eps log b)``."""
+        S = geom.softmin(torch.add(g, self.mb.lw, alpha=eps), eps, 1)
+        return self.ma.update(S, eps), S
 
     def g_update(self, geom, f, eps):
-        S = geom.softmin(torch.add(f, self.la, alpha=eps), eps, 0)
-        return S if self.rho_b is None else _kappa(self.rho_b, eps) * S
+        return self.mb.update(geom.softmin(torch.add(f, self.ma.lw, alpha=eps), eps, 0), eps)
 
-    def error(self, f, S, eps):
-        """l1 violation of the first-order condition on the row marginal (the marginal error if balanced)."""
-        row = torch.exp(self.la + (f - S) / eps)
-        target = self.a if self.rho_a is None else self.a * torch.exp(-f / self.rho_a)
-        return _esum((row - target).abs(), self.k)
+    def start(self, geom, f, g, eps):
+        """The loop state at ``(f, g)``."""
+        Sg = geom.softmin(torch.add(g, self.mb.lw, alpha=eps), eps, 1)
+        return f, g, geom.softmin(torch.add(f, self.ma.lw, alpha=eps), eps, 0), Sg
+
+    def step(self, geom, state, eps, omega: float = 1.0):
+        """One (over-relaxed) iteration: ``f`` from the cached ``Sg``, then ``g``, then the new soft-mins."""
+        f, g, _, Sg = state
+        if self.symmetric:  # averaged, one soft-min: by symmetry Sf = Sg
+            f = 0.5 * (f + self.ma.update(Sg, eps))
+            S = geom.softmin(torch.add(f, self.ma.lw, alpha=eps), eps, 1)
+            return f, f, S, S
+        f = relaxed(f, self.ma.update(Sg, eps), omega)
+        Sf = geom.softmin(torch.add(f, self.ma.lw, alpha=eps), eps, 0)
+        g = relaxed(g, self.mb.update(Sf, eps), omega)
+        return f, g, Sf, geom.softmin(torch.add(g, self.mb.lw, alpha=eps), eps, 1)
+
+    def error(self, state, eps):
+        r"""l1 violation of the optimality conditions of both marginals of the plan of ``(f, g)``, per batch element
+        (balanced: :math:`\|P 1 - a\|_1 + \|P^\top 1 - b\|_1`)."""
+        f, g, Sf, Sg = state
+        return self.ma.residual(f, Sg, eps, self.k) + self.mb.residual(g, Sf, eps, self.k)
+
+    def rows(self, state, eps):
+        """The first marginal's residual alone: what the over-relaxation watches."""
+        return self.ma.residual(state[0], state[3], eps, self.k)
 
     def dual(self, f, S, g, eps):
         """Dual objective at (f, g), with S = softmin(g + eps log b) giving the plan's total mass."""
-        mass_p = _esum(torch.exp(self.la + (f - S) / eps), self.k)
-        ma, mb = _esum(self.a, self.k), _esum(self.b, self.k)
-        phi_a = _esum(self.a * f, self.k) if self.rho_a is None else -self.rho_a * _esum(
-            self.a * torch.expm1(-f / self.rho_a), self.k)
-        phi_b = _esum(self.b * g, self.k) if self.rho_b is None else -self.rho_b * _esum(
-            self.b * torch.expm1(-g / self.rho_b), self.k)
-        return phi_a + phi_b - eps * (mass_p - ma * mb)
+        mass_p = _esum(self.ma.marginal(f, S, eps), self.k)
+        ma, mb = _esum(self.ma.w, self.k), _esum(self.mb.w, self.k)
+        return self.ma.conjugate(f, self.k) + self.mb.conjugate(g, self.k) - eps * (mass_p - ma * mb)
+
+    def freeze(self, active, old, new):
+        """Keep converged batch elements where they are."""
+        m = active.reshape(*active.shape, *([1] * self.k))
+        return tuple(torch.where(m, u, v) for u, v in zip(new, old))
+
+
+def sinkhorn_loop(geom, data: SinkhornData, f, g, eps: float, *, tol: float, max_iter: int, check_every: int = 10,
+                  omega="auto", fixed_iters: bool = False, verbose: bool = False, start: int = 0, finish=None,
+                  name: str = "sinkhorn", quiet: bool = False, check_start: bool = True):
+    """The Sinkhorn iterations at ``eps`` from ``(f, g)`` over :func:`~monge.solvers._loop.fixed_point`, for any
+    pair of marginal updates (balanced, unbalanced, semi-unbalanced, the JKO step). ``finish(state)`` makes the
+    returned object and its error (default: the state ``(f, g, Sf, Sg)`` and its error)."""
+    return fixed_point(
+        lambda s, w: data.step(geom, s, eps, w), lambda s: data.error(s, eps), data.start(geom, f, g, eps),
+        tol=tol, max_iter=max_iter, check_every=check_every, omega=1.0 if data.symmetric else omega,
+        fixed_iters=fixed_iters, freeze=data.freeze if f.dim() > data.k else None, verbose=verbose, name=name,
+        finish=finish, start=start, quiet=quiet, watch=lambda s: data.rows(s, eps), check_start=check_start)
 
 
 @dataclass(frozen=True)
 class Sinkhorn:
-    r"""Log-domain Sinkhorn solver, stopped on the l1 marginal violation.
+    r"""Log-domain Sinkhorn solver, stopped on the l1 marginal violation of both marginals.
 
     Args:
         eps: entropic regularisation, absolute, in cost units (> 0).
-        tol: stop when :math:`\|P 1 - a\|_1 \le` tol (units of the weights; unbalanced: the violation of the
-            first-order condition), checked every ``check_every`` iterations. ``None``: :data:`DEFAULT_TOL`.
+        tol: stop when :math:`\|P 1 - a\|_1 + \|P^\top 1 - b\|_1 \le` tol (units of the weights; a penalised
+            side: the violation of its first-order condition :math:`P 1 = a e^{-f/\rho}`), checked every
+            ``check_every`` iterations, never before one full iteration. ``None``: :data:`DEFAULT_TOL`. The
+            reported ``convergence.error`` (criterion ``"marginal_l1"``) and ``converged`` are measured on the
+            returned potentials, after the final half step.
         max_iter: iteration cap (annealing iterations included). Reaching it is reported, never raised.
+        fixed_iters: run exactly ``max_iter`` iterations (no stop test, plain iterations for ``omega="auto"``, no
+            warning); ``converged`` still compares the final error with ``tol``.
         check_every: iterations between checks (the only device synchronisations of the loop), plus one extra
             check where the measured contraction predicts the tolerance to be met before the next regular one.
         schedule: an :class:`~monge.solvers.schedules.EpsScaling` to anneal eps (``None``: fixed eps).
@@ -115,7 +149,9 @@ class Sinkhorn:
             at small eps). ``"auto"`` (default): 10 plain iterations, then a damped SOR optimum from the measured
             contraction rate, raised later by Young's relation; a blow-up restores the saved iterate, an
             oscillation halves omega (see :class:`~monge.solvers._loop.Relaxation`). A number in (0, 2) fixes it.
-        verbose: a tqdm progress bar.
+        verbose: a progress report (tqdm, or lines on stderr without it).
+
+    A NaN or inf (costs / eps beyond the dtype's range) ends the element with status ``"diverged"`` and a warning.
 
     Example:
         >>> import torch, monge
@@ -133,6 +169,7 @@ class Sinkhorn:
     grad: str = "envelope"
     omega: float | str = "auto"
     verbose: bool = False
+    fixed_iters: bool = False
 
     def __post_init__(self):
         from .._validation import check_loop, check_positive
@@ -151,10 +188,16 @@ class Sinkhorn:
             raise TypeError(f"prob: expected a monge LinearProblem, got {type(prob).__name__}")
         unroll = self.grad == "unroll"
         f, g = self._init(prob, init, prob.geom.event_ndim)
+        tol = self.tol if self.tol is not None else DEFAULT_TOL[f.dtype]
+        mode = torch.is_grad_enabled()  # the final half step runs in the caller's mode
         with torch.set_grad_enabled(unroll):
-            f, g, n_it, trace = self._iterate(_loop_geometry(prob.geom, unroll), _Data.of(prob, detach=not unroll), f, g)
-        # the final (differentiable) half step runs on the problem's own geometry and weights
-        return self._finish(prob, prob.geom, _Data.of(prob), f, g, n_it, trace)
+            geom, data = _loop_geometry(prob.geom, unroll), SinkhornData.of(prob, detach=not unroll)
+            f, g, n_it = self._anneal(geom, data, f, g)
+            run = sinkhorn_loop(geom, data, f, g, self.eps, tol=tol, max_iter=self.max_iter - n_it,
+                                check_every=self.check_every, omega=self.omega, fixed_iters=self.fixed_iters,
+                                verbose=self.verbose, start=n_it, finish=lambda state: self._finish(prob, state, mode))
+        f, g, value = run.state
+        return SinkhornResult(f=f, g=g, value=value, eps=self.eps, problem=prob, convergence=run.convergence)
 
     def _init(self, prob, init, k):
         n_shape, m_shape = prob.a.shape[prob.a.dim() - k :], prob.b.shape[prob.b.dim() - k :]
@@ -170,71 +213,34 @@ class Sinkhorn:
         return (f0.detach().to(like).expand(*batch, *n_shape).clone(),
                 g0.detach().to(like).expand(*batch, *m_shape).clone())
 
-    def _iterate(self, geom, data, f, g):
-        """Annealing stages (if any), then iterations at eps with checks; returns (f, g, iterations, trace)."""
-        temps = self.schedule.temperatures(self.eps, geom.cost_scale()) if self.schedule else [self.eps]
-        n_it = 0
+    def _anneal(self, geom, data, f, g):
+        """The annealing stages of the schedule (if any), plain iterations: ``(f, g, iterations)``."""
+        if self.schedule is None:
+            return f, g, 0
+        temps = self.schedule.temperatures(self.eps, geom.cost_scale())
         for e in temps[:-1]:
             for _ in range(self.schedule.iters_per_stage):
-                f, g, _ = data.step(geom, f, g, e)
-                n_it += 1
-        return self._final_stage(geom, data, f, g, n_it)
+                f = data.f_update(geom, g, e)[0]
+                g = data.g_update(geom, f, e)
+        return f, g, (len(temps) - 1) * self.schedule.iters_per_stage
 
-    def _tol(self, dtype: torch.dtype) -> float:
-        return self.tol if self.tol is not None else DEFAULT_TOL[dtype]
+    def _finish(self, prob, state, mode: bool):
+        """The returned object: one (differentiable) half step from ``g`` on the problem's own geometry and
+        weights, the value, and the error of the returned ``(f, g)`` on both marginals (one more soft-min)."""
+        geom, eps, g = prob.geom, self.eps, state[1]
+        with torch.set_grad_enabled(mode):
+            data = SinkhornData.of(prob)
+            if self.grad == "implicit":
+                from ..autodiff import implicit_potential
 
-    def _final_stage(self, geom, data, f, g, n_it):
-        eps, tol, trace = self.eps, self._tol(f.dtype), []
-        batched = f.dim() > data.k
-        active = None
-        relax = Relaxation(1.0 if data.symmetric else self.omega, self.check_every)  # (symmetric: averaged steps)
-        bar = Progress(self.max_iter, self.verbose, "sinkhorn")
-        checks = Checks(self.check_every, tol)
-        while n_it < self.max_iter:
-            f_new, g_new, S = data.step(geom, f, g, eps, relax.omega)
-            if checks.due(n_it):
-                err = data.error(f, S, eps).detach()
-                trace.append(err)
-                active = err > tol
-                worst = float(err.max())
-                bar.update(n_it, worst, eps)
-                if not bool(active.any()):
-                    break
-                checks.record(n_it, worst)
-                restore = relax.update(trace, (f, g), n_it) if checks.regular(n_it) else None
-                if restore is not None:
-                    f, g = restore
-                    n_it += 1
-                    continue
-            elif relax.wants_probe(n_it):
-                relax.probe(n_it, data.error(f, S, eps).detach())
-            if batched and active is not None:
-                mask = active.reshape(*active.shape, *([1] * data.k))
-                f_new, g_new = torch.where(mask, f_new, f), torch.where(mask, g_new, g)
-            f, g = f_new, g_new
-            n_it += 1
-        bar.close()
-        return f, g, n_it, trace
-
-    def _finish(self, prob, geom, data, f, g, n_it, trace):
-        """One (differentiable) half step from g: the value, the final error, the convergence record."""
-        eps, tol = self.eps, self._tol(f.dtype)
-        if self.grad == "implicit":
-            from ..autodiff import implicit_potential
-
-            g = implicit_potential(geom, data, g, eps)
-        elif self.grad == "envelope":
-            g = g.detach()
-        f_new, S = data.f_update(geom, g, eps)
-        err = data.error(f.detach(), S.detach(), eps)
-        value = data.dual(f_new, S, g, eps)
-        converged = err <= tol
-        errors = torch.stack(trace) if trace else err[None]
-        warn_not_converged("sinkhorn", converged, err, tol, self.max_iter)
-        status = tuple("converged" if c else "max_iter_reached" for c in converged.reshape(-1).tolist())
-        conv = Convergence(converged=converged, n_iters=torch.full_like(converged, n_it, dtype=torch.int64),
-                           status=status, error=err, errors=errors)
-        return SinkhornResult(f=f_new, g=g, value=value, eps=eps, problem=prob, convergence=conv)
+                g = implicit_potential(geom, data, g, eps)
+            elif self.grad == "envelope":
+                g = g.detach()
+            f, S = data.f_update(geom, g, eps)
+            value = data.dual(f, S, g, eps)
+        with torch.no_grad():
+            err = data.error((f, g, geom.softmin(torch.add(f, data.ma.lw, alpha=eps), eps, 0), S), eps)
+        return (f, g, value), err
 
 
 def _loop_geometry(geom, unroll: bool):

@@ -40,16 +40,15 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from ..._validation import as_tensor, check_finite, check_positive, check_weights
 from ...geometry.grid import Grid
-from ...ops.logsumexp import log_weights
-from ...results import Convergence
-from ...solvers._loop import Progress, Relaxation, relaxed
-from ...solvers.sinkhorn import DEFAULT_TOL, _esum
+from ...results import Convergence, JKOResult
+from ...solvers._loop import Progress, warn_not_converged
+from ...solvers.marginals import Hard, Prox
+from ...solvers.sinkhorn import DEFAULT_TOL, SinkhornData, sinkhorn_loop
 
 __all__ = [
     "Congestion",
@@ -63,6 +62,10 @@ __all__ = [
     "jko_flow",
     "jko_step",
 ]
+
+def _esum(t: torch.Tensor, k: int) -> torch.Tensor:
+    return t.sum(tuple(range(-k, 0)))
+
 
 _NEWTON_STEPS = 12  # Lambert-W Newton steps: monotone from a start right of the root, then quadratic (float64: ~6)
 _CAP_SLACK = 1e-3  # the congestion cap holds up to the inner tolerance; value() tolerates this relative excess
@@ -245,32 +248,6 @@ def _prox(terms, log_z, sigma, volume):
     return torch.where(finite, r, torch.full_like(r, -torch.inf))
 
 
-@dataclass(frozen=True)
-class JKOResult:
-    r"""A discrete gradient flow :math:`\mu_0, \mu_1, \dots, \mu_T` on a grid.
-
-    Attributes:
-        snapshots: ``(n_steps + 1, ..., n_1, ..., n_d)``: :math:`\mu_0` and the measure after each step.
-        energies: ``(n_steps + 1, ...)``: :math:`F(\mu_t)` of every snapshot (``inf`` where a constraint fails).
-        convergence: per step and batch element (leading dimension ``n_steps``): ``converged``, ``n_iters`` (inner
-            iterations), ``marginal_error`` (the l1 error on :math:`P 1 = \mu_t` at the end of the step), status.
-        inner_errors: one trace ``(n_checks, ...)`` of the inner errors per step.
-        tau, eps: the time step and the entropic temperature (cost units).
-    """
-
-    snapshots: torch.Tensor
-    energies: torch.Tensor
-    convergence: Convergence
-    inner_errors: tuple[torch.Tensor, ...]
-    tau: float
-    eps: float
-
-    @property
-    def final(self) -> torch.Tensor:
-        """The last snapshot :math:`\\mu_T`."""
-        return self.snapshots[-1]
-
-
 def grid_coordinates(geom: Grid) -> tuple[torch.Tensor, ...]:
     """The cell positions of a grid, one ``(n_1, ..., n_d)`` tensor per axis (for potentials ``V(x)``).
 
@@ -287,38 +264,27 @@ def jko_step(mu: torch.Tensor, geom: Grid, functional: Functional, tau: float, e
              omega: float | str = "auto"):
     r"""One entropic JKO step :math:`\mu_{t+1} = \arg\min F + W_\varepsilon(\cdot, \mu)/(2\tau)` (no validation).
 
+    The Sinkhorn loop of :mod:`monge.solvers.sinkhorn` with a hard first marginal ``mu`` and the free second
+    marginal through the prox of :math:`2\tau F` (:class:`~monge.solvers.marginals.Prox`).
+
     Returns ``(mu_next, g, n_iters, error, trace)``: the new measure (exactly the mass of ``mu``: it is the second
     marginal of a plan whose first marginal is ``mu``), the dual potential ``g`` (to warm-start the next step),
-    the inner iterations, the final l1 error on the first marginal per batch element, the trace of errors.
+    the inner iterations, the final error per batch element (both optimality conditions of the returned plan,
+    l1), the trace of errors at check points. It does not warn: :func:`jko_flow` reports once.
     """
-    k = len(geom.source_shape)
-    tol = DEFAULT_TOL[mu.dtype] if tol is None else tol
-    lp, vol = log_weights(mu), geom.cell_volume
-    sigma = 2.0 * tau / eps
+    data = SinkhornData(Hard(mu), Prox(functional, 2.0 * tau / eps, geom.cell_volume, mu), len(geom.source_shape))
+
+    def finish(state):  # the exact projection on P 1 = mu, then the free marginal of that plan
+        f, g = data.f_update(geom, state[1], eps)[0], state[1]
+        Sf = geom.softmin(torch.add(f, data.ma.lw, alpha=eps), eps, 0)
+        return (data.mb.marginal(g, Sf, eps), g), data.error((f, g, Sf, state[3]), eps)
+
     g = mu.new_zeros(mu.shape) if init is None else init
-    f = eps * lp + geom.softmin(g, eps, 1)
-    trace, err, it = [], None, 0
-    relax = Relaxation(omega, check_every)
-    while True:
-        S0 = geom.softmin(f, eps, 0)
-        log_s = functional.prox(-S0 / eps, sigma, vol)
-        g = relaxed(g, torch.where(torch.isfinite(log_s), eps * log_s + S0, torch.full_like(S0, -torch.inf)),
-                     relax.omega)
-        S1 = geom.softmin(g, eps, 1)
-        it += 1
-        if it % check_every == 0 or it >= max_iter:
-            err = _esum((torch.exp((f - S1) / eps) - mu).abs(), k)  # |P 1 - mu|_1 before the projection
-            trace.append(err)
-            if it >= max_iter or not bool((err > tol).any()):
-                break
-            restore = relax.update(trace, (f, g))
-            if restore is not None:
-                f, g = restore
-                continue
-        f = relaxed(f, eps * lp + S1, relax.omega)
-    f = eps * lp + S1  # exact projection on P 1 = mu: the column marginal then has exactly the mass of mu
-    mu_next = torch.exp((g - geom.softmin(f, eps, 0)) / eps)
-    return mu_next, g, it, err, torch.stack(trace)
+    run = sinkhorn_loop(geom, data, data.f_update(geom, g, eps)[0], g, eps, max_iter=max_iter, check_every=check_every,
+                        tol=DEFAULT_TOL[mu.dtype] if tol is None else tol, omega=omega, finish=finish, quiet=True,
+                        check_start=False)
+    (mu_next, g), conv = run.state, run.convergence
+    return mu_next, g, run.n_iters, conv.error, conv.errors
 
 
 def _check_inputs(mu0, geom, functional, tau, eps, n_steps):
@@ -337,7 +303,7 @@ def _check_inputs(mu0, geom, functional, tau, eps, n_steps):
     if mu0.dtype != geom.dtype or mu0.device != geom.device:
         raise TypeError(f"mu0: has dtype {mu0.dtype} on {mu0.device} but the grid has dtype {geom.dtype} on "
                         f"{geom.device}; build Grid(..., dtype=mu0.dtype, device=mu0.device)")
-    check_weights(mu0, "mu0", geom.grid_shape, mu0, size_name="grid shape")  # the one histogram validator
+    check_weights(mu0, "mu0", geom.source_shape, mu0, size_name="grid shape")  # the one histogram validator
     if not isinstance(functional, Functional):
         raise TypeError(f"functional: expected a monge.apps.flows Functional (PotentialEnergy, Entropy, PorousMedium, "
                         f"Congestion or a sum of them), got {type(functional).__name__}")
@@ -350,7 +316,7 @@ def _check_inputs(mu0, geom, functional, tau, eps, n_steps):
 
 
 def jko_flow(mu0, grid_or_geom: Grid | None, functional: Functional, tau: float, eps: float, n_steps: int, *,
-             inner_iter: int = 2000, tol: float | None = None, check_every: int = 10, callback=None,
+             max_iter: int = 2000, tol: float | None = None, check_every: int = 10, callback=None,
              verbose: bool = False) -> JKOResult:
     r"""A Wasserstein gradient flow of ``functional`` on a grid by ``n_steps`` entropic JKO steps.
 
@@ -365,12 +331,14 @@ def jko_flow(mu0, grid_or_geom: Grid | None, functional: Functional, tau: float,
         functional: :class:`PotentialEnergy`, :class:`Entropy`, :class:`PorousMedium`, :class:`Congestion` or a sum.
         tau: the time step; eps: the entropic temperature in cost units (squared lengths): the flow carries an
             extra blur of about ``eps / 2`` variance per step (module docstring).
-        n_steps: JKO steps; inner_iter: cap on inner iterations per step; tol: l1 error on the first marginal
-            (default 1e-7 float64, 1e-5 float32), checked every ``check_every`` iterations.
+        n_steps: JKO steps; max_iter: cap on inner iterations per step; tol: l1 error of the inner plan on both
+            optimality conditions (the first marginal, the prox condition of the free one; default 1e-7 float64,
+            1e-5 float32), checked every ``check_every`` iterations.
         callback: ``callback(step, mu)`` after each step. verbose: a tqdm bar over the steps.
 
     Returns:
-        :class:`JKOResult`; a step that hits ``inner_iter`` is reported (``converged=False``) and warned, not raised.
+        :class:`JKOResult`; a step that hits ``max_iter`` is reported (``converged=False``) and warned once per
+        flow, not raised.
 
     Example:
         >>> import torch
@@ -390,7 +358,7 @@ def jko_flow(mu0, grid_or_geom: Grid | None, functional: Functional, tau: float,
     bar = Progress(n_steps, verbose, "jko")
     mu, g = mu0, None
     for step in range(n_steps):
-        mu, g, it, err, trace = jko_step(mu, geom, functional, tau, eps, tol=tol, max_iter=inner_iter,
+        mu, g, it, err, trace = jko_step(mu, geom, functional, tau, eps, tol=tol, max_iter=max_iter,
                                          check_every=check_every, init=g)
         snaps.append(mu)
         energies.append(functional.value(mu, vol, k))
@@ -401,25 +369,16 @@ def jko_flow(mu0, grid_or_geom: Grid | None, functional: Functional, tau: float,
         if callback is not None:
             callback(step + 1, mu)
     bar.close()
-    return JKOResult(torch.stack(snaps), torch.stack(energies), _convergence(errs, iters, mu0, k, tol, inner_iter),
+    return JKOResult(torch.stack(snaps), torch.stack(energies), _convergence(errs, iters, mu0, k, tol, max_iter),
                      tuple(traces), float(tau), float(eps))
 
 
 def _convergence(errs, iters, mu0, k, tol, max_iter) -> Convergence:
-    import warnings
-
+    """One record for the whole flow, ``(n_steps, *batch)``, and one warning."""
     batch = mu0.shape[: mu0.dim() - k]
     tol = DEFAULT_TOL[mu0.dtype] if tol is None else tol
-    if not errs:
-        empty = torch.zeros((0, *batch), dtype=mu0.dtype, device=mu0.device)
-        return Convergence(empty.bool(), empty.long(), (), empty, errors=empty)
-    err = torch.stack(errs)
-    converged = err <= tol
-    n_iters = torch.tensor(iters, device=mu0.device).reshape(-1, *([1] * len(batch))).expand(err.shape)
-    status = tuple("converged" if c else "max_iter_reached" for c in converged.reshape(-1).tolist())
-    if not bool(converged.all()):
-        warnings.warn(
-            f"jko_flow: {int((~converged).sum())} of {converged.numel()} (step, flow) pairs reached inner_iter="
-            f"{max_iter} with a marginal error of {float(err.max()):.3g} > tol={tol:g}; raise inner_iter, take a "
-            "larger eps or a smaller tau. The result reports converged=False.", RuntimeWarning, stacklevel=3)
-    return Convergence(converged=converged, n_iters=n_iters.clone(), status=status, error=err, errors=err)
+    err = torch.stack(errs) if errs else mu0.new_zeros((0, *batch))
+    n_iters = torch.tensor(iters, dtype=torch.int64, device=mu0.device).reshape(-1, *([1] * len(batch)))
+    conv = Convergence.build(err, tol, n_iters.expand(err.shape).clone(), errors=err)
+    warn_not_converged("jko_flow", conv.converged, err, tol, max_iter)
+    return conv

@@ -183,9 +183,9 @@ def test_prox_extreme_inputs_are_finite():
 
 def test_non_convergence_is_reported():
     geom, _, mu0 = gaussian_1d(64, 0.5, 0.05, torch.float64)
-    with pytest.warns(RuntimeWarning, match="inner_iter"):
-        res = jko_flow(mu0, geom, Entropy(), 1e-2, 1e-4, 2, inner_iter=3)
-    assert not res.convergence.all_converged and res.convergence.status[0] == "max_iter_reached"
+    with pytest.warns(RuntimeWarning, match="max_iter"):
+        res = jko_flow(mu0, geom, Entropy(), 1e-2, 1e-4, 2, max_iter=3)
+    assert not res.convergence.all_converged and res.convergence.status[0] == "max_iter"
     assert bool(torch.isfinite(res.snapshots).all())
 
 
