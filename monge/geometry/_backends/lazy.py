@@ -38,6 +38,7 @@ def kernel_available(x: torch.Tensor) -> bool:
     return _k_fwd is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 _TILE_ELEMENTS = 1 << 22  # ~4M entries per tile: 16 MB in float32, big enough for BLAS, small for memory
+_MAP_TILE = 1 << 18  # entries per tile of the barycentric map: 2 MB in float64, cache-resident for its 3 passes
 
 
 def default_chunk(m: int, batch: int = 1) -> int:
@@ -264,25 +265,32 @@ def barycentric_map_tiles(xq, y, v, eps: float, cost_fn: Cost, chunk: int | None
         True
     """
     batch = torch.broadcast_shapes(xq.shape[:-2], y.shape[:-2], v.shape[:-1])
-    chunk = chunk or default_chunk(y.shape[-2], max(1, batch.numel()))
+    chunk = chunk or max(1, _MAP_TILE // max(1, y.shape[-2] * batch.numel()))
     s = _sq_scale(cost_fn)
+    centre = y.detach().mean(-2, keepdim=True)  # T(x) - centre is a convex combination of y - centre
+    yc = y - centre
     if s is not None:
-        centre = y.detach().mean(-2, keepdim=True)
-        yc = y - centre
         xq = xq - centre
-        w = (v - s * (yc * yc).sum(-1)).unsqueeze(-2)  # (..., 1, m)
-        yt = (2.0 * s) * yc.transpose(-1, -2)  # (..., d, m)
+        w = ((v - s * (yc * yc).sum(-1)) / eps).unsqueeze(-2)  # (..., 1, m)
+        yt = ((2.0 * s / eps) * yc).transpose(-1, -2)  # (..., d, m)
 
-        def logits(i0):
-            return w + xq[..., i0:i0 + chunk, :] @ yt
+        def logits(i0):  # (v_j - s |x - y_j|^2) / eps up to a row constant, by one matrix product
+            return xq[..., i0:i0 + chunk, :] @ yt + w
     else:
         def logits(i0):
-            return v.unsqueeze(-2) - cost_fn(xq[..., i0:i0 + chunk, :], y)
+            return (v.unsqueeze(-2) - cost_fn(xq[..., i0:i0 + chunk, :], y)) / eps
+
+    Y1 = torch.cat([yc, torch.ones_like(yc[..., :1])], -1)  # (..., m, d + 1): numerators and the normaliser at once
 
     def rows(i0):
-        return torch.softmax(logits(i0) / eps, dim=-1) @ y
+        L = logits(i0)
+        if L.requires_grad:
+            return torch.softmax(L, dim=-1) @ yc
+        L = L.sub_(L.amax(-1, keepdim=True)).exp_()  # in place, on a tile that fits in cache
+        out = L @ Y1
+        return out[..., :-1] / out[..., -1:]
 
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (xq, y, v))
     if xq.shape[-2] == 0:
         return y.new_zeros((*batch, 0, y.shape[-1]))
-    return torch.cat(_tiles(rows, xq.shape[-2], chunk, grad), -2)
+    return torch.cat(_tiles(rows, xq.shape[-2], chunk, grad), -2) + centre
