@@ -30,7 +30,7 @@ from ...problems.linear import LinearProblem
 from ...problems.quadratic import QuadraticProblem
 from ...results import Convergence
 from ..exact.network_simplex import NetworkSimplex
-from .common import GWResult, Objective, check_init, differentiable_value, user_stacklevel
+from .common import GWResult, Objective, check_init, differentiable_value, dot, user_stacklevel
 
 __all__ = ["GromovWasserstein", "LinearSolves", "comonotone", "exact_line_search"]
 
@@ -123,7 +123,7 @@ class GromovWasserstein:
         for it in range(self.max_iter + 1):
             rank1 = product and it == 0 and (obj.M is None or obj.alpha == 1.0)
             Q, lp_value = lps.solve(G, obj.rank1() if rank1 else None)
-            gap = float((G * P).sum()) - lp_value
+            gap = float(dot(G, P)) - lp_value
             lin, quad = obj.terms(P, X)
             tol = max(atol, self.rtol * abs(float(obj.value(lin, quad))))
             trace.append(gap)
@@ -131,7 +131,7 @@ class GromovWasserstein:
                 break
             D = Q - P
             XD = obj.cross(Q) - X
-            curv = -obj.alpha * float((XD * D).sum())  # alpha E(D) for D with zero marginals
+            curv = -obj.alpha * float(dot(XD, D))  # alpha E(D) for D with zero marginals
             t = exact_line_search(-gap, curv)
             if t <= 0.0:
                 stalled = True

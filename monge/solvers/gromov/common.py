@@ -12,7 +12,7 @@ from ...problems.quadratic import QuadraticProblem, cross
 from ...results import Convergence
 from ..exact._batch import centred
 
-__all__ = ["GWResult", "Objective", "differentiable_value", "check_init", "user_stacklevel"]
+__all__ = ["GWResult", "Objective", "differentiable_value", "check_init", "dot", "user_stacklevel"]
 
 _PKG = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -68,20 +68,27 @@ class Objective:
         """``(u, v)`` with ``cross(a b^T) = u v^T``: ``u = h1(Cx) a``, ``v = h2(Cy) b``."""
         return self.sx.hvec(self.a), self.sy.hvec(self.b)
 
-    def grad(self, X: torch.Tensor) -> torch.Tensor:
-        r""":math:`\nabla F(P) = (1 - \alpha) M + 2 \alpha (L \otimes P)` from ``X = cross(P)`` (marginals a, b)."""
-        G = torch.add(self.c1.unsqueeze(-1), self.c2.unsqueeze(-2)).sub_(X).mul_(2 * self.alpha)
+    def grad(self, X: torch.Tensor, P: torch.Tensor | None = None) -> torch.Tensor:
+        r""":math:`\nabla F(P) = (1 - \alpha) M + 2 \alpha (L \otimes P)` from ``X = cross(P)``; the plan's
+        marginals are ``a, b`` unless ``P`` is given (unbalanced: its own marginals)."""
+        c1, c2 = (self.c1, self.c2) if P is None else (self.sx.fvec(P.sum(-1)), self.sy.fvec(P.sum(-2)))
+        G = torch.add(c1.unsqueeze(-1), c2.unsqueeze(-2)).sub_(X).mul_(2 * self.alpha)
         return G if self.M is None or self.alpha == 1.0 else G.add_(self.M, alpha=1.0 - self.alpha)
 
     def terms(self, P: torch.Tensor, X: torch.Tensor | None = None):
         """(linear term <M, P>, quadratic term E(P)) for a plan with marginals a, b."""
         X = self.cross(P) if X is None else X
-        quad = (self.a * self.c1).sum() + (self.b * self.c2).sum() - (X * P).sum()
-        lin = (self.M * P).sum() if self.M is not None else quad.new_zeros(())
+        quad = self.a @ self.c1 + self.b @ self.c2 - dot(X, P)
+        lin = dot(self.M, P) if self.M is not None else quad.new_zeros(())
         return lin, quad
 
     def value(self, lin, quad):
         return (1.0 - self.alpha) * lin + self.alpha * quad
+
+
+def dot(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """``<A, B>`` (Frobenius) without a temporary of their size."""
+    return torch.dot(A.reshape(-1), B.reshape(-1))
 
 
 def user_stacklevel() -> int:
@@ -116,7 +123,7 @@ def check_init(init, prob: QuadraticProblem, like: torch.Tensor) -> torch.Tensor
         got = tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__
         raise ValueError(f"init: expected a plan of shape (n, m) = {prob.shape}, got {got}")
     P = init.detach().to(like)
-    err = float((P.sum(-1) - a).abs().sum() + (P.sum(-2) - b).abs().sum())
+    err = float((P.sum(-1) - a).abs().sum() + (P.sum(-2) - b).abs().sum()) if prob.is_balanced else 0.0
     if not bool(torch.isfinite(P).all()) or bool((P < 0).any()) or err > 1e-6 * float(a.sum()):
         raise ValueError(f"init: expected a feasible plan (finite, >= 0, marginals a and b), got a marginal error of "
                          f"{err:.3g}; start from a.outer(b) or project your plan onto the marginals")
