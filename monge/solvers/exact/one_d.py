@@ -14,6 +14,7 @@ both measures, so one sort of each side plus a merge gives the exact value in :m
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -156,10 +157,17 @@ def normalising_scale(x: torch.Tensor, y: torch.Tensor, p: float, event_dims: in
         >>> torch.log2(normalising_scale(x, x, p=2)).flatten().tolist()   # s = 1 and 2^998 (3e300 ~ 2^998.2)
         [0.0, 998.0]
     """
+    limit = float(np.log2(torch.finfo(x.dtype).max)) / (2 * p)  # |log2 s| from which |x - y|^p may leave the range
+    if x.dim() == event_dims and y.dim() == event_dims:  # one problem: two passes without temporaries, one sync
+        lo_hi = torch.stack([*torch.aminmax(x.detach()), *torch.aminmax(y.detach())]).tolist()
+        big = max(-lo_hi[0], lo_hi[1], -lo_hi[2], lo_hi[3])
+        if big == 0 or not math.isfinite(big) or abs(math.log2(big)) < limit:
+            return None
+        return x.new_full((1,) * event_dims, 2.0 ** math.floor(math.log2(big)))
     dims = tuple(range(-event_dims, 0))
     big = torch.maximum(x.detach().abs().amax(dims, keepdim=True), y.detach().abs().amax(dims, keepdim=True))
     e = torch.floor(torch.log2(big))  # -inf at 0 and inf at inf: neither is rescaled
-    need = torch.isfinite(e) & (e.abs() * p >= float(np.log2(torch.finfo(x.dtype).max)) / 2)
+    need = torch.isfinite(e) & (e.abs() >= limit)
     if not bool(need.any()):
         return None
     return torch.where(need, torch.exp2(e), torch.ones_like(big))
