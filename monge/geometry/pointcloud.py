@@ -83,12 +83,15 @@ class PointCloud(Geometry):
         """An upper bound of the largest cost (the bounding-box diameter to the power p for Euclidean costs)."""
         p = getattr(self.cost_fn, "p", None)
         if self.cost_fn.name in ("sqeuclidean", "euclidean") and p is not None:
-            pts = torch.cat([self.x.detach().reshape(-1, self.x.shape[-1]), self.y.detach().reshape(-1, self.y.shape[-1])])
+            d = self.x.shape[-1]
+            pts = torch.cat([self.x.detach().reshape(-1, d), self.y.detach().reshape(-1, d)])
             diam = float((pts.max(0).values - pts.min(0).values).norm())
             return getattr(self.cost_fn, "scale", 1.0) * max(diam, 1e-30) ** p
         if self.cost_fn.name == "cosine":
             return 2.0
-        return float(self._impl.cost(self.x, self.y).detach().max()) if self.backend == "dense" else super().cost_scale()
+        if self.backend == "dense":
+            return float(self._impl.cost(self.x, self.y).detach().max())
+        return super().cost_scale()
 
     def softmin(self, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
         """The soft-min through the backend chosen at construction (see :class:`~monge.geometry.base.Geometry`)."""
@@ -183,7 +186,8 @@ class PointCloud(Geometry):
 
 class _DensePoints:
     """The dense backend of a point cloud: the cost materialised once (cached when it carries no autograd graph)
-    and reduced by the dense soft-min with its kernel fast path (:class:`~monge.geometry._backends.kernel.KernelCache`)."""
+    and reduced by the dense soft-min with its kernel fast path
+    (:class:`~monge.geometry._backends.kernel.KernelCache`)."""
 
     def __init__(self, cost_fn: Cost):
         self.cost_fn, self._C, self._fast = cost_fn, None, KernelCache()

@@ -141,7 +141,7 @@ def test_bad_inputs():
 
 def test_float32_underflow_is_redone_in_float64_without_exact_fallback(monkeypatch):
     """The float32 product underflows (spread of h ~ 200 eps > 87 eps) but the float64 one does not: no fallback."""
-    import monge.geometry.grid as grid_module
+    import monge.geometry._backends.grid_axes as grid_module
 
     geom = Grid((24, 20), dtype=torch.float32)
     eps = 2e-3
@@ -186,7 +186,7 @@ def test_float32_redoes_only_the_underflowing_lines_in_float64():
 def test_quadratic_lines_exact(n, eps):
     """The blocked exact 1-D soft-min of the quadratic fallback, from one block per line (wide kernels) to one
     output per block (tiny eps), against the plain log-sum-exp; -inf entries included."""
-    from monge.geometry.grid import _quadratic_lines
+    from monge.geometry._backends.grid_axes import _quadratic_lines
 
     g = torch.Generator().manual_seed(n)
     scale = torch.tensor([0.01, 1.0, 10.0, 100.0], dtype=torch.float64)[:, None]
@@ -202,7 +202,7 @@ def test_quadratic_lines_exact(n, eps):
 
 
 def test_quadratic_lines_gradcheck():
-    from monge.geometry.grid import _quadratic_lines
+    from monge.geometry._backends.grid_axes import _quadratic_lines
 
     lines = torch.randn(3, 11, dtype=torch.float64, requires_grad=True)
     for eps in (0.3, 2e-3):
@@ -211,7 +211,7 @@ def test_quadratic_lines_gradcheck():
 
 def test_squared_cost_fallback_skips_the_entrywise_path(monkeypatch):
     """p = 2: the entries both products miss are redone line-wise by the blocked exact soft-min, not entrywise."""
-    import monge.geometry.grid as grid_module
+    import monge.geometry._backends.grid_axes as grid_module
 
     def entrywise(*args):
         raise AssertionError("p = 2 should use the blocked quadratic fallback")
