@@ -7,6 +7,7 @@ void register_network_simplex(nb::module_ &m);
 void register_assignment(nb::module_ &m);
 void register_softmin_lazy(nb::module_ &m);
 void register_softmin_dense(nb::module_ &m);
+void register_min_cost_flow(nb::module_ &m);
 
 NB_MODULE(_core, m) {
   m.doc() = "monge's compiled core: exact OT solvers and the CPU soft-min kernels (GIL released)";
@@ -14,4 +15,5 @@ NB_MODULE(_core, m) {
   register_assignment(m);
   register_softmin_lazy(m);
   register_softmin_dense(m);
+  register_min_cost_flow(m);
 }

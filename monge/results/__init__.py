@@ -20,3 +20,5 @@ __all__ += ["FreeSupportResult", "KMeansResult", "CoordinatesResult", "Dictionar
 from .barycenter import BarycenterResult  # noqa: E402
 
 __all__ += ["BarycenterResult"]
+from .graph import GraphW1Result  # noqa: E402
+__all__ += ["GraphW1Result"]

@@ -1,0 +1,478 @@
+// Exact uncapacitated min-cost flow by the primal network simplex on an explicit (sparse) arc list.
+//
+//     min_{x >= 0} sum_a c_a x_a   s.t.   sum_{a out of v} x_a - sum_{a into v} x_a = s_v   (sum_v s_v = 0)
+//   = max_{u} sum_v s_v u_v        s.t.   u_src(a) - u_dst(a) <= c_a
+//
+// This serves W1 on graphs (the transshipment / Beckmann problem: s = a - b, an undirected edge is two arcs)
+// and transport problems on a sparse arc set (supply nodes -> demand nodes; only listed arcs exist).
+//
+// Graph. Nodes 0..n-1, an extra root R = n, and one artificial arc per node joining it to R (index m + v).
+// Node potentials pi with reduced costs rc_a = c_a + pi_src - pi_dst (zero on tree arcs, pi_R = 0), so the
+// Kantorovich potential is u = -pi. Artificial arcs are never priced: once they leave the tree they are gone.
+//
+// Basis. A spanning tree rooted at R, stored per node: parent, the arc to the parent (pred) and its direction
+// (up: node -> parent), subtree size, and children as doubly linked sibling lists. A pivot cuts the leaving
+// arc, re-roots the detached subtree at the entering arc's end and hangs it below the other end (reversing
+// the path between them; sizes change only on the cycle), then shifts the potentials of the smaller side of
+// the cut: O(cycle + min(subtree, rest)).
+// The tree is kept strongly feasible (every zero-flow arc points away from the root; leaving arc = the last
+// blocking arc of the cycle met from the join node), which rules out cycling on degenerate pivots.
+//
+// Initial bases (both strongly feasible):
+//  * greedy (init = 0): arcs sorted by reduced cost for the given potentials pi0 (a warm start; plain costs
+//    without one); each arc ships min(remaining supply of its tail, remaining demand of its head). Every
+//    shipment closes one of its ends, so the shipments form a forest with at most one open node per tree,
+//    which hangs from R by an artificial arc carrying the leftover (big-M cost) or nothing (cost irrelevant:
+//    a zero-flow artificial arc pointing down can never gain flow).
+//  * spanning tree (init = 1, arcs a and a + m/2 are reverses of each other, undirected graphs): a BFS tree
+//    from a central node carrying the subtree imbalances, each edge used in the direction of its flow.
+//
+// Pricing: block search (the most negative reduced cost in blocks of ~sqrt(#arcs) arcs, cyclically).
+// At the end flows and potentials are recomputed from the final tree (exact tree solves).
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+namespace nb = nanobind;
+
+namespace {
+
+using i64 = std::int64_t;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+class FlowSimplex {
+ public:
+  // status codes returned by solve()
+  enum { kOptimal = 0, kMaxIter = 1, kInfeasible = 2, kUnbounded = 3 };
+
+  FlowSimplex(int n, i64 m, const i64 *src, const i64 *dst, const double *cost, const double *supply)
+      : n_(n), m_(m), R_(n) {
+    src_.resize(m + n);
+    dst_.resize(m + n);
+    cost_.resize(m + n);
+    flow_.assign(m + n, 0.0);
+    for (i64 a = 0; a < m; ++a) {
+      src_[a] = int(src[a]);
+      dst_[a] = int(dst[a]);
+      cost_[a] = cost[a];
+      cmax_ = std::max(cmax_, std::fabs(cost[a]));
+    }
+    supply_.assign(supply, supply + n);
+    smax_ = 0.0;
+    for (double s : supply_) smax_ = std::max(smax_, std::fabs(s));
+    parent_.assign(n + 1, -1);
+    pred_.assign(n + 1, -1);
+    up_.assign(n + 1, 0);
+    succ_.assign(n + 1, 1);
+    fchild_.assign(n + 1, -1);
+    nsib_.assign(n + 1, -1);
+    psib_.assign(n + 1, -1);
+    pi_.assign(n + 1, 0.0);
+    block_ = std::max<i64>(64, i64(std::sqrt(double(std::max<i64>(m, 1)))));
+  }
+
+  void init_greedy(const double *pi0, double art_cost) {
+    std::vector<i64> order;
+    order.reserve(m_);
+    for (i64 a = 0; a < m_; ++a)
+      if (supply_[src_[a]] > 0.0 && supply_[dst_[a]] < 0.0) order.push_back(a);
+    std::vector<double> key(m_);
+    for (i64 a : order) key[a] = cost_[a] + (pi0 ? pi0[src_[a]] - pi0[dst_[a]] : 0.0);
+    std::sort(order.begin(), order.end(), [&](i64 p, i64 q) { return key[p] < key[q] || (key[p] == key[q] && p < q); });
+    std::vector<double> rem(supply_);
+    const double tiny = 1e-14 * smax_;
+    std::vector<i64> tree;
+    for (i64 a : order) {
+      const int u = src_[a], v = dst_[a];
+      if (rem[u] <= tiny || rem[v] >= -tiny) continue;
+      double x;
+      if (rem[u] <= -rem[v]) {
+        x = rem[u];
+        rem[u] = 0.0;
+        rem[v] += x;
+        if (rem[v] >= -tiny) rem[v] = 0.0;
+      } else {
+        x = -rem[v];
+        rem[v] = 0.0;
+        rem[u] -= x;
+        if (rem[u] <= tiny) rem[u] = 0.0;
+      }
+      flow_[a] = x;
+      tree.push_back(a);
+    }
+    bool leftover = false;
+    for (double r : rem) leftover |= (r != 0.0);
+    art_ = art_cost > 0.0 ? art_cost : (leftover ? (double(n_) + 1.0) * std::max(cmax_, 1e-300) + 1.0 : 0.0);
+    std::vector<int> roots;  // per forest component: its open node if any
+    build_forest(tree, rem, roots);
+    for (int r : roots) hang(r, rem[r]);
+    finish_init();
+  }
+
+  void init_spanning_tree() {
+    // arcs a and a + m/2 are reverses; adjacency over edges e < m/2
+    const i64 E = m_ / 2;
+    std::vector<i64> off(n_ + 1, 0), adj(2 * E);
+    for (i64 e = 0; e < E; ++e) ++off[src_[e] + 1], ++off[dst_[e] + 1];
+    for (int v = 0; v < n_; ++v) off[v + 1] += off[v];
+    std::vector<i64> pos(off.begin(), off.end() - 1);
+    for (i64 e = 0; e < E; ++e) adj[pos[src_[e]]++] = e, adj[pos[dst_[e]]++] = e;
+    std::vector<int> comp(n_, -1), order, par(n_, -1), dist(n_, -1);
+    std::vector<i64> pedge(n_, -1);
+    std::vector<char> done(n_, 0);
+    std::vector<double> acc(n_, 0.0);
+    order.reserve(n_);
+    auto bfs = [&](int s, int label) {  // BFS tree from s appended to `order`; returns the farthest node
+      size_t head = order.size();
+      order.push_back(s);
+      comp[s] = label;
+      dist[s] = 0;
+      par[s] = -1;
+      pedge[s] = -1;
+      int last = s;
+      while (head < order.size()) {
+        const int x = order[head++];
+        last = x;
+        for (i64 k = off[x]; k < off[x + 1]; ++k) {
+          const i64 e = adj[k];
+          const int y = src_[e] == x ? dst_[e] : src_[e];
+          if (comp[y] == label) continue;
+          comp[y] = label;
+          dist[y] = dist[x] + 1;
+          par[y] = x;
+          pedge[y] = e;
+          order.push_back(y);
+        }
+      }
+      return last;
+    };
+    art_ = 0.0;
+    int label = 0;
+    for (int s = 0; s < n_; ++s) {
+      if (done[s]) continue;
+      // a central node: the midpoint of a long BFS path (farthest from s, then farthest from that)
+      const size_t start = order.size();
+      const int far1 = bfs(s, label++);
+      order.resize(start);
+      const int far2 = bfs(far1, label++);
+      int mid = far2;
+      for (int k = dist[far2] / 2; k > 0; --k) mid = par[mid];
+      order.resize(start);
+      bfs(mid, label++);
+      for (size_t k = start; k < order.size(); ++k) done[order[k]] = 1, acc[order[k]] = supply_[order[k]];
+      for (size_t k = order.size(); k-- > start + 1;) acc[par[order[k]]] += acc[order[k]];  // subtree sums
+      for (size_t k = start + 1; k < order.size(); ++k) {
+        const int x = order[k];
+        const i64 e = pedge[x];
+        const double f = acc[x];  // net flow x -> parent
+        const bool child_is_src = src_[e] == x;  // arc e: src -> dst; arc e + E: dst -> src
+        if (f > 0.0) set_parent(x, par[x], child_is_src ? e : e + E, true, f);
+        else set_parent(x, par[x], child_is_src ? e + E : e, false, -f);
+      }
+      hang(mid, acc[mid]);
+    }
+    finish_init();
+  }
+
+  int solve(i64 max_iter) {
+    tol_ = 1e-12 * std::max(cmax_, 1e-300) + 2e-15 * art_;
+    const i64 refresh = std::max<i64>(1000, n_);
+    while (true) {
+      if (max_iter > 0 && iter_ >= max_iter) return kMaxIter;
+      i64 e;
+      if (!find_entering(e)) break;
+      if (!pivot(e)) return kUnbounded;
+      if (++iter_ % refresh == 0) compute_potentials();
+    }
+    return kOptimal;
+  }
+
+  // Exact tree solves: flows from subtree imbalances, potentials from the root. Returns the artificial flow.
+  double finalize(double *flow_out, double *u_out) {
+    std::vector<int> order;
+    preorder(order);
+    std::vector<double> sub(n_ + 1, 0.0);
+    for (int v = 0; v < n_; ++v) sub[v] = supply_[v];
+    std::fill(flow_.begin(), flow_.end(), 0.0);
+    double art_flow = 0.0;
+    for (size_t k = order.size(); k-- > 1;) {
+      const int x = order[k];
+      const double f = sub[x];  // net flow x -> parent
+      flow_[pred_[x]] = up_[x] ? f : -f;
+      sub[parent_[x]] += f;
+      if (pred_[x] >= m_) art_flow += std::fabs(f);
+    }
+    compute_potentials();
+    for (i64 a = 0; a < m_; ++a) flow_out[a] = flow_[a];
+    for (int v = 0; v < n_; ++v) u_out[v] = -pi_[v];
+    return art_flow;
+  }
+
+  i64 iterations() const { return iter_; }
+  double artificial_cost() const { return art_; }
+
+ private:
+  void link(int c, int p) {
+    parent_[c] = p;
+    psib_[c] = -1;
+    nsib_[c] = fchild_[p];
+    if (fchild_[p] >= 0) psib_[fchild_[p]] = c;
+    fchild_[p] = c;
+  }
+  void unlink(int c) {
+    const int p = parent_[c];
+    if (psib_[c] >= 0) nsib_[psib_[c]] = nsib_[c];
+    else fchild_[p] = nsib_[c];
+    if (nsib_[c] >= 0) psib_[nsib_[c]] = psib_[c];
+    nsib_[c] = psib_[c] = -1;
+  }
+  void set_parent(int x, int p, i64 arc, bool up, double f) {
+    pred_[x] = arc;
+    up_[x] = up;
+    flow_[arc] = f;
+    link(x, p);
+  }
+  // artificial arc joining v to the root, carrying the net supply r of v's tree (r > 0: up, v -> R)
+  void hang(int v, double r) {
+    const i64 a = m_ + v;
+    cost_[a] = art_;
+    if (r > 0.0) src_[a] = v, dst_[a] = R_, set_parent(v, R_, a, true, r);
+    else src_[a] = R_, dst_[a] = v, set_parent(v, R_, a, false, -r);
+  }
+
+  void build_forest(const std::vector<i64> &tree, const std::vector<double> &rem, std::vector<int> &roots) {
+    std::vector<i64> off(n_ + 1, 0), adj(2 * tree.size());
+    for (i64 a : tree) ++off[src_[a] + 1], ++off[dst_[a] + 1];
+    for (int v = 0; v < n_; ++v) off[v + 1] += off[v];
+    std::vector<i64> pos(off.begin(), off.end() - 1);
+    for (i64 a : tree) adj[pos[src_[a]]++] = a, adj[pos[dst_[a]]++] = a;
+    std::vector<char> seen(n_, 0);
+    std::vector<int> comp, stack;
+    for (int s = 0; s < n_; ++s) {
+      if (seen[s]) continue;
+      comp.clear();
+      stack.assign(1, s);
+      seen[s] = 1;
+      int root = s;
+      while (!stack.empty()) {  // find the open node of this component
+        const int x = stack.back();
+        stack.pop_back();
+        comp.push_back(x);
+        if (rem[x] != 0.0) root = x;
+        for (i64 k = off[x]; k < off[x + 1]; ++k) {
+          const i64 a = adj[k];
+          const int y = src_[a] == x ? dst_[a] : src_[a];
+          if (!seen[y]) seen[y] = 1, stack.push_back(y);
+        }
+      }
+      for (int x : comp) seen[x] = 2;
+      roots.push_back(root);
+      stack.assign(1, root);  // orient the component from its root
+      seen[root] = 3;
+      while (!stack.empty()) {
+        const int x = stack.back();
+        stack.pop_back();
+        for (i64 k = off[x]; k < off[x + 1]; ++k) {
+          const i64 a = adj[k];
+          const int y = src_[a] == x ? dst_[a] : src_[a];
+          if (seen[y] == 3) continue;
+          seen[y] = 3;
+          set_parent(y, x, a, src_[a] == y, flow_[a]);
+          stack.push_back(y);
+        }
+      }
+    }
+  }
+
+  void finish_init() {
+    std::vector<int> order;
+    preorder(order);
+    compute_potentials();
+  }
+
+  // preorder of the whole tree from R; also refreshes the subtree sizes
+  void preorder(std::vector<int> &order) {
+    order.clear();
+    order.reserve(n_ + 1);
+    stack_.assign(1, R_);
+    while (!stack_.empty()) {
+      const int x = stack_.back();
+      stack_.pop_back();
+      order.push_back(x);
+      for (int c = fchild_[x]; c >= 0; c = nsib_[c]) stack_.push_back(c);
+    }
+    for (int x : order) succ_[x] = 1;
+    for (size_t k = order.size(); k-- > 1;) succ_[parent_[order[k]]] += succ_[order[k]];
+  }
+
+  void compute_potentials() {
+    pi_[R_] = 0.0;
+    stack_.assign(1, R_);
+    while (!stack_.empty()) {
+      const int x = stack_.back();
+      stack_.pop_back();
+      for (int c = fchild_[x]; c >= 0; c = nsib_[c]) {
+        const i64 a = pred_[c];
+        pi_[c] = up_[c] ? pi_[x] - cost_[a] : pi_[x] + cost_[a];  // rc = c + pi_src - pi_dst = 0
+        stack_.push_back(c);
+      }
+    }
+  }
+
+  bool find_entering(i64 &e) {
+    double best = -tol_;
+    i64 best_a = -1, count = 0;
+    for (i64 k = 0; k < m_; ++k) {
+      const i64 a = next_;
+      if (++next_ == m_) next_ = 0;
+      const double rc = cost_[a] + pi_[src_[a]] - pi_[dst_[a]];
+      if (rc < best) best = rc, best_a = a;
+      if (++count == block_) {
+        if (best_a >= 0) break;
+        count = 0;
+      }
+    }
+    e = best_a;
+    return best_a >= 0;
+  }
+
+  bool pivot(i64 e) {
+    const int first = src_[e], second = dst_[e];
+    int u = first, v = second;
+    while (u != v) {  // an ancestor has a strictly larger subtree
+      if (succ_[u] < succ_[v]) u = parent_[u];
+      else v = parent_[v];
+    }
+    const int join = u;
+    double delta = kInf;
+    int u_out = -1;
+    bool out_first = false;
+    for (u = first; u != join; u = parent_[u])
+      if (up_[u] && flow_[pred_[u]] < delta) delta = flow_[pred_[u]], u_out = u, out_first = true;
+    for (u = second; u != join; u = parent_[u])
+      if (!up_[u] && flow_[pred_[u]] <= delta) delta = flow_[pred_[u]], u_out = u, out_first = false;
+    if (u_out < 0) return false;  // a negative cycle of unbounded capacity
+    if (delta > 0.0) {
+      flow_[e] += delta;
+      for (u = first; u != join; u = parent_[u]) flow_[pred_[u]] += up_[u] ? -delta : delta;
+      for (u = second; u != join; u = parent_[u]) flow_[pred_[u]] += up_[u] ? delta : -delta;
+    }
+    flow_[pred_[u_out]] = 0.0;
+    const int u_in = out_first ? first : second, v_in = out_first ? second : first;
+    const int size = succ_[u_out];
+    for (int x = parent_[u_out]; x != join; x = parent_[x]) succ_[x] -= size;
+    for (int x = v_in; x != join; x = parent_[x]) succ_[x] += size;
+    path_.clear();
+    for (int x = u_in;; x = parent_[x]) {
+      path_.push_back(x);
+      if (x == u_out) break;
+    }
+    // new subtree sizes along the reversed path: new_t = old_t - old_{t-1} + new_{t+1}
+    int above = 0;
+    for (size_t t = path_.size(); t-- > 0;) {
+      const int below = t ? succ_[path_[t - 1]] : 0;
+      above = succ_[path_[t]] - below + above;
+      succ_[path_[t]] = above;  // old value of path_[t] no longer needed; path_[t-1] still holds its old one
+    }
+    unlink(u_out);
+    int cur = u_in, prev = v_in;
+    i64 prev_arc = e;
+    bool prev_up = src_[e] == u_in;
+    while (true) {  // reverse the path u_in .. u_out and hang it below v_in
+      const int nxt = parent_[cur];
+      const i64 arc = pred_[cur];
+      const bool upc = up_[cur];
+      if (cur != u_out) unlink(cur);
+      pred_[cur] = prev_arc;
+      up_[cur] = prev_up;
+      link(cur, prev);
+      if (cur == u_out) break;
+      prev = cur;
+      prev_arc = arc;
+      prev_up = !upc;
+      cur = nxt;
+    }
+    const double target = src_[e] == u_in ? pi_[v_in] - cost_[e] : pi_[v_in] + cost_[e];
+    const double sigma = target - pi_[u_in];
+    // shift the potentials of the moved subtree, or of everything else when that is smaller
+    const bool inside = 2 * size <= n_ + 1;
+    const double step = inside ? sigma : -sigma;
+    stack_.assign(1, inside ? u_in : R_);
+    while (!stack_.empty()) {
+      const int x = stack_.back();
+      stack_.pop_back();
+      pi_[x] += step;
+      for (int c = fchild_[x]; c >= 0; c = nsib_[c])
+        if (c != u_in || inside) stack_.push_back(c);
+    }
+    return true;
+  }
+
+  int n_;
+  i64 m_;
+  int R_;
+  double cmax_ = 0.0, smax_ = 0.0, art_ = 0.0, tol_ = 0.0;
+  i64 block_ = 64, next_ = 0, iter_ = 0;
+  std::vector<int> src_, dst_;
+  std::vector<double> cost_, flow_, supply_, pi_;
+  std::vector<int> parent_, succ_, fchild_, nsib_, psib_, stack_, path_;
+  std::vector<i64> pred_;
+  std::vector<char> up_;
+};
+
+template <typename T>
+nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T> &&v) {
+  auto *heap = new std::vector<T>(std::move(v));
+  nb::capsule owner(heap, [](void *p) noexcept { delete static_cast<std::vector<T> *>(p); });
+  return nb::ndarray<nb::numpy, T, nb::ndim<1>>(heap->data(), {heap->size()}, owner);
+}
+
+using F1 = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using I1 = nb::ndarray<const i64, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, double art_cost, i64 max_iter) {
+  const i64 m = i64(src.shape(0));
+  const size_t n = supply.shape(0);
+  if (i64(dst.shape(0)) != m || i64(cost.shape(0)) != m)
+    throw std::invalid_argument("min_cost_flow: expected src (m,), dst (m,), cost (m,)");
+  if (n == 0 || n >= size_t(std::numeric_limits<int>::max() - 1))
+    throw std::invalid_argument("min_cost_flow: need 1 <= n < 2^31 - 1 nodes");
+  if (pi0.shape(0) != 0 && pi0.shape(0) != n) throw std::invalid_argument("min_cost_flow: pi0 must be (n,) or (0,)");
+  if (init == 1 && m % 2 != 0) throw std::invalid_argument("min_cost_flow: init=1 needs arcs in reverse pairs");
+  const i64 *ps = src.data(), *pd = dst.data();
+  for (i64 a = 0; a < m; ++a)
+    if (ps[a] < 0 || pd[a] < 0 || ps[a] >= i64(n) || pd[a] >= i64(n))
+      throw std::invalid_argument("min_cost_flow: arc endpoint out of range [0, n)");
+  std::vector<double> flow(m), u(n);
+  int status;
+  i64 iters;
+  double art_flow;
+  {
+    nb::gil_scoped_release release;
+    FlowSimplex fs(int(n), m, ps, pd, cost.data(), supply.data());
+    if (init == 1) fs.init_spanning_tree();
+    else fs.init_greedy(pi0.shape(0) ? pi0.data() : nullptr, art_cost);
+    status = fs.solve(max_iter);
+    iters = fs.iterations();
+    art_flow = fs.finalize(flow.data(), u.data());
+  }
+  return nb::make_tuple(to_numpy(std::move(flow)), to_numpy(std::move(u)), status, iters, art_flow);
+}
+
+}  // namespace
+
+void register_min_cost_flow(nb::module_ &m) {
+  m.def("min_cost_flow", &min_cost_flow, nb::arg("src"), nb::arg("dst"), nb::arg("cost"), nb::arg("supply"),
+        nb::arg("pi0"), nb::arg("init") = 0, nb::arg("art_cost") = 0.0, nb::arg("max_iter") = 0,
+        "Uncapacitated min-cost flow by the network simplex: (flow (m,), u (n,), status, n_iter, artificial_flow). "
+        "u is the dual potential (u_src - u_dst <= cost). status 0 = optimal, 1 = max_iter, 3 = unbounded. "
+        "init 0 = greedy basis by reduced cost for potentials pi0 (= -u0; empty: none), 1 = BFS spanning tree "
+        "(arcs a and a + m/2 reverse each other).");
+}
