@@ -22,7 +22,7 @@ import numbers
 import torch
 
 from .._validation import check_p, check_positive
-from ._backends.grid_axes import _fused_product, _softmax_axis
+from ._backends.grid_axes import fused_product, softmax_axis
 from ._backends.shifted import adapts
 from .base import Geometry
 
@@ -213,12 +213,12 @@ class Grid(Geometry):
         for k in reversed(range(d)):
             C, K, K64, wide = self._kernel(k, eps)
             axis = h.dim() - d + k
-            g = _softmax_axis(g, axis, C, K, eps, K64, wide, self._spacing[k] if self.p == 2.0 else None)
+            g = softmax_axis(g, axis, C, K, eps, K64, wide, self._spacing[k] if self.p == 2.0 else None)
         return -g
 
     # ------------------------------------------------------------------ helpers
     def _fused(self, h: torch.Tensor, eps: float):
-        """The one-shift product (:func:`_fused_product`) in the grid's dtype, then (float32 grids) in float64;
+        """The one-shift product (:func:`fused_product`) in the grid's dtype, then (float32 grids) in float64;
         ``None`` when both underflow. A precision that failed ``_FUSED_TRIES`` times at an eps is not tried again."""
         d = len(self._grid_shape)
         tries = [(self.dtype, 1)] + ([(torch.float64, 2)] if self.dtype == torch.float32 else [])
@@ -227,7 +227,7 @@ class Grid(Geometry):
             if self._fused_fails.get(key, 0) >= _FUSED_TRIES:
                 continue
             kernels = [self._kernel(k, eps)[slot] for k in range(d)]
-            out = _fused_product(h if dtype == h.dtype else h.to(dtype), kernels, eps)
+            out = fused_product(h if dtype == h.dtype else h.to(dtype), kernels, eps)
             if out is not None:
                 return out.to(h.dtype)
             if adapts(h):

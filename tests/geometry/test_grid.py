@@ -186,7 +186,7 @@ def test_float32_redoes_only_the_underflowing_lines_in_float64():
 def test_quadratic_lines_exact(n, eps):
     """The blocked exact 1-D soft-min of the quadratic fallback, from one block per line (wide kernels) to one
     output per block (tiny eps), against the plain log-sum-exp; -inf entries included."""
-    from monge.geometry._backends.grid_axes import _quadratic_lines
+    from monge.geometry._backends.grid_axes import quadratic_lines
 
     g = torch.Generator().manual_seed(n)
     scale = torch.tensor([0.01, 1.0, 10.0, 100.0], dtype=torch.float64)[:, None]
@@ -196,17 +196,17 @@ def test_quadratic_lines_exact(n, eps):
     i = torch.arange(n, dtype=torch.float64)
     C = (s * (i[:, None] - i[None, :])) ** 2
     ref = eps * torch.logsumexp((lines[:, None, :] - C) / eps, dim=-1)
-    out = _quadratic_lines(lines, s, eps)
+    out = quadratic_lines(lines, s, eps)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12 * float(ref.abs().max()))
 
 
 def test_quadratic_lines_gradcheck():
-    from monge.geometry._backends.grid_axes import _quadratic_lines
+    from monge.geometry._backends.grid_axes import quadratic_lines
 
     lines = torch.randn(3, 11, dtype=torch.float64, requires_grad=True)
     for eps in (0.3, 2e-3):
-        assert torch.autograd.gradcheck(lambda t: _quadratic_lines(t, 0.1, eps), (lines,))
+        assert torch.autograd.gradcheck(lambda t: quadratic_lines(t, 0.1, eps), (lines,))
 
 
 def test_squared_cost_fallback_skips_the_entrywise_path(monkeypatch):

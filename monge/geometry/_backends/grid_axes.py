@@ -9,12 +9,12 @@ import torch
 
 from .shifted import certified, shifted_product
 
-__all__ = ["_softmax_axis", "_fused_product", "_quadratic_lines"]
+__all__ = ["softmax_axis", "fused_product", "quadratic_lines"]
 
 _FALLBACK_ELEMENTS = 1 << 22  # entries per chunk of the exact fallback: 16 MB in float32
 
 
-def _softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, eps: float,
+def softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, eps: float,
                   K64: torch.Tensor | None = None, wide: dict | None = None,
                   quadratic: float | None = None) -> torch.Tensor:
     r"""``eps log sum_j exp((g_j - C_ij) / eps)`` along ``axis`` of ``g`` (the negative 1-D soft-min).
@@ -22,7 +22,7 @@ def _softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, 
     Fast path (:func:`_shifted_product`): one matrix product per axis in a per-line shifted frame. Entries where it
     underflows are, for a float32 ``g`` with the float64 kernel ``K64`` given, first recomputed by the same product in
     float64 (range ``e^-708`` instead of ``e^-87``: ~8x more ``eps`` headroom at twice the cost of one product), and
-    only the entries still underflowing there are computed exactly: by :func:`_quadratic_lines` on their lines when
+    only the entries still underflowing there are computed exactly: by :func:`quadratic_lines` on their lines when
     the cost is ``(s (i - j))^2`` (``quadratic = s``), else by the log-sum-exp of :func:`_exact_entries`. Once the
     float32 product has underflowed on over a quarter of the lines at this ``(axis, eps)``, ``wide["wide"]`` makes
     the later calls skip it and start in float64 (a private switch: the same result up to rounding).
@@ -51,7 +51,7 @@ def _softmax_axis(g: torch.Tensor, axis: int, C: torch.Tensor, K: torch.Tensor, 
     return out.reshape(shape)
 
 
-def _fused_product(h: torch.Tensor, kernels: list, eps: float):
+def fused_product(h: torch.Tensor, kernels: list, eps: float):
     r"""``eps log sum_j K_ij exp(h_j / eps)`` over the whole grid with ONE shift (the max of ``h`` per batch element):
     one ``exp``, ``d`` matrix products, one ``log``; ``None`` if any sum underflowed (then the per-axis path runs).
 
@@ -106,17 +106,17 @@ def _redo_lines64(out: torch.Tensor, bad: torch.Tensor, g3: torch.Tensor, K64: t
 
 
 def _exact_lines(out: torch.Tensor, g3: torch.Tensor, bad: torch.Tensor, s: float, eps: float):
-    """Replace the ``bad`` entries of ``out (A, n, B)`` by :func:`_quadratic_lines` on the lines holding them."""
+    """Replace the ``bad`` entries of ``out (A, n, B)`` by :func:`quadratic_lines` on the lines holding them."""
     line_bad = bad.any(1)  # (A, B)
     a, b = line_bad.nonzero(as_tuple=True)
     rows = g3.transpose(1, 2)  # (A, B, n) view: a line is rows[a, b]
-    exact = _quadratic_lines(rows[a, b].double(), s, eps).to(out.dtype)  # (L, n)
+    exact = quadratic_lines(rows[a, b].double(), s, eps).to(out.dtype)  # (L, n)
     out_t = out.transpose(1, 2)
     lines = torch.where(bad.transpose(1, 2)[a, b], exact, out_t[a, b])
     return out_t.index_put((a, b), lines).transpose(1, 2)
 
 
-def _quadratic_lines(lines: torch.Tensor, s: float, eps: float) -> torch.Tensor:
+def quadratic_lines(lines: torch.Tensor, s: float, eps: float) -> torch.Tensor:
     r"""``eps log sum_j exp((g_j - s^2 (i - j)^2) / eps)`` for every ``i`` of each line ``g`` of ``lines (L, n)``,
     exact up to rounding for any ``eps``, in O(n^2 / B) exponentials per line instead of O(n^2).
 
