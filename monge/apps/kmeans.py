@@ -27,7 +27,7 @@ from .._validation import (
 from .._warnings import warn
 from ..results import Convergence, KMeansResult
 from ..solvers._loop import Progress
-from ..solvers.free_support import FreeSupportBarycenter, warn_not_converged
+from ..solvers.free_support import FreeSupportBarycenter, pow2_unit, warn_not_converged
 
 __all__ = ["KMeans", "KMeansResult", "kmeans", "kmeans_plusplus"]
 
@@ -67,7 +67,7 @@ def kmeans_plusplus(x, k: int, a=None, *, seed=None, n_trials: int | None = None
     """
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(0 if seed is None else seed)
     a = x.new_full((x.shape[0],), 1.0 / x.shape[0]) if a is None else a
-    z = Scale.of(x, a).to_unit(x)  # distances of points near 1e300 neither overflow nor cancel
+    z = Scale.of(x).to_unit(x)  # squared distances of points near 1e300 do not overflow
     trials = n_trials or 2 + int(math.log(k))
     draw = lambda p, m: torch.multinomial(p.to("cpu", torch.float64), m, True, generator=gen).to(x.device)  # noqa: E731
     chosen = [draw(a, 1)]
@@ -91,9 +91,8 @@ class Scale:
     s: float
 
     @classmethod
-    def of(cls, x, a=None) -> "Scale":
-        top = float(x.abs().max()) if x.numel() else 0.0
-        return cls(math.ldexp(1.0, math.frexp(top)[1]) if top > 0 else 1.0)
+    def of(cls, x) -> "Scale":
+        return cls(pow2_unit(x))
 
     def to_unit(self, x):
         return x / self.s
@@ -208,7 +207,7 @@ class KMeans:
         if int((a > 0).sum()) < self.k:
             raise ValueError(f"k: expected at most as many centres as points of positive weight "
                              f"({int((a > 0).sum())}), got k = {self.k}")
-        unit = Scale.of(x, a)  # iterate in units where squared distances are representable
+        unit = Scale.of(x)  # iterate in units where squared distances are representable
         z = unit.to_unit(x)
         gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(0 if seed is None else seed)
         inits = [unit.to_unit(self._init(init, x))] if init is not None else [

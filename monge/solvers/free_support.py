@@ -18,7 +18,7 @@ updated too, by an exponentiated subgradient step on the dual potentials (Cuturi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -29,7 +29,7 @@ from .._warnings import InnerWarnings, warn
 from ..results import Convergence, FreeSupportResult
 from ._loop import Progress
 
-__all__ = ["FreeSupportBarycenter", "FreeSupportResult", "free_support_barycenter", "warn_not_converged"]
+__all__ = ["FreeSupportBarycenter", "FreeSupportResult", "free_support_barycenter", "pow2_unit", "warn_not_converged"]
 
 METHODS = ("exact", "sinkhorn")
 _sqdist = SqEuclidean()
@@ -80,6 +80,13 @@ def as_inputs(xs, as_, weights):
         Y[i, : len(x)], Y[i, len(x):] = x.detach(), x[0].detach()
         A[i, : len(x)] = _simplex(None if as_ is None else as_[i], f"as_[{i}]", len(x), like)
     return Y, A, _simplex(weights, "weights", K, like)
+
+
+def pow2_unit(x: torch.Tensor) -> float:
+    """The power of two at or above ``max |x|`` (1 for zeros): dividing by it is exact, and squared distances of the
+    rescaled points neither overflow nor underflow."""
+    top = float(x.abs().max()) if x.numel() else 0.0
+    return math.ldexp(1.0, math.frexp(top)[1]) if top > 0 else 1.0
 
 
 def _simplex(w, name: str, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -216,8 +223,11 @@ class FreeSupportBarycenter:
         Y, A, lam = as_inputs(xs, as_, weights)
         X = _initial_support(Y, A, lam, init, b, k, seed)
         b = _simplex(b, "b", X.shape[0], X)
+        s = pow2_unit(Y)  # iterate in units of a power of two >= max |y|: exact, and no under/overflow of costs
         with torch.no_grad():
-            res, _, inner = self.run(Y, A, lam, X, b, quiet=True)
+            res, _, inner = self.run(Y / s, A, lam, X / s, b, quiet=True)
+        res = replace(res, support=res.support * s, value=res.value * s * s, costs=res.costs * s * s,
+                      objective=res.objective * s * s)
         if not res.convergence.all_converged:  # one warning per call, naming the loop that failed
             warn_not_converged("free-support barycenter", res.convergence, self.max_iter, self.tol,
                                inner.summary("the inner solves"))
