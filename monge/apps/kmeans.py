@@ -158,8 +158,10 @@ class KMeans:
             each step solves the exact OT from the centres to the data, the free-support barycenter with K = 1).
         n_init: restarts from k-means++ seeds (ignored with a given ``init``); the lowest inertia wins.
         max_iter: iterations per restart; reaching it is reported (``converged=False`` and a warning).
-        tol: stop when the mass-weighted root-mean-square move of the centres is below ``tol`` times the
-            data's standard deviation (Lloyd also stops, converged, when no label changes).
+        tol: stop when the mass-weighted root-mean-square move of the centres (each weighted by the larger of its
+            old and new cell masses) is below ``tol`` times the data's standard deviation; Lloyd also stops,
+            converged with ``error = 0``, when no label changes, and never right after refilling an empty cell.
+            The loop runs in units of a power of two (exact), so data near 1e300 or 1e-300 give the same centres.
         chunk: rows per block of the distance computations (``None``: about 2^20 / k), O(chunk k) memory.
         verbose: a tqdm progress bar.
 

@@ -308,7 +308,9 @@ def free_support_barycenter(xs, as_=None, weights=None, *, k=None, init=None, b=
 
     Returns:
         :class:`FreeSupportResult` (``support``, ``weights``, ``value``, ``objective`` trace, ``convergence``).
-        Failure modes: ``max_iter`` reached -> ``converged=False`` and a ``RuntimeWarning``.
+        Failure modes (``converged=False`` and one ``RuntimeWarning`` per call, naming the loop): ``max_iter``
+        reached; an inner transport solve at the returned support did not converge (``method="sinkhorn"`` at a
+        small eps: see ``result.convergence.level("ot")``, one entry per input); NaN (status ``"diverged"``).
 
     References: Cuturi & Doucet, Fast computation of Wasserstein barycenters, ICML 2014; Alvarez-Esteban, del
     Barrio, Cuesta-Albertos, Matran, A fixed-point approach to barycenters in Wasserstein space, JMAA 2016.
