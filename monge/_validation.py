@@ -48,7 +48,11 @@ def as_tensor(x, name: str, *, dtype=None, device=None) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         t = x
     elif isinstance(x, (np.ndarray, list, tuple, numbers.Number)):
-        t = torch.as_tensor(np.asarray(x))
+        try:
+            t = torch.as_tensor(np.asarray(x))
+        except (ValueError, TypeError) as err:  # ragged nested lists, objects numpy cannot hold as numbers
+            raise TypeError(f"{name}: expected a rectangular array of numbers, got a {type(x).__name__} numpy "
+                            f"cannot convert ({err}); pass a tensor or equal-length rows") from None
     else:
         raise TypeError(f"{name}: expected a torch.Tensor or array-like, got {type(x).__name__}")
     if not t.is_floating_point():

@@ -176,6 +176,8 @@ def solve_grid(a, b, *, eps: float, rho=None, spacing=None, p: float = 2, **kwar
     from .geometry.grid import Grid
 
     a = as_tensor(a, "a")
+    if a.dim() == 0:
+        raise ValueError("a: expected a histogram on a grid, shape (..., n_1, ..., n_d), got a scalar (shape ())")
     d = len(spacing) if isinstance(spacing, (tuple, list)) else a.dim()  # a number: every axis, unbatched
     geom = Grid(tuple(a.shape[a.dim() - d :]), spacing=spacing, p=p, dtype=a.dtype, device=a.device)
     return solve(geom, a, b, eps=eps, rho=rho, **kwargs)
@@ -341,7 +343,10 @@ def interpolate_histograms(a, b, t, *, eps: float, geom=None, rho: float | None 
     b = as_tensor(b, "b", dtype=a.dtype, device=a.device)
     if a.shape != b.shape:
         raise ValueError(f"a and b: expected histograms of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    ts = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape(-1)
+    try:
+        ts = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"t: expected a float or a sequence of floats in [0, 1], got {t!r}") from None
     if ts.numel() == 0 or not bool(((ts >= 0) & (ts <= 1)).all()):
         raise ValueError(f"t: expected a float or a non-empty sequence of floats in [0, 1], got {t!r}")
     hists = torch.stack([a, b]).expand(ts.numel(), 2, *a.shape)

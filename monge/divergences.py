@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ._validation import as_tensor, check_cost_power, check_int, check_p, check_positive
-from .geometry import PointCloud
+from .geometry import Geometry, PointCloud
 from .geometry.costs import Euclidean, SqEuclidean, get_cost
 from .problems import LinearProblem
 from .solvers.schedules import EpsScaling
@@ -116,6 +116,9 @@ def sinkhorn_divergence_hist(a, b, geom, *, eps: float, rho: float | None = None
     """
     check_positive(eps, "eps")
     check_positive(rho, "rho", allow_none=True)
+    if not isinstance(geom, Geometry):
+        raise TypeError(f"geom: expected a monge Geometry (e.g. DenseCost(C, symmetric=True) or a Grid), got "
+                        f"{type(geom).__name__}")
     n, m = geom.shape
     if n != m:
         raise ValueError(f"geom: expected one support for both histograms (shape (n, n)), got shape {(n, m)}")

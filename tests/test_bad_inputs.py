@@ -116,6 +116,17 @@ INPUTS = [
     ("sinkhorn_divergence overflowing costs", lambda: monge.sinkhorn_divergence(X * 1e300, Y * 1e300, eps=0.1),
      ValueError, r"overflow.*rescale the inputs"),
     ("Grid shape 0", lambda: monge.Grid((0,)), ValueError, r"^shape: "),
+    ("DenseCost ragged list", lambda: monge.DenseCost([[1.0, 2.0], [3.0]]), TypeError, r"^C: expected a rectangular"),
+    ("solve C str", lambda: monge.solve("abc"), TypeError, r"^C: "),
+    ("solve_grid a scalar", lambda: monge.solve_grid(torch.tensor(1.0), torch.tensor(1.0), eps=0.1), ValueError,
+     r"^a: expected a histogram"),
+    ("interpolate t str", lambda: monge.interpolate_histograms(H[0], H[1], "a", eps=0.1, geom=CB), TypeError, r"^t: "),
+    ("NetworkSimplex on a tensor", lambda: monge.NetworkSimplex()(C), TypeError, r"^prob: .*monge\.solve"),
+    ("Sinkhorn on a tensor", lambda: monge.Sinkhorn(eps=1.0)(C), TypeError, r"^prob: "),
+    ("sinkhorn_divergence_hist geom str", lambda: monge.sinkhorn_divergence_hist(H[0], H[1], "foo", eps=0.1),
+     TypeError, r"^geom: "),
+    ("barycentric_coordinates lr=-1", lambda: monge.barycentric_coordinates(H[0], H, eps=0.1, geom=CB, lr=-1.0),
+     ValueError, r"^lr: "),
     ("DenseCost 1-D", lambda: monge.DenseCost(torch.zeros(3)), ValueError, r"^C: "),
 ]
 
@@ -308,6 +319,8 @@ CORRECT = [
      float(monge.wasserstein(X, Y, p=2, eps=1e-2))),
     *[(f"lp_barycenter C*{s:g}", (lambda s=s: monge.lp_barycenter(H, None, CB * s).value / s),
        float(monge.lp_barycenter(H, None, CB).value)) for s in (1e300, 1e-300)],
+    *[(f"lp_barycenter hists*{m:g}", (lambda m=m: monge.lp_barycenter(H * m, None, CB).value / m),
+       float(monge.lp_barycenter(H, None, CB).value)) for m in (1e300, 1e-300)],
 ]
 
 

@@ -95,6 +95,7 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, loss="l2", 
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     if optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {_OPTIMIZERS}, got {optimizer!r}")
+    check_positive(lr, "lr", allow_none=True)
     g = support_geometry(geom, atoms, target.dim())
     K, k = atoms.shape[0], len(g.target_shape)
     lossf = _loss_fn(loss, k)

@@ -79,13 +79,14 @@ def lp_barycenter(hists, weights, C) -> LPBarycenterResult:
     mass = A.sum(1)
     if np.abs(mass - mass[0]).max() > MASS_RTOL[hists.dtype] * mass.max():
         raise ValueError(f"hists: the exact barycenter needs histograms of equal mass, got masses {mass.tolist()}")
-    A = A * (mass[0] / mass)[:, None]
+    A = A / mass[:, None]  # unit masses (the LP is linear in them): tolerances act alike at any mass; scaled back
     lam64, C64 = lam.detach().cpu().double().numpy(), C.detach().cpu().double().numpy()
     # HiGHS's feasibility and optimality tolerances are absolute: solve on C / max|C| (a power of two, exact), so
     # that costs near 1e-300 or 1e300 are optimised as accurately as costs near 1; the value uses C itself
     scale = float(np.abs(C64).max())
     scale = 2.0 ** np.floor(np.log2(scale)) if scale > 0 else 1.0
     x, status = _solve(C64 / scale, A, lam64)
+    x = x * mass[0]
     plans = x[: K * n * m].reshape(K, n, m)
     value = float((lam64[:, None, None] * plans * C64).sum())
 

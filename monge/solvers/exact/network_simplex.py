@@ -56,6 +56,8 @@ class NetworkSimplex:
         check_int(self.n_threads, "n_threads", allow_none=True)
 
     def __call__(self, prob: LinearProblem) -> ExactResult:
+        if not isinstance(prob, LinearProblem):
+            raise TypeError(f"prob: expected a monge LinearProblem, got {type(prob).__name__}; or call monge.solve(C)")
         if not prob.is_balanced:
             raise ValueError(
                 "rho_a/rho_b: the exact solver solves balanced problems only; use an entropic solver for "
