@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import torch
 
-from .._validation import as_tensor, check_positive
+from .._validation import as_tensor, check_positive, check_weights
 from .._warnings import warn
 from ..problems.barycenter import BarycenterProblem
 from ..results import CoordinatesResult, Convergence
@@ -135,8 +135,9 @@ def barycentric_coordinates(target, atoms, *, eps: float, geom=None, loss="l2", 
 
 
 def _logits(init, K: int, like: torch.Tensor) -> torch.Tensor:
-    w = as_tensor(init, "init", dtype=like.dtype, device=like.device)
-    if w.shape != (K,) or bool((w <= 0).any()):
+    w = as_tensor(init, "init").to(like)  # a starting point: taken in the atoms' dtype
+    w = check_weights(w, "init", K, like, size_name="K", like_name="atoms")  # the one weights validator
+    if w.shape != (K,) or bool((w <= 0).any()):  # and the logits need every weight positive
         raise ValueError(f"init: expected ({K},) positive weights, got {tuple(w.shape)} with min {float(w.min()):.3g}")
     return torch.log(w / w.sum())
 
