@@ -265,6 +265,39 @@ class Grid(Geometry):
             self._kernels[key] = hit
         return hit
 
+    def plan_cost(self, u: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
+        r""":math:`\langle P, C\rangle = \sum_k \langle P, C_k\rangle` axis by axis, never the ``(N, N)`` cost: the
+        weighted kernel :math:`C_k e^{-C_k/\varepsilon} = e^{-C'_k/\varepsilon}`, :math:`C'_k = C_k - \varepsilon
+        \log C_k`, replaces axis ``k``'s kernel in one separable soft-min per axis (O(N (n_1 + ... + n_d)) each).
+
+        Example:
+            >>> import torch
+            >>> geom = Grid((3, 4), dtype=torch.float64)
+            >>> u, v = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+            >>> C = geom.cost()
+            >>> P = torch.exp((u.reshape(-1, 1) + v.reshape(1, -1) - C) / 0.1)
+            >>> bool(torch.allclose(geom.plan_cost(u, v, 0.1), (P * C).sum()))
+            True
+        """
+        eps = float(eps)
+        d = len(self._grid_shape)
+        total = 0.0
+        for k in range(d):
+            g = v
+            for axis in reversed(range(d)):
+                C, K = self._kernel(axis, eps)[:2]
+                if axis == k:  # the weighted kernel C_k exp(-C_k / eps), shifted so that its entries are <= 1
+                    C = torch.where(C > 0, C - eps * torch.log(C.clamp_min(torch.finfo(C.dtype).tiny)),
+                                    torch.full_like(C, torch.inf))
+                    c0 = C.min()
+                    C = C - c0
+                    K = torch.exp(-C / eps)
+                g = softmax_axis(g, g.dim() - d + axis, C, K, eps)
+                if axis == k:
+                    g = g - c0
+            total = total + torch.exp(torch.logsumexp(((u + g) / eps).reshape(*(u + g).shape[:-d], -1), -1))
+        return total
+
     def __repr__(self) -> str:
         return f"Grid(shape={self._grid_shape}, spacing={self._spacing}, p={self.p:g}, dtype={self.dtype})"
 
