@@ -79,7 +79,7 @@ def bench_entropic(n, repeat, rel_eps=5e-3):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 2000])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--big", type=int, nargs=2, default=None, metavar=("N", "M"))
     ap.add_argument("--entropic", type=int, default=0, help="n for the entropic comparison (0: skip)")

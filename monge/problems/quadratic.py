@@ -275,6 +275,7 @@ def _alpha(alpha, fused: bool) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha: expected a number in [0, 1] (the weight of the structure term), got {alpha!r}")
     if not fused and float(alpha) != 1.0:
-        raise ValueError(f"alpha: {alpha} weighs a fused term, but geom_xy is None; pass geom_xy=M (n, m) or alpha=None")
+        raise ValueError(f"alpha: {alpha} weighs a fused term, but geom_xy is None; pass geom_xy=M (n, m) or "
+                         "alpha=None")
     return float(alpha)
 

@@ -148,12 +148,10 @@ def test_low_rank_gradient_equals_dense():
     G_lr, G_dense = lr.grad(lr.cross(P)), dense.grad(dense.cross(P))
     scale = float(G_dense.abs().max())
     assert float((G_lr - G_dense).abs().max()) <= 1e-12 * scale
-    G_def = 2 * torch.einsum("ikjl,kl->ij", (Cx[:, :, None, None] - Cy[None, None]) ** 2, P)
-    P1, P2 = P.sum(1), P.sum(0)  # the definition, with the plan's own marginals, on a feasible plan:
-    Pf = at[:, None] * bt[None]
+    Pf = at[:, None] * bt[None]  # and both equal the definition 2 sum_kl L(Cx_ik, Cy_jl) P_kl on a feasible plan
     G_def = 2 * torch.einsum("ikjl,kl->ij", (Cx[:, :, None, None] - Cy[None, None]) ** 2, Pf)
     assert float((dense.grad(dense.cross(Pf)) - G_def).abs().max()) <= 1e-12 * scale
-    del P1, P2
+    assert float((lr.grad(lr.cross(Pf)) - G_def).abs().max()) <= 1e-12 * scale
 
 
 def test_certificate_small_and_plan_feasible():
@@ -218,8 +216,9 @@ def test_entropic_gradcheck_points():
     rng = np.random.default_rng(12)
     xt, yt = [v.requires_grad_() for v in t(rng.normal(size=(3, 2)) / 2, rng.normal(size=(3, 2)) / 2)]
     M = torch.rand(3, 3, **T64)
-    value = _entropic_value(EntropicGromovWasserstein(eps=1.0, tol=1e-11, inner_tol=1e-13))
-    assert torch.autograd.gradcheck(lambda x, y: value(x, y, M), (xt, yt), eps=1e-6, atol=1e-6, rtol=1e-4)
+    value = _entropic_value(EntropicGromovWasserstein(eps=1.0, tol=1e-8, inner_tol=1e-10))  # the value is stationary
+    assert torch.autograd.gradcheck(lambda x, y: value(x, y, M), (xt, yt), eps=1e-6, atol=1e-6, rtol=1e-4,
+                                    fast_mode=True)  # (one random direction; every entry: the slow test below)
     M.requires_grad_()
     res = EntropicGromovWasserstein(eps=1.0)(QuadraticProblem(PointCloud(xt), PointCloud(yt), geom_xy=M, alpha=0.6))
     (gM,) = torch.autograd.grad(res.value, M)
@@ -240,7 +239,7 @@ def test_entropic_weight_gradient_along_tangent():
     rng = np.random.default_rng(13)
     x, y, a, b = clouds(rng, 6, 5, weights="dirichlet")
     xt, yt, at, bt = t(x / 2, y / 2, a, b)
-    solver = EntropicGromovWasserstein(eps=0.2, tol=1e-13, inner_tol=1e-14, max_iter=2000)
+    solver = EntropicGromovWasserstein(eps=0.5, tol=1e-10, inner_tol=1e-12)
     at.requires_grad_()
     v = solver(QuadraticProblem(PointCloud(xt), PointCloud(yt), at, bt)).value
     (ga,) = torch.autograd.grad(v, at)
@@ -259,6 +258,20 @@ def test_exact_envelope_gradient_matches_finite_differences():
     xt, yt = t(x, y)
     xt.requires_grad_()
     assert torch.autograd.gradcheck(lambda x: gromov_wasserstein(x, yt).value, (xt,), eps=1e-7, atol=1e-6)
+
+
+def test_exact_weight_gradient_along_tangent():
+    """Concave case (squared-Euclidean clouds, square loss): the CG plan is a nondegenerate vertex whose basis stays
+    optimal nearby, so the value is smooth in the weights with gradient the centred duals of the last LP."""
+    rng = np.random.default_rng(17)
+    x, y, a, b = clouds(rng, 6, 5, weights="dirichlet")
+    xt, yt, at, bt = t(x, y, a, b)
+    at.requires_grad_()
+    (ga,) = torch.autograd.grad(gromov_wasserstein(xt, yt, at, bt).value, at)
+    d, h = torch.from_numpy(rng.normal(size=6)), 1e-7
+    d -= d.mean()
+    fd = [float(gromov_wasserstein(xt, yt, at.detach() + s * h * d, bt).value) for s in (1, -1)]
+    assert (fd[0] - fd[1]) / (2 * h) == pytest.approx(float(ga @ d), rel=1e-5, abs=1e-8)
 
 
 # --- input handling ----------------------------------------------------------------------------------------------
@@ -323,7 +336,8 @@ def test_unbalanced_entropic_tends_to_balanced_and_gradient():
     xt, yt, at, bt = t(x / 2, y / 2, a, b)
     solver = EntropicGromovWasserstein(eps=0.5, tol=1e-10, inner_tol=1e-12, max_iter=100)
     bal = solver(QuadraticProblem(PointCloud(xt), PointCloud(yt), at, bt))
-    big = solver(QuadraticProblem(PointCloud(xt), PointCloud(yt), at, bt, rho_a=100.0, rho_b=100.0))
+    loose = EntropicGromovWasserstein(eps=0.5, tol=1e-7, inner_tol=1e-9)
+    big = loose(QuadraticProblem(PointCloud(xt), PointCloud(yt), at, bt, rho_a=100.0, rho_b=100.0))
     assert big.convergence.all_converged
     assert float(big.value) == pytest.approx(float(bal.value), rel=2e-2)  # measured: 1.1% apart at rho = 100
     assert float(big.value) <= float(bal.value)  # penalties instead of constraints: never above the balanced optimum
