@@ -147,7 +147,7 @@ def check_cost_matrix(C: torch.Tensor, name: str = "C") -> None:
 
 
 def check_weights(a, name: str, n, like: torch.Tensor, *, size_name: str = "n",
-                  like_name: str = "the cost (C) or points (x)") -> torch.Tensor:
+                  like_name: str = "the geometry (cost C, points x or grid)") -> torch.Tensor:
     """Weights of shape ``(..., n)`` (or ``(..., *n)`` for a tuple ``n``, e.g. a grid shape): nonnegative, finite,
     positive total mass. ``None`` means uniform.
 
@@ -174,8 +174,19 @@ def check_weights(a, name: str, n, like: torch.Tensor, *, size_name: str = "n",
 
 
 def check_simplex(w, name: str, K: int, like: torch.Tensor, *, inputs_name: str = "hists") -> torch.Tensor:
-    """Barycentric weights ``(..., K)``: nonnegative, finite, summing to 1 within :data:`WEIGHTS_ATOL` (a point of
-    the simplex); ``None``: uniform ``1/K``. Dtype and device of ``like``."""
+    r"""Barycentric weights ``(..., K)``: a point of the simplex
+    :math:`\{\lambda \ge 0,\ |\sum_k \lambda_k - 1| \le` :data:`WEIGHTS_ATOL` :math:`\}`, finite; ``None``: uniform
+    ``1/K``. Dtype and device of ``like``; ``K = 0`` inputs are an error naming ``inputs_name``.
+
+    Example:
+        >>> import torch
+        >>> check_simplex(None, "weights", 4, torch.zeros(1)).tolist()
+        [0.25, 0.25, 0.25, 0.25]
+        >>> check_simplex([0.5, 0.6], "weights", 2, torch.zeros(1))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: weights: expected weights summing to 1 (the simplex), got sums off by up to 0.1 ...
+    """
     if not isinstance(K, numbers.Integral) or K < 1:
         raise ValueError(f"{inputs_name}: expected K >= 1 inputs (one per barycentric weight), got K = {K}; pass at "
                          "least one input")
@@ -198,7 +209,12 @@ def check_simplex(w, name: str, K: int, like: torch.Tensor, *, inputs_name: str 
 
 def check_batch(**shapes) -> torch.Size:
     """The broadcast of the given batch shapes (``name=shape``); an error naming every argument and its batch shape
-    when they do not broadcast."""
+    when they do not broadcast.
+
+    Example:
+        >>> check_batch(C=(2,), a=(), b=(1,))
+        torch.Size([2])
+    """
     try:
         return torch.broadcast_shapes(*shapes.values())
     except RuntimeError:
@@ -210,7 +226,14 @@ def check_batch(**shapes) -> torch.Size:
 
 
 def check_int(value, name: str, *, minimum: int = 1, allow_none: bool = False) -> None:
-    """An int (not a bool, not a float) ``>= minimum``; ``None`` when allowed."""
+    """An int (not a bool, not a float) ``>= minimum``; ``None`` when allowed.
+
+    Example:
+        >>> check_int(1.5, "n_threads", allow_none=True)
+        Traceback (most recent call last):
+        ...
+        TypeError: n_threads: expected an int >= 1 or None, got float 1.5; pass int(n_threads)
+    """
     if value is None and allow_none:
         return
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
@@ -282,6 +305,14 @@ def check_cost_power(cost_fn, p, *, default=None) -> None:
     (degree 2), ``"cosine"`` or a :class:`~monge.geometry.costs.Cost` object would otherwise be silently ignored.
 
     ``p`` equal to ``default`` (a caller's default, which the user may not have chosen) is not checked.
+
+    Example:
+        >>> from monge.geometry.costs import Euclidean, SqEuclidean
+        >>> check_cost_power(Euclidean(3), 3)   # consistent: nothing to say
+        >>> check_cost_power(SqEuclidean(), 1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: p: the cost 'sqeuclidean' has degree 2.0 and would ignore p=1; for |x - y|^p pass ...
     """
     if p is None or (default is not None and p == default):
         return
@@ -299,7 +330,15 @@ def check_cost_power(cost_fn, p, *, default=None) -> None:
 
 def check_squared_range(x: torch.Tensor, name: str) -> None:
     """Points whose squared distances overflow the dtype (coordinates beyond ~1e154 in float64, ~1e19 in float32):
-    an error naming the points and the fix, instead of an infinite cost reported later as a bad ``C``."""
+    an error naming the points and the fix, instead of an infinite cost reported later as a bad ``C``.
+
+    Example:
+        >>> import torch
+        >>> check_squared_range(torch.tensor([[1e300, 0.0]], dtype=torch.float64), "x")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: x: coordinates up to 1e+300 give squared distances beyond the torch.float64 range ...
+    """
     if not x.numel():
         return
     big = float(x.detach().abs().max())
