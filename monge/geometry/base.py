@@ -12,7 +12,16 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["Geometry"]
+__all__ = ["Geometry", "cost_scale_of"]
+
+
+def cost_scale_of(C: torch.Tensor) -> float:
+    """``max(max C, max C - min C)``: the largest cost for nonnegative costs, the spread for any other."""
+    C = C.detach()
+    if C.numel() == 0:
+        return 0.0
+    hi, lo = float(C.max()), float(C.min())
+    return max(hi, hi - lo)
 
 
 def _flat(t: torch.Tensor, k: int) -> torch.Tensor:
@@ -112,8 +121,9 @@ class Geometry:
         return False
 
     def cost_scale(self) -> float:
-        """An upper bound of the largest cost (the first temperature of eps-scaling); subclasses do it cheaper."""
-        return float(self.cost().detach().max())
+        """The scale of the cost for eps-scaling's first temperature: the largest cost, or its spread
+        ``max C - min C`` when that is larger (negative costs: an offset changes no plan); subclasses do it cheaper."""
+        return cost_scale_of(self.cost())
 
     def detach(self) -> "Geometry":
         """The same geometry on detached data: solver loops run on it, then one differentiable step follows."""

@@ -7,7 +7,7 @@ import torch
 from .._validation import as_tensor, check_cost_power, check_points, common_dtype_device
 from ._backends.kernel import KernelCache
 from ._backends.lazy import LazySoftmin, barycentric_map_tiles, kernel_available, plan_cost_tiles
-from .base import Geometry
+from .base import Geometry, cost_scale_of
 from .costs import Cost, SqEuclidean, get_cost
 
 __all__ = ["PointCloud", "LAZY_ABOVE", "KERNEL_MAX_DIM"]
@@ -89,9 +89,7 @@ class PointCloud(Geometry):
             return getattr(self.cost_fn, "scale", 1.0) * max(diam, 1e-30) ** p
         if self.cost_fn.name == "cosine":
             return 2.0
-        if self.backend == "dense":
-            return float(self._impl.cost(self.x, self.y).detach().max())
-        return super().cost_scale()
+        return cost_scale_of(self._impl.cost(self.x, self.y) if self.backend == "dense" else self.cost())
 
     def softmin(self, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
         """The soft-min through the backend chosen at construction (see :class:`~monge.geometry.base.Geometry`)."""

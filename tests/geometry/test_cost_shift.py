@@ -106,3 +106,14 @@ def test_kernel_softmin_negative_and_large_costs(dtype):
 def test_certificate_flags_overflow_and_underflow():
     s = torch.tensor([1.0, 0.0, 1e-45, float("inf"), float("nan")])
     assert unreliable(s, 3).tolist() == [False, True, True, True, True]
+
+
+def test_eps_scaling_starts_from_the_spread_of_a_negative_cost():
+    """An offset changes no plan: eps-scaling's first temperature is the spread max C - min C when C < 0."""
+    C = torch.rand(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert DenseCost(C - 50).cost_scale() == pytest.approx(float(C.max() - C.min()))
+    assert DenseCost(C).cost_scale() == float(C.max())
+    base = monge.solve(C, eps=0.01, schedule=monge.EpsScaling())
+    shifted = monge.solve(C - 50, eps=0.01, schedule=monge.EpsScaling())
+    assert bool(shifted.convergence.converged)
+    assert float(shifted.value) == pytest.approx(float(base.value) - 50, abs=1e-7)
