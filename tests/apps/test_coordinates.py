@@ -78,7 +78,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="bary_iter: expected a positive int"):
         barycentric_coordinates(D[0], D, eps=0.1, geom="grid", bary_iter=0)
     with pytest.raises(ValueError, match=r"init: expected \(3,\) positive weights"):
-        barycentric_coordinates(D[0], D, eps=0.1, geom="grid", init=torch.tensor([1.0, 0.0, 0.0]))
+        barycentric_coordinates(D[0], D, eps=0.1, geom="grid", init=torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
     with pytest.raises(ValueError, match="hists: a balanced barycenter needs input histograms of equal mass"):
         barycentric_coordinates(D[0], D * torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)[:, None, None],
                                 eps=0.1, geom="grid")
