@@ -18,6 +18,7 @@ from ._validation import as_tensor, check_cost_power, check_int, check_p, check_
 from .geometry import Geometry, PointCloud
 from .geometry.costs import Euclidean, SqEuclidean, get_cost
 from .problems import LinearProblem
+from .solvers.exact.one_d import normalising_scale
 from .solvers.schedules import EpsScaling
 from .solvers.sinkhorn import Sinkhorn
 
@@ -195,6 +196,11 @@ def mmd(x, y, a=None, b=None, *, kernel: str = "energy", scale: float | None = N
     x, y = as_tensor(x, "x"), as_tensor(y, "y")
     prob = LinearProblem(PointCloud(x, y), a, b, rho_a=1.0)  # validation only: masses may differ for kernel norms
     a, b, k = prob.a, prob.b, KERNELS[kernel]
+    s = normalising_scale(x, y, 2.0, event_dims=2)  # distances square the coordinates: near 1e154 they overflow
+    if s is not None:  # the energy kernel is 1-homogeneous; the others depend on |x - y| / scale only
+        s = float(s.amax())
+        value = mmd(x / s, y / s, a, b, kernel=kernel, scale=None if scale is None else scale / s, chunk=chunk)
+        return value * s if kernel == "energy" else value
     xx = _kernel_form(k, x, x, a, a, scale, chunk)
     yy = _kernel_form(k, y, y, b, b, scale, chunk)
     xy = _kernel_form(k, x, y, a, b, scale, chunk)

@@ -307,6 +307,10 @@ CORRECT = [
     ("solve_points x, y int", lambda: monge.solve_points(torch.ones(3, 2, dtype=I64), torch.zeros(3, 2, dtype=I64)
      ).value, 2.0),
     ("wasserstein_1d int samples", lambda: monge.wasserstein_1d(torch.arange(3), torch.arange(3) + 2, p=1), 2.0),
+    *[(f"mmd energy x*{s:g}", (lambda s=s: monge.mmd(X * s, Y * s) / s), float(monge.mmd(X, Y)))
+      for s in (1e300, 1e-300)],
+    *[(f"mmd gaussian x*{s:g}", (lambda s=s: monge.mmd(X * s, Y * s, kernel="gaussian", scale=0.3 * s)),
+       float(monge.mmd(X, Y, kernel="gaussian", scale=0.3))) for s in (1e300, 1e-300)],
     ("mmd x, y int (energy)", lambda: monge.mmd(torch.zeros(3, 2, dtype=I64), torch.zeros(3, 2, dtype=I64)), 0.0),
     *[(f"solve exact C*{s:g}", (lambda s=s: monge.solve(C * s, A, B).value / s),
        float(monge.solve(C, A, B).value)) for s in (1e300, 1e-300)],
