@@ -256,10 +256,10 @@ class Barycenter:
             if self.grad == "envelope":
                 f, g, h = f.detach(), g.detach(), (None if h is None else h.detach())
             Sh = None if h is None else geom.softmin(h, eps, 0)
-            f, g, h, S1, S0, lb, Sh = data.step(geom, (f, g, h, geom.softmin(g, eps, 1), None, None, Sh), eps)
+            state = data.step(geom, (f, g, h, geom.softmin(g, eps, 1), None, None, Sh), eps)
+            out = torch.exp(state[5]), k_back(state[0], k), k_back(state[1], k)
         with torch.no_grad():
-            err = data.error((f, g, h, S1, S0, lb, Sh), eps)
-        return (torch.exp(lb), k_back(f, k), k_back(g, k)), err
+            return out, data.error(state, eps)
 
 
 def _lead(t: torch.Tensor, batch: torch.Size, k: int) -> torch.Tensor:

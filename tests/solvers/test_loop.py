@@ -1,0 +1,66 @@
+"""The fixed-point driver (monge.solvers._loop.fixed_point): stop rules, freezing, statuses, warnings."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from monge.solvers._loop import fixed_point
+
+
+def _halve(x, omega):
+    return 0.5 * x
+
+
+def _err(x):
+    return x.abs()
+
+
+def test_stops_at_the_first_check_within_tol():
+    run = fixed_point(_halve, _err, torch.tensor([1.0]), tol=1e-3, max_iter=100, omega=1.0)
+    assert run.n_iters == 10 and run.convergence.status == ("converged",)
+    assert run.convergence.criterion == "marginal_l1" and float(run.convergence.error) <= 1e-3
+    assert run.convergence.errors.shape == (2, 1)  # checks at 0 and 10
+
+
+def test_fixed_iterations_run_exactly_and_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = fixed_point(_halve, _err, torch.tensor([1.0]), tol=1e-9, max_iter=7, fixed_iters=True)
+    assert run.n_iters == 7 and run.convergence.status == ("max_iter",)
+    with pytest.warns(RuntimeWarning, match="reached max_iter=7"):
+        fixed_point(_halve, _err, torch.tensor([1.0]), tol=1e-9, max_iter=7)
+
+
+def test_a_converged_start_still_takes_one_full_step():
+    run = fixed_point(_halve, _err, torch.tensor([1e-6]), tol=1e-3, max_iter=100, omega=1.0)
+    assert run.n_iters == 1 and run.convergence.all_converged
+
+
+def test_nan_is_diverged_and_warned_as_such():
+    def step(x, omega):
+        return torch.where(x < 0.1, torch.full_like(x, float("nan")), 0.5 * x)
+
+    with pytest.warns(RuntimeWarning, match=r"diverged: NaN or inf appeared in the iterates at iteration 10") as rec:
+        run = fixed_point(step, _err, torch.tensor([1.0, 1e-9]), tol=1e-12, max_iter=1000, omega=1.0,
+                          freeze=lambda active, old, new: torch.where(active, new, old))
+    assert run.convergence.status[0] == "diverged" and run.n_iters == 10
+    assert all("max_iter" not in str(w.message) for w in rec)
+    assert rec[0].filename == __file__  # stacklevel: the user's line, wherever the driver sits
+
+
+def test_converged_batch_elements_are_frozen():
+    seen = []
+
+    def step(x, omega):
+        seen.append(x.clone())
+        return x * torch.tensor([0.5, 0.9])
+
+    run = fixed_point(step, _err, torch.tensor([1.0, 1.0]), tol=1e-2, max_iter=1000, omega=1.0,
+                      freeze=lambda active, old, new: torch.where(active, new, old))
+    assert run.convergence.all_converged
+    first = float(run.state[0])
+    assert first == pytest.approx(0.5 ** 10)  # stopped moving at its first check within tol
+    assert float(run.state[1]) <= 1e-2
