@@ -76,8 +76,9 @@ class CoordinatesResult:
     Attributes:
         weights: ``(K,)``. barycenter: the fitted barycenter :math:`P_L(\\lambda)`.
         losses: the loss at each evaluation of the optimiser (line searches included).
-        convergence: the optimiser's stop: ``error`` (criterion ``"grad_max"``: the largest entry of the loss
-            gradient w.r.t. the logits at the returned weights, or ``"loss_change"`` for Adam), ``n_iters``
+        convergence: the optimiser's stop: ``error`` (criterion ``"loss_change"``: the relative loss change of the
+            last step; L-BFGS: ``"min(grad_max, loss_change)"``, also the gradient's largest entry w.r.t. the
+            logits at the returned weights), ``n_iters``
             (optimiser iterations), status (``"stalled"``: L-BFGS stopped making progress above ``tol``); the level
             ``"barycenter"`` records the final barycenter's own loop (a fixed count of ``bary_iter`` iterations:
             informative, it does not decide ``converged``).
