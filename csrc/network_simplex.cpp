@@ -25,6 +25,7 @@
 // Gottschlich & Schuhmacher's shortlist idea: compact, cache-resident, and they hold most improving arcs of
 // geometric costs), then, when they hold none, over the dense matrix with a vectorised min over row segments
 // (C is read in place; the dense scan is memory-bound). Optimality is only declared by a full dense pass.
+// Problems of fewer than 768 columns price the dense matrix only (faster there, see build_shortlists).
 //
 // Pivots. The leaving arc is the last blocking arc of the cycle met from the join node (strongly-feasible rule); the tree update
 // follows the thread/reverse-thread scheme of Barr-Glover-Klingman / Kovacs ("Minimum-cost flow
@@ -158,7 +159,9 @@ class TransportSimplex {
   // Builds the shortlists (k cheapest columns per row) with a bounded max-heap per row.
   void build_shortlists() {
     const int k = kShortlist;
-    if (2 * k > m_) return;  // small problems: dense pricing only
+    // Below ~16 k columns dense pricing is faster (uniform clouds, CPU time of a whole solve, shortlists vs
+    // dense: n = 128: 0.70 vs 0.25 ms, 256: 2.4 vs 1.1 ms, 512: 7.4 vs 5.2 ms, 768: equal, 1000: 18 vs 23 ms).
+    if (16 * k > m_) return;
     k_ = k;
     sl_col_.resize(size_t(n_) * k);
     sl_cost_.resize(size_t(n_) * k);
