@@ -31,6 +31,7 @@ from ...problems.quadratic import QuadraticProblem
 from ...results import Convergence
 from ..exact.network_simplex import NetworkSimplex
 from .common import GWResult, Objective, check_init, differentiable_value, dot, user_stacklevel
+from .state import make_state
 
 __all__ = ["GromovWasserstein", "LinearSolves", "comonotone", "exact_line_search"]
 
@@ -116,31 +117,25 @@ class GromovWasserstein:
 
     def _loop(self, obj: Objective, P: torch.Tensor, atol: float, product: bool):
         """CG steps until the FW gap of the current plan is small; returns the plan and its certificate."""
-        lps, trace = LinearSolves(obj.a, obj.b), []
-        X = obj.cross(P)
-        G = obj.grad(X)
+        lps, trace, state = LinearSolves(obj.a, obj.b), [], make_state(obj, P)
+        G = state.grad()
         stalled = False
         for it in range(self.max_iter + 1):
             rank1 = product and it == 0 and (obj.M is None or obj.alpha == 1.0)
             Q, lp_value = lps.solve(G, obj.rank1() if rank1 else None)
-            gap = float(dot(G, P)) - lp_value
-            lin, quad = obj.terms(P, X)
-            tol = max(atol, self.rtol * abs(float(obj.value(lin, quad))))
+            gap = float(dot(G, state.P)) - lp_value
+            tol = max(atol, self.rtol * abs(state.value()))
             trace.append(gap)
             if gap <= tol or it == self.max_iter:
                 break
-            D = Q - P
-            XD = obj.cross(Q) - X
-            curv = -obj.alpha * float(dot(XD, D))  # alpha E(D) for D with zero marginals
-            t = exact_line_search(-gap, curv)
+            t = exact_line_search(-gap, state.curvature(Q))
             if t <= 0.0:
                 stalled = True
                 break
-            P = P.add_(D, alpha=t)
-            X = X.add_(XD, alpha=t)
-            G = obj.grad(X)
+            state.step(t)
+            G = state.grad()
         f, g = lps.duals(G)
-        return P, f, g, gap, tol, trace, it, stalled, lps.convergence()
+        return state.P, f, g, gap, tol, trace, it, stalled, lps.convergence()
 
 
 class LinearSolves:
@@ -156,16 +151,16 @@ class LinearSolves:
         self.pivots, self.bad, self.last = 0, 0, None
 
     def solve(self, G: torch.Tensor, rank1: tuple | None = None):
-        """(vertex plan Q, <G, Q>) of the LP with cost ``G``; ``rank1 = (u, v)``: ``G = const - u v^T``."""
+        """(vertex ``(rows, cols, vals)``, <G, Q>) of the LP with cost ``G``; ``rank1 = (u, v)``: ``G = const - u v^T``."""
         if rank1 is not None:
-            Q = comonotone(*rank1, self.a, self.b)
+            rows, cols, vals = comonotone(*rank1, self.a, self.b)
             self.last = None
-            return Q, float((G * Q).sum())
+            return (rows, cols, vals), float(G[rows, cols] @ vals)
         res = NetworkSimplex()(LinearProblem(DenseCost(G), self.a, self.b))
         self.pivots += int(res.convergence.n_iters)
         self.bad += int(not res.convergence.all_converged)
         self.last = (G, res.f, res.g)
-        return res.plan, float(res.value)
+        return (res.rows, res.cols, res.vals), float(res.value)
 
     def duals(self, G: torch.Tensor):
         """Dual potentials of the LP with cost ``G`` (the last one solved, else solved now)."""
@@ -177,8 +172,9 @@ class LinearSolves:
         return Convergence.build(float(self.bad), 0.0, self.pivots, criterion="lp_not_optimal")
 
 
-def comonotone(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    r"""The optimal plan of :math:`\min_{Q \in \Pi(a, b)} -\sum_{ij} u_i v_j Q_{ij}`: both sorted, north-west corner."""
+def comonotone(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
+    r"""The optimal plan of :math:`\min_{Q \in \Pi(a, b)} -\sum_{ij} u_i v_j Q_{ij}`: both sorted, north-west corner;
+    as triplets ``(rows, cols, vals)`` (at most ``n + m - 1``)."""
     iu, iv = torch.argsort(u), torch.argsort(v)
     ca, cb = torch.cumsum(a[iu], 0), torch.cumsum(b[iv], 0)
     cb = cb * (ca[-1] / cb[-1])
@@ -187,6 +183,4 @@ def comonotone(u: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tenso
     mid = 0.5 * (t[1:] + t[:-1])
     i = torch.searchsorted(ca, mid).clamp_max(len(ca) - 1)
     j = torch.searchsorted(cb, mid).clamp_max(len(cb) - 1)
-    Q = a.new_zeros(len(a), len(b))
-    Q.index_put_((iu[i], iv[j]), mass, accumulate=True)
-    return Q
+    return iu[i], iv[j], mass
