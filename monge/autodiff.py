@@ -59,7 +59,7 @@ def conjugate_gradient(A, rhs, dot, tol: float = 1e-10, max_iter: int = 500):
 def implicit_potential(geom, data, g_star: torch.Tensor, eps: float, tol: float = 1e-10, max_iter: int = 500):
     """``Phi(g_star)`` with a backward hook that turns ``dL/dg`` into the implicit-function adjoint ``w``.
 
-    ``data`` supplies ``f_update``/``g_update`` (the two half steps), weights ``b``, the event rank ``k`` and
+    ``data`` supplies ``f_update``/``g_update`` (the two half steps), the target marginal ``mb`` (weights ``mb.w``), the event rank ``k`` and
     ``balanced`` (both marginals hard: the constant gauge).
     """
     g_req = g_star.detach().requires_grad_()
@@ -68,7 +68,7 @@ def implicit_potential(geom, data, g_star: torch.Tensor, eps: float, tol: float 
         g_phi = data.g_update(geom, f, eps)
     if not g_phi.requires_grad:
         return g_phi
-    b, k = data.b.detach(), data.k
+    b, k = data.mb.w.detach(), data.k
     balanced = data.balanced
     zero = (b <= 0).expand_as(g_phi)
     inv_b = torch.where(b > 0, 1.0 / b.clamp_min(torch.finfo(b.dtype).tiny), torch.zeros_like(b))

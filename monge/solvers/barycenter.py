@@ -112,23 +112,20 @@ class _Data:
             Sh = geom.softmin(h, eps, 0)
         return f, g, h, geom.softmin(g, eps, 1), S0, lb, Sh
 
+    def rows(self, state, eps, reduce: bool = True) -> torch.Tensor:
+        """The first marginals' l1 residuals ``(K, *batch)``, or their max over k: what the over-relaxation watches."""
+        f, S1 = state[0], state[3]
+        ta = self.a if self.rho is None else self.a * torch.exp(-f / self.rho)
+        err = _esum((torch.exp((f - S1) / eps) - ta).abs(), self.k)
+        return err.amax(0) if reduce else err
+
     def error(self, state, eps) -> torch.Tensor:
         r"""Max over k of the l1 violations of both marginal conditions of coupling k, plus (debiased) the l1
         residual of the debiasing fixed point :math:`d \odot K d = b`; batch shape."""
-        f, g, h, S1, S0, lb, Sh = state
-        rows, cols = torch.exp((f - S1) / eps), torch.exp((g - S0) / eps)
-        ta = self.a if self.rho is None else self.a * torch.exp(-f / self.rho)
+        _, g, h, _, S0, lb, Sh = state
         tb = torch.exp(lb if self.rho is None else lb - g / self.rho)
-        err = (_esum((rows - ta).abs(), self.k) + _esum((cols - tb).abs(), self.k)).amax(0)
-        if h is not None:
-            err = err + _esum((torch.exp((h - Sh) / eps) - torch.exp(lb)).abs(), self.k)
-        return err
-
-    def rows(self, state, eps) -> torch.Tensor:
-        """Max over k of the first marginals' residuals alone: what the over-relaxation watches."""
-        f, S1 = state[0], state[3]
-        ta = self.a if self.rho is None else self.a * torch.exp(-f / self.rho)
-        return _esum((torch.exp((f - S1) / eps) - ta).abs(), self.k).amax(0)
+        err = (self.rows(state, eps, False) + _esum((torch.exp((g - S0) / eps) - tb).abs(), self.k)).amax(0)
+        return err if h is None else err + _esum((torch.exp((h - Sh) / eps) - torch.exp(lb)).abs(), self.k)
 
     def freeze(self, active, old, new):
         """Keep converged batch elements where they are (K-first potentials, batch-first ``h``, ``log b``)."""
@@ -219,9 +216,9 @@ class Barycenter:
             state = data.start(geom, *self._init(prob, data), eps)
             ckpt = unroll and any(t is not None and t.requires_grad for t in state)  # only potentials are stored
 
-            def step(s, w):
-                return checkpoint(_step, data, geom, eps, w, *s, use_reentrant=False) if ckpt else data.step(
-                    geom, s, eps, w)
+            def step(s, w):  # checkpointed: one iteration's intermediates are recomputed in the backward pass
+                return checkpoint(lambda *t: data.step(geom, t, eps, w), *s, use_reentrant=False) if ckpt else \
+                    data.step(geom, s, eps, w)
 
             run = fixed_point(step, lambda s: data.error(s, eps), state, tol=tol, max_iter=self.max_iter,
                               check_every=self.check_every, omega=self.omega,
@@ -267,7 +264,3 @@ def _lead(t: torch.Tensor, batch: torch.Size, k: int) -> torch.Tensor:
     extra = len(batch) - (t.dim() - 1 - k)
     t = t.reshape(t.shape[0], *([1] * extra), *t.shape[1:])
     return t.expand(t.shape[0], *batch, *t.shape[t.dim() - k:])
-
-
-def _step(data, geom, eps, omega, *state):
-    return data.step(geom, state, eps, omega)

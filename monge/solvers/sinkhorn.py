@@ -32,11 +32,6 @@ DEFAULT_TOL = {torch.float32: 1e-5, torch.float64: 1e-7}
 GRADS = ("envelope", "unroll", "implicit")
 
 
-def _esum(t: torch.Tensor, k: int) -> torch.Tensor:
-    """Sum over the last ``k`` (event) dimensions."""
-    return t.sum(tuple(range(-k, 0)))
-
-
 @dataclass(frozen=True)
 class SinkhornData:
     """The two marginal updates (:mod:`~monge.solvers.marginals`) and the event rank of the geometry.
@@ -59,37 +54,39 @@ class SinkhornData:
         return cls(ma, mb, prob.geom.event_ndim, sym)
 
     @property
-    def b(self) -> torch.Tensor:
-        return self.mb.w
-
-    @property
     def balanced(self) -> bool:
         return isinstance(self.ma, Hard) and isinstance(self.mb, Hard)
 
+    def sf(self, geom, f, eps):
+        r""":math:`\mathrm{softmin}_0(f + \varepsilon \log a)`, over the sources."""
+        return geom.softmin(torch.add(f, self.ma.lw, alpha=eps), eps, 0)
+
+    def sg(self, geom, g, eps):
+        return geom.softmin(torch.add(g, self.mb.lw, alpha=eps), eps, 1)
+
     def f_update(self, geom, g, eps):
         """``(f, S)``: the row update from ``g`` and its soft-min ``S = softmin_1(g + eps log b)``."""
-        S = geom.softmin(torch.add(g, self.mb.lw, alpha=eps), eps, 1)
+        S = self.sg(geom, g, eps)
         return self.ma.update(S, eps), S
 
     def g_update(self, geom, f, eps):
-        return self.mb.update(geom.softmin(torch.add(f, self.ma.lw, alpha=eps), eps, 0), eps)
+        return self.mb.update(self.sf(geom, f, eps), eps)
 
     def start(self, geom, f, g, eps):
         """The loop state at ``(f, g)``."""
-        Sg = geom.softmin(torch.add(g, self.mb.lw, alpha=eps), eps, 1)
-        return f, g, geom.softmin(torch.add(f, self.ma.lw, alpha=eps), eps, 0), Sg
+        return f, g, self.sf(geom, f, eps), self.sg(geom, g, eps)
 
     def step(self, geom, state, eps, omega: float = 1.0):
         """One (over-relaxed) iteration: ``f`` from the cached ``Sg``, then ``g``, then the new soft-mins."""
         f, g, _, Sg = state
         if self.symmetric:  # averaged, one soft-min: by symmetry Sf = Sg
             f = 0.5 * (f + self.ma.update(Sg, eps))
-            S = geom.softmin(torch.add(f, self.ma.lw, alpha=eps), eps, 1)
+            S = self.sg(geom, f, eps)  # (a is b)
             return f, f, S, S
         f = relaxed(f, self.ma.update(Sg, eps), omega)
-        Sf = geom.softmin(torch.add(f, self.ma.lw, alpha=eps), eps, 0)
+        Sf = self.sf(geom, f, eps)
         g = relaxed(g, self.mb.update(Sf, eps), omega)
-        return f, g, Sf, geom.softmin(torch.add(g, self.mb.lw, alpha=eps), eps, 1)
+        return f, g, Sf, self.sg(geom, g, eps)
 
     def error(self, state, eps):
         r"""l1 violation of the optimality conditions of both marginals of the plan of ``(f, g)``, per batch element
@@ -103,9 +100,9 @@ class SinkhornData:
 
     def dual(self, f, S, g, eps):
         """Dual objective at (f, g), with S = softmin(g + eps log b) giving the plan's total mass."""
-        mass_p = _esum(self.ma.marginal(f, S, eps), self.k)
-        ma, mb = _esum(self.ma.w, self.k), _esum(self.mb.w, self.k)
-        return self.ma.conjugate(f, self.k) + self.mb.conjugate(g, self.k) - eps * (mass_p - ma * mb)
+        dims = tuple(range(-self.k, 0))
+        mass = self.ma.marginal(f, S, eps).sum(dims) - self.ma.w.sum(dims) * self.mb.w.sum(dims)
+        return self.ma.conjugate(f, self.k) + self.mb.conjugate(g, self.k) - eps * mass
 
     def freeze(self, active, old, new):
         """Keep converged batch elements where they are."""
@@ -239,7 +236,7 @@ class Sinkhorn:
             f, S = data.f_update(geom, g, eps)
             value = data.dual(f, S, g, eps)
         with torch.no_grad():
-            err = data.error((f, g, geom.softmin(torch.add(f, data.ma.lw, alpha=eps), eps, 0), S), eps)
+            err = data.error((f, g, data.sf(geom, f, eps), S), eps)
         return (f, g, value), err
 
 

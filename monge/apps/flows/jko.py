@@ -276,7 +276,7 @@ def jko_step(mu: torch.Tensor, geom: Grid, functional: Functional, tau: float, e
 
     def finish(state):  # the exact projection on P 1 = mu, then the free marginal of that plan
         f, g = data.f_update(geom, state[1], eps)[0], state[1]
-        Sf = geom.softmin(torch.add(f, data.ma.lw, alpha=eps), eps, 0)
+        Sf = data.sf(geom, f, eps)
         return (data.mb.marginal(g, Sf, eps), g), data.error((f, g, Sf, state[3]), eps)
 
     g = mu.new_zeros(mu.shape) if init is None else init
