@@ -2,5 +2,6 @@
 
 from .barycenter import BarycenterProblem
 from .linear import LinearProblem
+from .quadratic import QuadraticProblem
 
-__all__ = ["LinearProblem", "BarycenterProblem"]
+__all__ = ["LinearProblem", "BarycenterProblem", "QuadraticProblem"]

@@ -53,6 +53,11 @@ class GromovWasserstein:
     ``max(atol, rtol * |F(P)|)``: the absolute test stops when the spaces are (nearly) isometric and ``F`` is 0,
     where a relative test alone never does. The gap reported is measured at the returned plan.
 
+    Cost per step: one network simplex on the dense ``(n, m)`` gradient; for point clouds with the squared Euclidean
+    cost (low rank ``r = d + 2``), one ``(n, r) x (r, m)`` product and one plan update besides, and no ``n x n``
+    matrix ever (:mod:`monge.solvers.gromov.state`). With that cost and the square loss, :math:`F` is concave on the
+    polytope (both costs are conditionally negative definite), so steps go from vertex to vertex (``t = 1``).
+
     Args:
         atol: absolute tolerance on the FW gap, in objective units; ``None``: ``1e-12`` times
             :meth:`QuadraticProblem.cost_scale` (an upper bound of the objective for unit mass).
@@ -62,8 +67,9 @@ class GromovWasserstein:
     Returns from ``solver(prob, init=None)`` a :class:`GWResult` (float64 loop; results in the input's dtype).
     ``init``: a feasible plan ``(n, m)`` to start from (default: the product ``a b^T``).
 
-    Failure modes: GW is nonconvex; CG finds a stationary point (gap ~ 0), usually but not always the global
-    optimum, and the start matters (try several ``init``). ``converged=False`` with status ``"max_iter"`` or
+    Failure modes: GW is nonconvex; CG finds a stationary point (gap ~ 0), not always the global optimum, and the
+    start matters (try several ``init``): from the product start it found the brute-force optimum in 14 of 30 random
+    instances with ``n = m`` in 4..6 (``tests/solvers/test_gromov.py``). ``converged=False`` with status ``"max_iter"`` or
     ``"stalled"`` (the line search made no progress at a positive gap, a rounding floor) is reported, never raised.
 
     Gradients (envelope theorem at the returned stationary point): w.r.t. ``M`` the plan times ``1 - alpha``, w.r.t.
@@ -151,7 +157,7 @@ class LinearSolves:
         self.pivots, self.bad, self.last = 0, 0, None
 
     def solve(self, G: torch.Tensor, rank1: tuple | None = None):
-        """(vertex ``(rows, cols, vals)``, <G, Q>) of the LP with cost ``G``; ``rank1 = (u, v)``: ``G = const - u v^T``."""
+        """(vertex ``(rows, cols, vals)``, <G, Q>) of the LP with cost ``G``; ``rank1 = (u, v)``: G = const - u v^T."""
         if rank1 is not None:
             rows, cols, vals = comonotone(*rank1, self.a, self.b)
             self.last = None
