@@ -58,9 +58,6 @@ class Marginal:
         """This side's term of the dual objective, :math:`-\\varphi^*(-f)`."""
         raise NotImplementedError(f"{type(self).__name__}: no dual objective")
 
-    def detach(self) -> "Marginal":
-        raise NotImplementedError
-
 
 class Hard(Marginal):
     """The hard constraint :math:`m = w` (balanced side).
@@ -79,9 +76,6 @@ class Hard(Marginal):
 
     def conjugate(self, f, k):
         return _esum(self.w * f, k)
-
-    def detach(self):
-        return Hard(self.w.detach())
 
 
 class KL(Marginal):
@@ -109,9 +103,6 @@ class KL(Marginal):
     def conjugate(self, f, k):
         return -self.rho * _esum(self.w * torch.expm1(-f / self.rho), k)
 
-    def detach(self):
-        return KL(self.w.detach(), self.rho)
-
 
 class Prox(Marginal):
     r"""The free marginal of an entropic JKO step: :math:`\varphi = \sigma\varepsilon F` on counting-measure weights
@@ -138,6 +129,3 @@ class Prox(Marginal):
 
     def target(self, f, S, eps):
         return torch.exp(self._log_target(S, eps))
-
-    def detach(self):
-        return self
