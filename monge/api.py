@@ -23,6 +23,7 @@ from .solvers.exact._batch import to_numpy64
 from .solvers.exact.assignment import Assignment, solve_assignment_core
 from .solvers.exact.network_simplex import NetworkSimplex, _broadcast, pack_exact
 from .solvers.exact.one_d import normalising_scale
+from .solvers.exact.sparse import is_sparse_cost, solve_sparse
 from .solvers.barycenter import Barycenter, BarycenterResult
 from .solvers.sinkhorn import Sinkhorn
 
@@ -44,7 +45,7 @@ def _split_rho(rho):
         check_positive(rho[0], "rho[0]", allow_none=True)
         check_positive(rho[1], "rho[1]", allow_none=True)
         return rho[0], rho[1]
-    check_positive(rho, "rho", allow_none=True)  # named as the user passed it (the problem says rho_a, rho_b)
+    check_positive(rho, "rho (rho_a = rho_b)", allow_none=True)  # named as passed (the problem says rho_a, rho_b)
     return rho, rho
 
 
@@ -90,6 +91,8 @@ def solve(C, a=None, b=None, *, eps: float | None = None, rho=None, max_iter: in
     if unknown:
         raise TypeError(f"{', '.join(unknown)}: not an option of solve (eps, rho, max_iter, method, and for eps=...: "
                         f"{', '.join(sorted(_SINKHORN_KW))})")
+    if is_sparse_cost(C) and eps is None and method == "auto" and rho is None and not sinkhorn_kw:
+        return solve_sparse(C, a, b, max_iter=max_iter)  # only the listed arcs exist (exact, sparse network simplex)
     geom = C if isinstance(C, Geometry) else DenseCost(C)
     rho_a, rho_b = _split_rho(rho)
     if eps is not None:

@@ -145,7 +145,7 @@ KNOBS = [
       for v in (0, 1.5, True)],
     ("solve check_every=0", lambda: monge.solve(C, eps=0.1, check_every=0), ValueError, r"^check_every: "),
     ("solve omega=3", lambda: monge.solve(C, eps=0.1, omega=3), ValueError, r"^omega: "),
-    *[(f"solve rho={v!r}", (lambda v=v: monge.solve(C, eps=0.1, rho=v)), ValueError, r"^rho: ")
+    *[(f"solve rho={v!r}", (lambda v=v: monge.solve(C, eps=0.1, rho=v)), ValueError, r"^rho \(rho_a = rho_b\): ")
       for v in (0, -1.0, NAN, INF)],
     ("solve rho=(1, 0)", lambda: monge.solve(C, eps=0.1, rho=(1.0, 0.0)), ValueError, r"^rho\[1\]: "),
     ("solve grad='foo'", lambda: monge.solve(C, eps=0.1, grad="foo"), ValueError, r"^grad: "),
