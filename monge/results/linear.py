@@ -219,8 +219,8 @@ class SinkhornResult:
         Example:
             >>> import torch, monge
             >>> x = torch.rand(30, 2, dtype=torch.float64); y = x + 1.0
-            >>> res = monge.solve_points(x, y, eps=1e-3)
-            >>> bool((res.transport(x) - y).abs().max() < 0.05)   # a translation is recovered
+            >>> res = monge.solve_points(x, y, eps=1e-2)
+            >>> bool((res.transport(x) - y).abs().max() < 0.1)   # a translation is recovered (up to the blur)
             True
         """
         return self.problem.geom.barycentric_map(self._log_potentials()[1], self.eps, x)
