@@ -69,8 +69,9 @@ class GromovWasserstein:
 
     Failure modes: GW is nonconvex; CG finds a stationary point (gap ~ 0), not always the global optimum, and the
     start matters (try several ``init``): from the product start it found the brute-force optimum in 14 of 30 random
-    instances with ``n = m`` in 4..6 (``tests/solvers/test_gromov.py``). ``converged=False`` with status ``"max_iter"`` or
-    ``"stalled"`` (the line search made no progress at a positive gap, a rounding floor) is reported, never raised.
+    instances with ``n = m`` in 4..6 (``tests/solvers/test_gromov.py``). ``converged=False`` with status
+    ``"max_iter"`` or ``"stalled"`` (the line search made no progress at a positive gap, a rounding floor) is
+    reported, never raised.
 
     Gradients (envelope theorem at the returned stationary point): w.r.t. ``M`` the plan times ``1 - alpha``, w.r.t.
     the intra-domain costs or points :math:`\partial F/\partial C` at the fixed plan, w.r.t. ``a``, ``b`` the centred
