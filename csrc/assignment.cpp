@@ -493,34 +493,64 @@ nb::tuple assignment_binding(
                         owned_array(std::move(v), m), cost);
 }
 
-// B independent problems C (B, n, m) in one call: threads over the batch (none for one problem).
+// B independent problems C (B, n, m) in one call: threads over the batch (none for one problem). A cost matrix
+// whose scale is far from 1 is solved as C / 2^e (exact) and the answer scaled back (an answer beyond float64
+// comes back as inf); gap = cost - sum(u) - sum(v) is computed at the solver's scale, then scaled.
 std::tuple<monge::NumpyOut<int64_t, 2>, monge::NumpyOut<double, 2>, monge::NumpyOut<double, 2>,
-           monge::NumpyOut<double, 1>>
+           monge::NumpyOut<double, 1>, monge::NumpyOut<double, 1>>
 assignment_batch(nb::ndarray<const double, nb::ndim<3>, nb::c_contig, nb::device::cpu> C, int n_threads) {
   const std::size_t B = C.shape(0), n = C.shape(1), m = C.shape(2);
   if (n > m) throw nb::value_error("assignment_batch: C must have at most as many rows as columns");
   auto cols = monge::zeros<int64_t>(B * n);
   auto u = monge::zeros<double>(B * n), v = monge::zeros<double>(B * m), cost = monge::zeros<double>(B);
+  auto gap = monge::zeros<double>(B);
   {
     nb::gil_scoped_release release;
     const double *pC = C.data();
     monge::parallel_for(static_cast<int64_t>(B), n_threads, [&](int64_t q) {
-      monge::solve_assignment(pC + q * static_cast<int64_t>(n * m), static_cast<int64_t>(n),
-                              static_cast<int64_t>(m), cols.get() + q * n, u.get() + q * n, v.get() + q * m,
+      const double *Cq = pC + q * static_cast<int64_t>(n * m);
+      bool finite = true;
+      const int e = monge::cost_exponent(Cq, static_cast<int64_t>(n * m), finite);
+      std::vector<double> Cs;
+      if (e != 0) {
+        Cs.resize(n * m);
+        for (std::size_t t = 0; t < n * m; ++t) Cs[t] = std::ldexp(Cq[t], -e);
+        Cq = Cs.data();
+      }
+      double *uq = u.get() + q * n, *vq = v.get() + q * m;
+      monge::solve_assignment(Cq, static_cast<int64_t>(n), static_cast<int64_t>(m), cols.get() + q * n, uq, vq,
                               cost.get() + q);
+      if (e != 0 && n == m) monge::centre_duals(uq, int64_t(n), vq, int64_t(m));  // room for the scale
+      double g = cost[q];  // Neumaier-compensated cost - sum(u) - sum(v)
+      double comp = 0.0;
+      auto add = [&](double x) {
+        const double t = g + x;
+        comp += std::fabs(g) >= std::fabs(x) ? (g - t) + x : (x - t) + g;
+        g = t;
+      };
+      for (std::size_t i = 0; i < n; ++i) add(-uq[i]);
+      for (std::size_t j = 0; j < m; ++j) add(-vq[j]);
+      gap[q] = std::ldexp(g + comp, e);
+      if (e != 0) {
+        cost[q] = std::ldexp(cost[q], e);
+        for (std::size_t i = 0; i < n; ++i) uq[i] = std::ldexp(uq[i], e);
+        for (std::size_t j = 0; j < m; ++j) vq[j] = std::ldexp(vq[j], e);
+      }
     });
   }
   return {monge::owned<int64_t, 2>(std::move(cols), {B, n}), monge::owned<double, 2>(std::move(u), {B, n}),
-          monge::owned<double, 2>(std::move(v), {B, m}), monge::owned<double, 1>(std::move(cost), {B})};
+          monge::owned<double, 2>(std::move(v), {B, m}), monge::owned<double, 1>(std::move(cost), {B}),
+          monge::owned<double, 1>(std::move(gap), {B})};
 }
 
 }  // namespace
 
 void register_assignment(nb::module_ &m) {
   m.def("assignment_batch", &assignment_batch, nb::arg("C"), nb::arg("n_threads") = 0,
-        "assignment_batch(C, n_threads=0) -> (cols, u, v, cost)\n\n"
+        "assignment_batch(C, n_threads=0) -> (cols, u, v, cost, gap)\n\n"
         "assignment() over a batch C (B, n, m), float64, C-contiguous, n <= m, finite: cols (B, n), u (B, n),\n"
-        "v (B, m), cost (B,). Threads over the batch (n_threads <= 0: one per hardware thread; one problem\n"
+        "v (B, m), cost (B,), gap = cost - sum(u) - sum(v) (B,). Costs of a scale far from 1 are solved as\n"
+        "C / 2^e (exact) and the answer scaled back (inf where it exceeds float64). Threads over the batch (n_threads <= 0: one per hardware thread; one problem\n"
         "runs on the calling thread). Releases the GIL.");
   m.def("assignment", &assignment_binding, nb::arg("C"),
         "assignment(C) -> (cols, u, v, cost)\n\n"

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -32,6 +33,37 @@ NumpyOut<T, N> owned(std::unique_ptr<T[]> data, std::initializer_list<size_t> sh
 template <class T>
 std::unique_ptr<T[]> zeros(int64_t count) {
   return std::unique_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(1, count))]());
+}
+
+// The exponent e of a power of two 2^e that brings the largest |entry| of a cost matrix (of `count` entries)
+// near 1 when it is far from 1 (beyond 2^+-500), else 0. Solvers divide by it (exactly: a power of two) so that
+// sums of up to n + m costs (potentials, objective values) do not overflow near 1e308 and differences of tiny
+// costs keep their bits. `finite` is set to whether every entry is finite.
+inline int cost_exponent(const double *C, int64_t count, bool &finite) {
+  double cmax = 0.0;
+  bool ok = true;
+  for (int64_t k = 0; k < count; ++k) {
+    const double c = C[k] < 0.0 ? -C[k] : C[k];
+    ok &= c <= 1.7976931348623157e308;  // false for inf and NaN
+    cmax = c > cmax ? c : cmax;
+  }
+  finite = ok;
+  if (!ok || !(cmax > 0.0) || (cmax <= 0x1p500 && cmax >= 0x1p-500)) return 0;
+  int e = 0;
+  std::frexp(cmax, &e);
+  return e;
+}
+
+// Shifts dual potentials (f + c, g - c) so that their means meet halfway: for balanced OT (equal masses) and
+// square assignments the shift keeps them feasible and optimal, and it keeps them representable when the cost
+// scale is near the float64 limit (a solver fixes one potential at 0; the others are then up to ~2 max|C|).
+inline void centre_duals(double *f, int64_t n, double *g, int64_t m) {
+  double mf = 0.0, mg = 0.0;
+  for (int64_t i = 0; i < n; ++i) mf += f[i];
+  for (int64_t j = 0; j < m; ++j) mg += g[j];
+  const double c = 0.5 * (mg / double(m) - mf / double(n));
+  for (int64_t i = 0; i < n; ++i) f[i] += c;
+  for (int64_t j = 0; j < m; ++j) g[j] -= c;
 }
 
 // Calls body(k) for k in [0, count) on min(n_threads, count) threads (n_threads <= 0: one per hardware

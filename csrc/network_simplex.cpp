@@ -730,7 +730,9 @@ double accurate_dot(const double *x, const double *y, i64 len) {
 // microsecond, which counts at n = 50):
 //   ints   (B, 2K + 2): rows (K) | cols (K) | status | n_iter
 //   floats (B, K + n + m + 3): vals (K) | f (n) | g (m) | cost | error | gap
-// The sparse plan is padded with zeros. rebalance: b is first rescaled by sum(a) / sum(b) (weights whose
+// The sparse plan is padded with zeros. A cost matrix whose scale is far from 1 is solved as C / 2^e (exact) and
+// the answer scaled back; status 3: no representable answer (a non-finite cost: f, g, cost, error and gap are
+// NaN; or an optimal value or dual beyond float64). rebalance: b is first rescaled by sum(a) / sum(b) (weights whose
 // masses agree only to float32 precision), and error and gap are measured against that b.
 std::tuple<monge::NumpyOut<i64, 2>, monge::NumpyOut<double, 2>> network_simplex_batch(CArray2 a, CArray2 b,
                                                                                      CArray3 C, i64 max_iter,
@@ -763,10 +765,25 @@ std::tuple<monge::NumpyOut<i64, 2>, monge::NumpyOut<double, 2>> network_simplex_
           bq = bs.data();
         }
       }
-      Result r = solve_problem(pC + q * i64(n * m), int(n), int(m), aq, bq, max_iter);
-      const i64 k = std::min<i64>(K, i64(r.vals.size()));
       i64 *iq = ints.get() + q * NI;
       double *fq = flts.get() + q * NF;
+      const double *Cq = pC + q * i64(n * m);
+      bool finite = true;
+      const int e = monge::cost_exponent(Cq, i64(n * m), finite);
+      if (!finite) {  // no answer to give (e.g. costs that overflowed when computed from points near 1e300)
+        iq[2 * K] = 3;
+        std::fill(fq + K, fq + NF, std::numeric_limits<double>::quiet_NaN());
+        return;
+      }
+      std::vector<double> Cs;  // C / 2^e (exact) when its scale is far from 1
+      if (e != 0) {
+        Cs.resize(n * m);
+        for (size_t t = 0; t < n * m; ++t) Cs[t] = std::ldexp(Cq[t], -e);
+        Cq = Cs.data();
+      }
+      Result r = solve_problem(Cq, int(n), int(m), aq, bq, max_iter);
+      if (e != 0) monge::centre_duals(r.f.data(), i64(n), r.g.data(), i64(m));  // room for the scale
+      const i64 k = std::min<i64>(K, i64(r.vals.size()));
       std::copy(r.rows.begin(), r.rows.begin() + k, iq);
       std::copy(r.cols.begin(), r.cols.begin() + k, iq + K);
       iq[2 * K] = r.status;
@@ -779,13 +796,22 @@ std::tuple<monge::NumpyOut<i64, 2>, monge::NumpyOut<double, 2>> network_simplex_
         rs[r.rows[t]] += r.vals[t];
         cs[r.cols[t]] += r.vals[t];
       }
-      double e = 0.0;
-      for (size_t i = 0; i < n; ++i) e += std::fabs(rs[i] - aq[i]);
-      for (size_t j = 0; j < m; ++j) e += std::fabs(cs[j] - bq[j]);
+      double err = 0.0;
+      for (size_t i = 0; i < n; ++i) err += std::fabs(rs[i] - aq[i]);
+      for (size_t j = 0; j < m; ++j) err += std::fabs(cs[j] - bq[j]);
       double *tail = fq + K + i64(n + m);
       tail[0] = r.cost;
-      tail[1] = e;
+      tail[1] = err;
       tail[2] = r.cost - accurate_dot(aq, r.f.data(), i64(n)) - accurate_dot(bq, r.g.data(), i64(m));
+      if (e != 0) {  // back to the caller's scale; an answer beyond float64 (inf) is reported as status 3
+        bool ok = true;
+        for (double *x = fq + K; x != fq + NF; ++x) {
+          if (x == tail + 1) continue;  // the marginal error is in units of the weights
+          *x = std::ldexp(*x, e);
+          ok &= std::isfinite(*x);
+        }
+        if (!ok) iq[2 * K] = 3;
+      }
     });
   }
   return {monge::owned<i64, 2>(std::move(ints), {B, size_t(NI)}),
@@ -801,7 +827,8 @@ void register_network_simplex(nb::module_ &m) {
         "B independent problems: a (B, n), b (B, m), C (B, n, m), float64, C-contiguous. With K = n + m - 1:\n"
         "ints (B, 2K + 2) = rows (K) | cols (K) | status | n_iter; floats (B, K + n + m + 3) = vals (K) | f (n) |\n"
         "g (m) | cost | error | gap. The sparse plans are padded with zeros; status 0 optimal, 1 max_iter\n"
-        "reached (feasible, not proven optimal), 2 infeasible; error: l1 marginal error of the plan; gap:\n"
+        "reached (feasible, not proven optimal), 2 infeasible, 3 no representable answer (C not finite, or\n"
+        "the value or a dual beyond float64; costs far from 1 are solved as C / 2^e and scaled back); error: l1 marginal error of the plan; gap:\n"
         "cost - <a, f> - <b, g>. rebalance: b is first rescaled to the mass of a. Threads over the batch\n"
         "(n_threads <= 0: one per hardware thread; one problem runs on the calling thread). Releases the GIL.");
   m.def("network_simplex", &network_simplex, nb::arg("a"), nb::arg("b"), nb::arg("C"), nb::arg("max_iter") = 0,

@@ -62,7 +62,8 @@ def test_network_simplex_batch_errors():
 @pytest.mark.parametrize("n_threads", [1, 2, 0])
 def test_assignment_batch_equals_single(n_threads):
     C = _problems(6, 8, 11)[0]
-    cols, u, v, cost = _core.assignment_batch(C, n_threads)
+    cols, u, v, cost, gap = _core.assignment_batch(C, n_threads)
+    np.testing.assert_allclose(gap, cost - u.sum(-1) - v.sum(-1), atol=1e-13)
     assert cols.shape == (6, 8) and u.shape == (6, 8) and v.shape == (6, 11) and cost.shape == (6,)
     for q in range(6):
         c1, u1, v1, cost1 = _core.assignment(C[q])

@@ -9,6 +9,7 @@ import torch
 
 from ... import _core
 from ..._validation import as_tensor, check_cost_matrix, check_int
+from ..._warnings import warn
 from ...results import AssignmentResult, Convergence
 from ._batch import EnvelopeValue, needs_grad, to_numpy64, to_tensor
 
@@ -17,7 +18,7 @@ __all__ = ["Assignment", "solve_assignment_core"]
 
 def solve_assignment_core(C: torch.Tensor, n_threads: int | None = None) -> list:
     """Run the compiled solver on ``C (B, n, m)``, n <= m; a list of ``(cols, u, v, cost)`` in float64."""
-    cols, u, v, cost = _core.assignment_batch(to_numpy64(C), n_threads or 0)
+    cols, u, v, cost, _ = _core.assignment_batch(to_numpy64(C), n_threads or 0)
     return list(zip(cols, u, v, cost.tolist()))
 
 
@@ -61,8 +62,7 @@ class Assignment:
         Cf = C.reshape(-1, n, m)
         B, shape = Cf.shape[0], tuple(batch)
         # one call for the whole batch: threads over the problems in C++, none for a single problem
-        cols, u, v, cost = _core.assignment_batch(to_numpy64(Cf), self.n_threads or 0)
-        gap = cost - u.sum(-1) - v.sum(-1)
+        cols, u, v, cost, gap = _core.assignment_batch(to_numpy64(Cf), self.n_threads or 0)
 
         def t(x, *tail, dtype=None):  # shaped in numpy (cheap), then one tensor
             return to_tensor(x.reshape(shape + tail), C, dtype)
@@ -73,6 +73,14 @@ class Assignment:
             ones = C.new_ones(())
             value = EnvelopeValue.apply(Cf, ones, ones, rows, tcols.reshape(B, n), C.new_ones((B, n)),
                                         tu.reshape(B, n), tv.reshape(B, m), value.reshape(B)).reshape(shape)
-        # the Hungarian algorithm always ends optimal (a permutation: marginal error 0) after n augmentations
-        conv = Convergence.build(C.new_zeros(batch), 0.0, n, criterion="marginal_l1", duality_gap=t(gap))
+        # the Hungarian algorithm always ends optimal (a permutation: marginal error 0) after n augmentations; costs
+        # far from 1 are solved as C / 2^e, so only an optimal value or dual beyond float64 has no answer: its
+        # certificate is infinite (the builder then says "diverged")
+        err = C.new_zeros(batch)
+        if not (np.isfinite(cost).all() and np.isfinite(u).all() and np.isfinite(v).all()):
+            bad = ~(np.isfinite(cost) & np.isfinite(u).all(-1) & np.isfinite(v).all(-1))
+            err = t(np.where(bad, np.inf, 0.0))
+            warn(f"assignment: {int(bad.sum())} of {B} problems have no answer representable in float64 (the optimal "
+                 "value or a dual exceeds 1.8e308); scale the costs down. converged=False, status 'diverged'.")
+        conv = Convergence.build(err, 0.0, n, criterion="marginal_l1", duality_gap=t(gap))
         return AssignmentResult(cols=tcols, value=value, f=tu, g=tv, convergence=conv, shape=(n, m))

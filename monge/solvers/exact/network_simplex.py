@@ -11,13 +11,14 @@ import torch
 
 from ... import _core
 from ..._validation import check_int
+from ..._warnings import warn
 from ...problems.linear import LinearProblem
 from ...results import Convergence, ExactResult
 from ._batch import EnvelopeValue, needs_grad, to_numpy64, to_tensor
 
 __all__ = ["NetworkSimplex", "pack_exact"]
 
-_STATUS = {0: "converged", 1: "max_iter", 2: "infeasible"}
+_STATUS = {0: "converged", 1: "max_iter", 2: "infeasible", 3: "diverged"}
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,15 @@ def _pack(rows, cols, vals, f, g, cost, status, n_iter, merr, gap, C, a, b, batc
     K = n + m - 1
     shape = tuple(batch_shape)
     codes = status.tolist()
-    if any(codes):
-        bad = [i for i, s in enumerate(codes) if s != 0]
+    if 3 in codes:  # no representable answer: its certificate is infinite (the builder then says "diverged")
+        merr = np.where(status == 3, np.inf, merr)
+        bad = [i for i, s in enumerate(codes) if s == 3]
+        warn(f"network simplex: {len(bad)} of {B} problems have no answer representable in float64: the cost matrix "
+             "has non-finite entries (costs of points near 1e154 or beyond overflow: scale the points down), or the "
+             "optimal value or a dual potential exceeds 1.8e308 (scale the costs down); converged=False, status "
+             "'diverged'.")
+    if any(c not in (0, 3) for c in codes):
+        bad = [i for i, s in enumerate(codes) if s not in (0, 3)]
         warnings.warn(
             f"network simplex: {len(bad)} of {B} problems did not reach optimality "
             f"({_STATUS.get(codes[bad[0]], f'status {codes[bad[0]]}')}, {int(n_iter[bad[0]])} pivots); their plans "
