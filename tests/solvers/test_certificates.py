@@ -111,9 +111,9 @@ def test_debiased_barycenter_stops_only_when_the_debiasing_potential_is_still():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = Barycenter(eps=1e-2, debias=True, tol=1e-6, max_iter=2000)(prob)
-        ref = Barycenter(eps=1e-2, debias=True, tol=1e-6, max_iter=20000)(prob)
+        ref = Barycenter(eps=1e-2, debias=True, tol=1e-6, max_iter=6000)(prob)
     moving = float((res.barycenter - ref.barycenter).abs().sum())
-    assert moving > 1e-2 and not res.convergence.all_converged  # still moving: not converged
+    assert moving > 5e-3 and not res.convergence.all_converged  # still moving: not converged
     assert float(res.convergence.error) > 1e-6
 
 
