@@ -23,7 +23,6 @@ import torch
 
 from .._validation import as_tensor, balance_masses, check_cost_matrix, check_positive, check_weights
 from ..geometry.base import Geometry
-from ..geometry.costs import SqEuclidean
 from ..geometry.pointcloud import PointCloud
 
 __all__ = ["QuadraticProblem", "LowRank", "LOSSES", "check_square_symmetric"]
@@ -82,25 +81,19 @@ def _matvec(H, p: torch.Tensor) -> torch.Tensor:
     return H.U @ (H.V.mT @ p) if isinstance(H, LowRank) else H @ p
 
 
-def _sq_factors(x: torch.Tensor) -> LowRank:
-    """:math:`\\|x_i - x_k\\|^2 = U V^T` with ``U = [|x|^2, 1, -2x]``, ``V = [1, |x|^2, x]`` (points centred first)."""
-    x0 = x - x.mean(-2, keepdim=True).detach()
-    sq = (x0 * x0).sum(-1, keepdim=True)
-    one = torch.ones_like(sq)
-    return LowRank(torch.cat([sq, one, -2 * x0], -1), torch.cat([one, sq, x0], -1))
-
-
 def _intra(geom, name: str, loss: str):
     """(dense cost or LowRank, size) of an intra-domain input; validated (square, symmetric, finite)."""
     if isinstance(geom, PointCloud):
+        n, m = geom.shape
         if not geom.symmetric:
             raise ValueError(f"{name}: expected an intra-domain geometry PointCloud(x) (y=None), got a PointCloud "
-                             f"between two different clouds of shapes {tuple(geom.x.shape)} and {tuple(geom.y.shape)}")
-        if geom.x.dim() != 2:
-            raise ValueError(f"{name}: expected points of shape (n, d) (batches are not supported by GW yet), got "
-                             f"shape {tuple(geom.x.shape)}")
-        if isinstance(geom.cost_fn, SqEuclidean) and loss == "sqeuclidean":
-            return _sq_factors(geom.x), geom.x.shape[-2]
+                             f"between two different clouds of {n} and {m} points")
+        if len(geom.batch_shape):
+            raise ValueError(f"{name}: expected points of shape (n, d) (batches are not supported by GW yet), got a "
+                             f"batch of shape {tuple(geom.batch_shape)}")
+        factors = geom.cost_factors() if loss == "sqeuclidean" else None  # s |x - y|^2 = U V^T (the geometry's)
+        if factors is not None:
+            return LowRank(*factors), n
         C = geom.cost()
     elif isinstance(geom, Geometry):
         C = geom.cost()

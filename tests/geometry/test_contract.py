@@ -124,7 +124,7 @@ def test_geom_forms_give_the_same_barycenter():
 
 # ---------------------------------------------------------------- nobody looks inside a geometry
 _INTERNALS = re.compile(r"\.grid_shape\b|\bgeom(etry)?\.(x|y|backend|cost_fn|chunk|C|spacing)\b")
-_ALLOWED = {"problems/quadratic.py"}  # GW's intra-domain factors: moving to Geometry.cost_factors (issue 10)
+_ALLOWED: set = set()
 
 
 def test_no_module_outside_geometry_reads_geometry_internals():
