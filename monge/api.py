@@ -256,17 +256,25 @@ def emd(a, b, C, **kwargs) -> ExactResult:
     return solve(C, a, b, **kwargs)
 
 
-def assignment(C, *, n_threads: int | None = None) -> AssignmentResult:
+def assignment(C, *, n_threads: int | None = None, method: str = "lapjv", **options) -> AssignmentResult:
     r"""Optimal assignment of the rows of ``C (..., n, m)``, n <= m, to distinct columns.
 
     Returns an :class:`~monge.results.AssignmentResult` (``cols``, ``value``, duals ``f``, ``g``). See
-    :class:`~monge.solvers.exact.assignment.Assignment`.
+    :class:`~monge.solvers.exact.assignment.Assignment` (``method="lapjv"``: compiled, float64 on the CPU) and
+    :class:`~monge.solvers.exact.auction.Auction` (``method="auction"``: batched torch on the input's device;
+    ``**options``: its ``eps``, ``tol``, ``max_iter``...).
 
     Example:
         >>> import torch
         >>> assignment(torch.tensor([[1.0, 0.0], [0.0, 1.0]])).cols.tolist()
         [1, 0]
     """
+    if method == "auction":
+        from .solvers.exact.auction import Auction
+        return Auction(**options)(C)
+    if method != "lapjv" or options:
+        raise ValueError(f"method: expected 'lapjv' or 'auction', got {method!r} with options {sorted(options)}; "
+                         "options (eps, tol, ...) belong to method='auction'")
     return Assignment(n_threads=n_threads)(C)
 
 
