@@ -10,10 +10,11 @@ Kolkin & Weinberger 2015):
     \mathrm{RWMD} = \max\Big(\sum_i a_i \min_j \|w_i - w'_j\|,\ \sum_j b_j \min_i \|w_i - w'_j\|\Big),
     \quad \mathrm{WCD} = \Big\|\sum_i a_i w_i - \sum_j b_j w'_j\Big\|
 
-(RWMD drops one marginal constraint; WCD is Jensen's inequality; RWMD is usually, not always, the tighter). :func:`knn` visits the corpus in increasing
-WCD, stops when the WCD exceeds the current k-th exact distance, skips documents whose RWMD exceeds it, and solves
-the rest exactly in batches (network simplex over zero-padded documents): the same neighbours as the brute-force
-search, with most exact solves pruned.
+(RWMD drops one marginal constraint; WCD is Jensen's inequality; RWMD is usually, not always, the tighter).
+:func:`knn` computes both bounds from a query to the whole corpus at once (vectorised over the corpus' words),
+visits the documents in increasing bound, solves them exactly in batches (network simplex over zero-padded
+documents) and stops as soon as the bound exceeds the current k-th exact distance: the same neighbours as the
+brute-force search, with most exact solves pruned.
 """
 
 from __future__ import annotations
@@ -151,14 +152,47 @@ class KNNResult:
         return 1.0 - self.n_exact / self.n_pairs
 
 
-def _centroids(docs, emb):
-    return torch.stack([_doc(d, emb, f"corpus[{k}]")[1] @ _doc(d, emb, "")[0] for k, d in enumerate(docs)])
+@dataclass(frozen=True)
+class _Flat:
+    """The corpus as one concatenation of words: vectors ``X (T, D)``, weights ``w (T,)``, document ``seg (T,)``."""
+
+    X: torch.Tensor
+    w: torch.Tensor
+    seg: torch.Tensor
+    centroids: torch.Tensor
+
+    @classmethod
+    def of(cls, docs, emb):
+        parts = [_doc(d, emb, f"corpus[{k}]") for k, d in enumerate(docs)]
+        X = torch.cat([x for x, _ in parts])
+        w = torch.cat([a for _, a in parts])
+        seg = torch.cat([torch.full((len(a),), k, dtype=torch.long) for k, (_, a) in enumerate(parts)])
+        cent = torch.zeros(len(docs), emb.shape[1], dtype=emb.dtype).index_add_(0, seg, w[:, None] * X)
+        return cls(X, w, seg, cent)
 
 
-def _one_query(q, corpus, emb, cent, k, batch, exclude):
-    """Prefetch and prune for one query: exact WMDs of the k best by WCD, then candidates in WCD order."""
-    wcds = (cent - _doc(q, emb, "query")[1] @ _doc(q, emb, "")[0]).norm(dim=-1)
-    order = [int(i) for i in torch.argsort(wcds, stable=True) if int(i) != exclude]
+def _bounds(x, a, flat: _Flat, chunk: int = 128) -> torch.Tensor:
+    """max(RWMD, WCD) from one query ``(x, a)`` to every corpus document, vectorised over the corpus' words."""
+    n_docs = flat.centroids.shape[0]
+    row_side = x.new_zeros(n_docs)
+    col_min = torch.full_like(flat.w, float("inf"))
+    for i0 in range(0, len(a), chunk):
+        D = torch.cdist(x[i0 : i0 + chunk], flat.X)  # (c, T)
+        seg_min = D.new_full((D.shape[0], n_docs), float("inf")).scatter_reduce_(
+            1, flat.seg.expand(D.shape[0], -1), D, "amin")
+        row_side += a[i0 : i0 + chunk] @ seg_min
+        col_min = torch.minimum(col_min, D.min(0).values)
+    col_side = x.new_zeros(n_docs).index_add_(0, flat.seg, flat.w * col_min)
+    wcd_ = (flat.centroids - a @ x).norm(dim=-1)
+    return torch.maximum(torch.maximum(row_side, col_side), wcd_)
+
+
+def _one_query(q, corpus, emb, flat, k, batch, exclude):
+    """Prefetch and prune for one query: candidates in increasing lower bound; exact WMDs until the bound exceeds
+    the k-th exact distance found so far (every later candidate is then farther)."""
+    x, a = _doc(q, emb, "query")
+    bound = _bounds(x, a, flat)
+    order = [int(i) for i in torch.argsort(bound, stable=True) if int(i) != exclude]
     found: dict[int, float] = {}
 
     def solve(idx):
@@ -169,20 +203,14 @@ def _one_query(q, corpus, emb, cent, k, batch, exclude):
     pos = k
     while pos < len(order):
         kth = sorted(found.values())[k - 1]
-        slack = 1e-12 * (1.0 + kth)  # prune only what is strictly farther: ties are solved, then broken by index
-        if float(wcds[order[pos]]) > kth + slack:
-            break  # every later document has a larger WCD, hence a larger WMD
-        chunk = []
-        while pos < len(order) and len(chunk) < batch:
-            i = order[pos]
-            pos += 1
-            if float(wcds[i]) > kth + slack:
-                pos = len(order)
-                break
-            if rwmd(q, corpus[i], emb) <= kth + slack:
-                chunk.append(i)
-        if chunk:
-            solve(chunk)
+        # prune only what is strictly farther (ties are solved, then broken by index); the slack covers the rounding
+        # of distances through matrix products (torch.cdist: ~1e-8 absolute near 0, ~1e-15 relative elsewhere)
+        slack = 1e-6 * (1.0 + kth)
+        chunk = [i for i in order[pos : pos + batch] if float(bound[i]) <= kth + slack]
+        if not chunk:
+            break
+        pos += len(chunk)
+        solve(chunk)
     best = sorted(found.items(), key=lambda t: (t[1], t[0]))[:k]
     return [i for i, _ in best], [v for _, v in best], len(found)
 
@@ -206,10 +234,10 @@ def knn(queries, corpus, embeddings, k: int = 5, *, batch: int = 16, exclude_sel
     emb = torch.as_tensor(embeddings).double()
     if not isinstance(k, int) or not 1 <= k <= len(corpus) - int(exclude_self):
         raise ValueError(f"k: expected an int in [1, {len(corpus) - int(exclude_self)}] (corpus size), got {k!r}")
-    cent = _centroids(corpus, emb)
+    flat = _Flat.of(corpus, emb)
     idx, dist, n_exact = [], [], 0
     for qi, q in enumerate(queries):
-        i, d, n = _one_query(q, corpus, emb, cent, k, batch, qi if exclude_self else -1)
+        i, d, n = _one_query(q, corpus, emb, flat, k, batch, qi if exclude_self else -1)
         idx.append(i)
         dist.append(d)
         n_exact += n

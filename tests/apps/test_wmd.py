@@ -68,3 +68,13 @@ def test_bag_of_words_and_errors():
         wmd((torch.tensor([], dtype=torch.long), torch.tensor([])), ([0], [1.0]), E)
     with pytest.raises(ValueError, match="k: expected an int in"):
         knn([([0], [1.0])], [([1], [1.0])], E, k=2)
+
+
+def test_vectorised_bounds_match_the_pairwise_ones(rng):
+    from monge.apps.wmd import _bounds, _doc, _Flat
+
+    E, docs = _corpus(rng, n_docs=15)
+    x, a = _doc(docs[0], E, "q")
+    b = _bounds(x, a, _Flat.of(docs, E), chunk=3)
+    ref = [max(rwmd(docs[0], d, E), wcd(docs[0], d, E)) for d in docs]
+    np.testing.assert_allclose(b.numpy(), ref, rtol=1e-12, atol=1e-7)  # cdist's matrix-product rounding near 0
