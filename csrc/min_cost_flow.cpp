@@ -58,6 +58,7 @@ class FlowSimplex {
     dst_.resize(m + n);
     cost_.resize(m + n);
     flow_.assign(m + n, 0.0);
+    in_tree_.assign(m + n, 0);
     for (i64 a = 0; a < m; ++a) {
       src_[a] = int(src[a]);
       dst_[a] = int(dst[a]);
@@ -182,7 +183,7 @@ class FlowSimplex {
   }
 
   int solve(i64 max_iter) {
-    tol_ = 1e-12 * std::max(cmax_, 1e-300) + 2e-15 * art_;
+    tol_ = 1e-13 * std::max(cmax_, 1e-300) + 2e-15 * art_;
     const i64 refresh = std::max<i64>(1000, n_);
     while (true) {
       if (max_iter > 0 && iter_ >= max_iter) return kMaxIter;
@@ -216,7 +217,7 @@ class FlowSimplex {
   }
 
   i64 iterations() const { return iter_; }
-  double artificial_cost() const { return art_; }
+  double tolerance() const { return tol_; }
 
  private:
   void link(int c, int p) {
@@ -234,6 +235,7 @@ class FlowSimplex {
     nsib_[c] = psib_[c] = -1;
   }
   void set_parent(int x, int p, i64 arc, bool up, double f) {
+    in_tree_[arc] = 1;
     pred_[x] = arc;
     up_[x] = up;
     flow_[arc] = f;
@@ -333,7 +335,7 @@ class FlowSimplex {
       const i64 a = next_;
       if (++next_ == m_) next_ = 0;
       const double rc = cost_[a] + pi_[src_[a]] - pi_[dst_[a]];
-      if (rc < best) best = rc, best_a = a;
+      if (rc < best && !in_tree_[a]) best = rc, best_a = a;  // rounding can make a tree arc look improving
       if (++count == block_) {
         if (best_a >= 0) break;
         count = 0;
@@ -365,6 +367,8 @@ class FlowSimplex {
       for (u = second; u != join; u = parent_[u]) flow_[pred_[u]] += up_[u] ? delta : -delta;
     }
     flow_[pred_[u_out]] = 0.0;
+    in_tree_[pred_[u_out]] = 0;
+    in_tree_[e] = 1;
     const int u_in = out_first ? first : second, v_in = out_first ? second : first;
     const int size = succ_[u_out];
     for (int x = parent_[u_out]; x != join; x = parent_[x]) succ_[x] -= size;
@@ -424,7 +428,7 @@ class FlowSimplex {
   std::vector<double> cost_, flow_, supply_, pi_;
   std::vector<int> parent_, succ_, fchild_, nsib_, psib_, stack_, path_;
   std::vector<i64> pred_;
-  std::vector<char> up_;
+  std::vector<char> up_, in_tree_;
 };
 
 template <typename T>
@@ -453,7 +457,7 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
   std::vector<double> flow(m), u(n);
   int status;
   i64 iters;
-  double art_flow;
+  double art_flow, tol;
   {
     nb::gil_scoped_release release;
     FlowSimplex fs(int(n), m, ps, pd, cost.data(), supply.data());
@@ -462,8 +466,9 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
     status = fs.solve(max_iter);
     iters = fs.iterations();
     art_flow = fs.finalize(flow.data(), u.data());
+    tol = fs.tolerance();
   }
-  return nb::make_tuple(to_numpy(std::move(flow)), to_numpy(std::move(u)), status, iters, art_flow);
+  return nb::make_tuple(to_numpy(std::move(flow)), to_numpy(std::move(u)), status, iters, art_flow, tol);
 }
 
 }  // namespace
@@ -471,7 +476,8 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
 void register_min_cost_flow(nb::module_ &m) {
   m.def("min_cost_flow", &min_cost_flow, nb::arg("src"), nb::arg("dst"), nb::arg("cost"), nb::arg("supply"),
         nb::arg("pi0"), nb::arg("init") = 0, nb::arg("art_cost") = 0.0, nb::arg("max_iter") = 0,
-        "Uncapacitated min-cost flow by the network simplex: (flow (m,), u (n,), status, n_iter, artificial_flow). "
+        "Uncapacitated min-cost flow by the network simplex: (flow (m,), u (n,), status, n_iter, artificial_flow, "
+        "tol) with tol the reduced-cost tolerance of the pricing (entering arcs have rc < -tol). "
         "u is the dual potential (u_src - u_dst <= cost). status 0 = optimal, 1 = max_iter, 3 = unbounded. "
         "init 0 = greedy basis by reduced cost for potentials pi0 (= -u0; empty: none), 1 = BFS spanning tree "
         "(arcs a and a + m/2 reverse each other).");

@@ -148,6 +148,10 @@ def solve_points(x, y, a=None, b=None, *, cost="sqeuclidean", p: float | None = 
         >>> float(solve_points(x, y).value)  # ((2-0)^2 + (3-1)^2) / 2
         4.0
     """
+    if kwargs.get("method") == "multiscale":  # exact, coarse to fine, never the dense cost
+        from .solvers.exact.multiscale import solve_points_multiscale
+
+        return solve_points_multiscale(x, y, a, b, cost=cost, p=p, **{k: v for k, v in kwargs.items() if k != "method"})
     if backend in ("dense", "lazy") and kwargs.get("eps") is None:
         raise ValueError(f"backend: {backend!r} is an entropic (eps=...) option; the exact solver materialises the "
                          "cost matrix, so drop backend or pass eps")
