@@ -226,7 +226,8 @@ def register(x, y, model: str = "rigid", *, a=None, b=None, blur: float = 0.05, 
             _run_stage(T, trainable, loss_fn, optimizer, max_iter, lr, losses)
     for v in trainable:
         v.requires_grad_(False)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # reported below, as the registration's convergence
         final = loss_fn()
         moved = T(x)
     prev = losses[-2] if len(losses) > 1 else float("inf")
