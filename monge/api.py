@@ -158,7 +158,7 @@ def solve_points(x, y, a=None, b=None, *, cost="sqeuclidean", p: float | None = 
     return solve(PointCloud(x, y, cost=cost, p=p, backend=backend), a, b, **kwargs)
 
 
-def solve_grid(a, b, *, eps: float, rho=None, spacing=None, p: float = 2, **kwargs) -> SinkhornResult:
+def solve_grid(a, b, *, eps: float | None = None, rho=None, spacing=None, p: float = 2, **kwargs):
     r"""Entropic OT between two histograms on a regular grid (images, volumes, any dimension).
 
     The cost between cells is :math:`\sum_k |x_k - y_k|^p` (separable), applied by per-axis convolutions in the
@@ -167,7 +167,9 @@ def solve_grid(a, b, *, eps: float, rho=None, spacing=None, p: float = 2, **kwar
     Args:
         a, b: histograms ``(..., n_1, ..., n_d)`` on the same grid (the last ``d`` dims); ``d`` is taken from
             ``spacing`` if it is a tuple, else ``a.dim()`` (so batch them by passing ``spacing=(s_1, ..., s_d)``).
-        eps: temperature in cost units; rho: KL marginal penalty (``None``: balanced).
+        eps: temperature in cost units; ``None``: exact OT (p = 2) by the multiscale solver on the cell centres
+            (:func:`monge.solvers.exact.multiscale.solve_grid_exact`, an ExactResult over flattened cells).
+            rho: KL marginal penalty (``None``: balanced).
         spacing: cell sizes per axis: ``d`` floats, one float for every axis, or ``None`` (``1 / n_k``: the grid
             covers [0, 1)^d).
         **kwargs: passed to :class:`~monge.solvers.sinkhorn.Sinkhorn`.
@@ -182,6 +184,10 @@ def solve_grid(a, b, *, eps: float, rho=None, spacing=None, p: float = 2, **kwar
     from ._validation import as_tensor
     from .geometry.grid import Grid
 
+    if eps is None:  # exact OT, never the N x N cost
+        from .solvers.exact.multiscale import solve_grid_exact
+
+        return solve_grid_exact(a, b, spacing=spacing, p=p, rho=rho, **kwargs)
     a = as_tensor(a, "a")
     if a.dim() == 0:
         raise ValueError("a: expected a histogram on a grid, shape (..., n_1, ..., n_d), got a scalar (shape ())")

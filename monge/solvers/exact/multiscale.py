@@ -20,7 +20,7 @@ import torch
 from ...results import Convergence, ExactResult
 from .sparse import _weights, pack_sparse, solve_arcs
 
-__all__ = ["multiscale_ot", "solve_points_multiscale"]
+__all__ = ["multiscale_ot", "solve_points_multiscale", "solve_grid_exact"]
 
 
 def _cells(z, k, lo, span):
@@ -233,3 +233,36 @@ def solve_points_multiscale(x, y, a=None, b=None, *, cost="sqeuclidean", p=None,
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x, y: expected the same dimension d, got {x.shape[1]} and {y.shape[1]}")
     return multiscale_ot(x, y, a, b, p=power, **options)
+
+
+def solve_grid_exact(a, b, *, spacing=None, p: float = 2, rho=None, **options) -> ExactResult:
+    r"""Exact OT between two histograms on the same regular grid, cost :math:`\|x - y\|^2` between cell centres.
+
+    ``solve_grid(a, b, eps=None)``: the multiscale solver on the cell coordinates (``spacing`` per axis; ``None``:
+    ``1 / n_k``, the grid covers [0, 1)^d), so the N x N cost is never stored. The result is over flattened
+    cells (row-major): ``f (N,)``, ``g (N,)``, plan ``(N, N)``. For the L1 cost (p = 1) use
+    :func:`monge.solvers.exact.graph.w1_graph` on :func:`~monge.solvers.exact.graph.grid_graph`.
+
+    Example:
+        >>> import torch
+        >>> a = torch.zeros(8, 8, dtype=torch.float64); a[2, 2] = 1
+        >>> b = torch.zeros(8, 8, dtype=torch.float64); b[2, 6] = 1
+        >>> float(solve_grid_exact(a, b).value)  # (4/8)^2
+        0.25
+    """
+    if rho is not None:
+        raise ValueError("rho: exact grid OT is balanced; drop rho or pass eps for unbalanced entropic OT")
+    if p != 2:
+        raise ValueError(f"p: exact grid OT supports p = 2 (squared Euclidean), got {p!r}; for p = 1 (L1) use "
+                         "monge.solvers.exact.graph.w1_graph on grid_graph(shape)")
+    at, bt = (torch.as_tensor(v) for v in (a, b))
+    if at.shape != bt.shape or at.dim() < 1:
+        raise ValueError(f"a, b: expected two histograms of the same grid shape (n_1, ..., n_d), got "
+                         f"{tuple(at.shape)} and {tuple(bt.shape)}")
+    shape = tuple(at.shape)
+    sp_ = [1.0 / k for k in shape] if spacing is None else (
+        [float(s) for s in spacing] if isinstance(spacing, (tuple, list)) else [float(spacing)] * len(shape))
+    if len(sp_) != len(shape):
+        raise ValueError(f"spacing: expected {len(shape)} cell sizes for a grid of shape {shape}, got {spacing!r}")
+    idx = np.stack(np.unravel_index(np.arange(at.numel()), shape), 1).astype(np.float64) * np.asarray(sp_)
+    return multiscale_ot(idx, idx, at.reshape(-1), bt.reshape(-1), p=2.0, **options)

@@ -95,3 +95,20 @@ def test_multiscale_levels_and_errors():
         monge.solve_points(x, x[:, :1], method="multiscale")
     with pytest.raises(TypeError, match="not an option of method='multiscale'"):
         monge.solve_points(x, x, method="multiscale", tol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(12, 10), (5, 6, 4)])
+def test_exact_grid_equals_dense(shape):
+    g = torch.Generator().manual_seed(len(shape))
+    a = torch.rand(shape, generator=g, dtype=torch.float64) ** 3
+    b = torch.rand(shape, generator=g, dtype=torch.float64) ** 3
+    a[0] = 0.0  # empty cells
+    a, b = a / a.sum(), b / b.sum()
+    res = monge.solve_grid(a, b)  # eps=None: exact
+    pts = torch.stack(torch.meshgrid(*[torch.arange(k, dtype=torch.float64) / k for k in shape], indexing="ij"), -1)
+    pts = pts.reshape(-1, len(shape))
+    ref = monge.solve(torch.cdist(pts, pts) ** 2, a.reshape(-1), b.reshape(-1))
+    assert abs(float(res.value) - float(ref.value)) <= 1e-12 * float(ref.value)
+    assert res.convergence.status == ("converged",)
+    with pytest.raises(ValueError, match="p: exact grid OT supports p = 2"):
+        monge.solve_grid(a, b, p=1)
