@@ -74,7 +74,7 @@ class LowRankState:
         r""":math:`\nabla F(P) = 2\alpha(c_1 1^\top + 1 c_2^\top - U_x K U_y^\top) + (1 - \alpha) M`, one product."""
         o = self.obj
         base = torch.add(o.c1.unsqueeze(-1), o.c2.unsqueeze(-2))
-        G = torch.addmm(base, self.Hx.U, self.K @ self.Hy.U.mT, alpha=-1.0).mul_(2 * o.alpha)
+        G = base.addmm_(self.Hx.U, self.K @ self.Hy.U.mT, alpha=-1.0).mul_(2 * o.alpha)  # one (n, m) buffer
         return G if o.M is None or o.alpha == 1.0 else G.add_(o.M, alpha=1.0 - o.alpha)
 
     def terms(self):
