@@ -8,6 +8,8 @@ r"""One-line Gromov-Wasserstein entry points: inputs -> :class:`~monge.problems.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ..._validation import as_tensor, check_cost_matrix, check_points
 from ...geometry.base import Geometry
 from ...geometry.pointcloud import PointCloud
@@ -72,7 +74,8 @@ def gromov_wasserstein(x, y, a=None, b=None, *, eps: float | None = None, loss: 
         >>> float(res.value) < 1e-12, res.plan.argmax(1).tolist() == perm.argsort().tolist()
         (True, True)
     """
-    prob = QuadraticProblem(_intra(x, "x", cost), _intra(y, "y", cost), a, b, loss=loss)
+    with _named(geom_xx="x", geom_yy="y"):
+        prob = QuadraticProblem(_intra(x, "x", cost), _intra(y, "y", cost), a, b, loss=loss)
     return _solver(eps, solver_kw)(prob, init=init)
 
 
@@ -103,9 +106,22 @@ def fused_gromov_wasserstein(M, Cx, Cy, a=None, b=None, *, alpha: float = 0.5, e
         >>> float(res.value), (res.plan * 3).round().tolist()
         (0.0, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     """
-    prob = QuadraticProblem(_intra(Cx, "Cx", "precomputed"), _intra(Cy, "Cy", "precomputed"), a, b,
-                            geom_xy=M if isinstance(M, Geometry) else _fused(M), alpha=alpha, loss=loss)
+    with _named(geom_xx="Cx", geom_yy="Cy", geom_xy="M"):
+        prob = QuadraticProblem(_intra(Cx, "Cx", "precomputed"), _intra(Cy, "Cy", "precomputed"), a, b,
+                                geom_xy=M if isinstance(M, Geometry) else _fused(M), alpha=alpha, loss=loss)
     return _solver(eps, solver_kw)(prob, init=init)
+
+
+@contextmanager
+def _named(**names):
+    """Errors of the problem name the arguments of the shortcut (``geom_yy`` -> ``y``)."""
+    try:
+        yield
+    except ValueError as err:
+        msg = str(err)
+        for inner, outer in names.items():
+            msg = msg.replace(inner, outer)
+        raise ValueError(msg) from None
 
 
 def _fused(M):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...problems.quadratic import QuadraticProblem, cross
+from ...problems.quadratic import LowRank, QuadraticProblem, cross
 from ...results import Convergence
 from ..exact._batch import centred
 
@@ -77,10 +77,16 @@ class Objective:
 
     def terms(self, P: torch.Tensor, X: torch.Tensor | None = None):
         """(linear term <M, P>, quadratic term E(P)) for a plan with marginals a, b."""
-        X = self.cross(P) if X is None else X
-        quad = self.a @ self.c1 + self.b @ self.c2 - dot(X, P)
+        quad = self.a @ self.c1 + self.b @ self.c2 - (self._xp(P) if X is None else dot(X, P))
         lin = dot(self.M, P) if self.M is not None else quad.new_zeros(())
         return lin, quad
+
+    def _xp(self, P: torch.Tensor) -> torch.Tensor:
+        r""":math:`\langle H_x P H_y^\top, P\rangle`; for low-rank factors through ``r x r`` cores, no ``(n, m)``."""
+        Hx, Hy = self.sx.H, self.sy.H
+        if isinstance(Hx, LowRank) and isinstance(Hy, LowRank):
+            return dot(Hx.V.mT @ P @ Hy.V, Hx.U.mT @ P @ Hy.U)
+        return dot(self.cross(P), P)
 
     def value(self, lin, quad):
         return (1.0 - self.alpha) * lin + self.alpha * quad
