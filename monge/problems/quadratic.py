@@ -243,9 +243,10 @@ class QuadraticProblem:
 
 
 def _max_abs(C) -> float:
-    """``max |C|``; for squared-Euclidean factors the bound ``4 max |x_i|^2`` (points are centred)."""
+    """``max |C|``; for squared-Euclidean factors ``U = s [|x|^2, 1, -2x]`` the bound ``4 |s| max |x_i|^2`` (points
+    centred)."""
     if isinstance(C, LowRank):
-        return 4.0 * float(C.V[:, 1].detach().max())
+        return 4.0 * float(C.U[:, 0].detach().abs().max())
     return float(C.detach().abs().max())
 
 
