@@ -7,15 +7,19 @@ A hierarchy of dyadic cells (level k: the cells of side 2^-k of the joint boundi
 The coarsest problem is solved on all its arcs; each finer level solves on the children of the previous level's
 active arcs (a feasible arc set: the coarse plan splits proportionally over them), warm-started from the coarse
 potentials. On the points themselves the loop adds back every arc whose reduced cost
-:math:`C_{ij} - f_i - g_j` is negative, found by a blocked scan that never stores the cost, and re-solves until
+:math:`C_{ij} - f_i - g_j` is negative, found by a scan (compiled, row-parallel) that never stores the cost, and re-solves until
 there is none: then :math:`f_i + g_j \le C_{ij}` everywhere, the plan is feasible and the duality gap is zero,
-i.e. the result is the exact optimum (a certificate, not an approximation). Memory O((n + m) k) plus one block.
+i.e. the result is the exact optimum (a certificate, not an approximation). Memory O((n + m) k).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
+
+from ... import _core
 
 from ...results import Convergence, ExactResult
 from .sparse import _weights, pack_sparse, solve_arcs
@@ -83,38 +87,23 @@ def _children_arcs(parent_x, parent_y, act_r, act_c):
     return rows, cols
 
 
-def _violations(x, y, f, g, p, tol, block, per_row):
-    """Blocked scan of all reduced costs :math:`C_{ij} - f_i - g_j` (the cost is never stored): the most negative
-    ``per_row`` arcs of each row whose exact reduced cost is below ``-tol``."""
-    xt, yt, gt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(g)
-    y2 = (yt * yt).sum(-1)
-    # the expanded |x|^2 + |y|^2 - 2 x.y rounds at ~1e-15 (|x|^2 + |y|^2): screen with that slack, then decide
-    # on the exactly computed cost of the candidates (the same formula as the arcs' costs)
-    slack = 1e-14 * (float((xt * xt).sum(-1).max()) + float(y2.max())) * (1.0 if p == 2 else 10.0)
-    rows, cols = [], []
-    for s in range(0, len(x), block):
-        xb = xt[s : s + block]
-        D = torch.addmm(y2[None], xb, yt.T, alpha=-2).add_((xb * xb).sum(-1)[:, None]).clamp_min_(0)
-        if p != 2:
-            D = D.sqrt_().pow_(p)
-        D.sub_(torch.from_numpy(f[s : s + block])[:, None]).sub_(gt[None])
-        val, idx = torch.topk(D, min(per_row, D.shape[1]), dim=1, largest=False)
-        hit = val < -tol + slack
-        rows.append((torch.nonzero(hit)[:, 0] + s).numpy())
-        cols.append(idx[hit].numpy())
-    r, c = np.concatenate(rows), np.concatenate(cols)
+def _violations(x, y, f, g, p, tol, per_row):
+    """Scan of all reduced costs :math:`C_{ij} - f_i - g_j` in the compiled core (the cost is never stored): the
+    ``per_row`` most negative arcs of each row and the most negative of each column below ``-tol``, rechecked
+    with the same cost formula as the arcs'."""
+    r, c = _core.reduced_cost_scan(x, y, f, g, float(p), float(tol), int(per_row), os.cpu_count() or 1)
     exact = _cost(x, y, r, c, p) - f[r] - g[c] < -tol
     return r[exact], c[exact]
 
 
-def multiscale_ot(x, y, a, b, *, p: float = 2, coarsest: int = 256, block: int = 1024, per_row: int = 8,
+def multiscale_ot(x, y, a, b, *, p: float = 2, coarsest: int = 256, per_row: int = 8,
                   max_rounds: int = 100) -> ExactResult:
     r"""Exact OT between point clouds ``x (n, d)``, ``y (m, d)`` for the cost :math:`\|x - y\|^p`, coarse to fine.
 
     Args:
         x, y: points (torch or numpy); a, b: nonnegative weights of equal mass (None: uniform).
         p: cost power (2: squared Euclidean). coarsest: about how many cells the coarsest level has.
-        block: rows per block of the certificate scan. per_row: violating arcs added back per row and round.
+        per_row: violating arcs added back per row and round (plus the worst of each column).
         max_rounds: cap on add-back rounds at the finest level (a capped run reports ``converged=False``).
 
     Returns:
@@ -165,7 +154,7 @@ def multiscale_ot(x, y, a, b, *, p: float = 2, coarsest: int = 256, block: int =
         f0, g0 = out[3][par_x], out[4][par_y]
         out = solve_arcs(rows, cols, _cost(ca, cb, rows, cols, p), ma, mb, f0, g0)
         records.append((f"level {levels[lev]}" if lev < len(levels) else "points", out))
-    return _certify(x, y, a64, b64, p, rows, cols, out, records, block, per_row, max_rounds, like)
+    return _certify(x, y, a64, b64, p, rows, cols, out, records, per_row, max_rounds, like)
 
 
 def _parent(h, lev, ids_prev):
@@ -176,12 +165,12 @@ def _parent(h, lev, ids_prev):
     return par
 
 
-def _certify(x, y, a64, b64, p, rows, cols, out, records, block, per_row, max_rounds, like):
+def _certify(x, y, a64, b64, p, rows, cols, out, records, per_row, max_rounds, like):
     """Add back violating arcs until every reduced cost is nonnegative (the global optimality certificate)."""
     tol = 2 * out[9]  # the pricing tolerance of the last sparse solve (rounding of the recomputed potentials)
     rounds, clean = 0, False
     while rounds < max_rounds:
-        vr, vc = _violations(x, y, out[3], out[4], p, tol, block, per_row)
+        vr, vc = _violations(x, y, out[3], out[4], p, tol, per_row)
         if len(vr) == 0:
             clean = True
             break
@@ -207,7 +196,7 @@ def solve_points_multiscale(x, y, a=None, b=None, *, cost="sqeuclidean", p=None,
     """``solve_points(..., method="multiscale")``: checks the options, then :func:`multiscale_ot`.
 
     ``cost``: ``"sqeuclidean"`` (p = 2) or ``"euclidean"`` with power ``p`` (default 1); ``options``: ``coarsest``,
-    ``block``, ``per_row``, ``max_rounds`` of :func:`multiscale_ot`.
+    ``per_row``, ``max_rounds`` of :func:`multiscale_ot`.
     """
     if eps is not None or rho is not None:
         raise ValueError("method: 'multiscale' is an exact solver; drop eps/rho (or drop method for entropic OT)")
@@ -222,9 +211,9 @@ def solve_points_multiscale(x, y, a=None, b=None, *, cost="sqeuclidean", p=None,
     else:
         raise ValueError(f"cost: method='multiscale' supports 'sqeuclidean' and 'euclidean' (with p), got {cost!r} "
                          f"with p={p!r}")
-    unknown = set(options) - {"coarsest", "block", "per_row", "max_rounds"}
+    unknown = set(options) - {"coarsest", "per_row", "max_rounds"}
     if unknown:
-        raise TypeError(f"{', '.join(sorted(unknown))}: not an option of method='multiscale' (coarsest, block, "
+        raise TypeError(f"{', '.join(sorted(unknown))}: not an option of method='multiscale' (coarsest, "
                         "per_row, max_rounds)")
     for name, z in (("x", x), ("y", y)):
         if getattr(z, "ndim", 0) != 2 or z.shape[0] < 1:
