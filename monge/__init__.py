@@ -13,6 +13,8 @@ from .api import (
     assignment,
     barycenter,
     emd,
+    fused_gromov_wasserstein,
+    gromov_wasserstein,
     interpolate_histograms,
     solve,
     solve_grid,
@@ -21,12 +23,13 @@ from .api import (
 )
 from .divergences import mmd, sinkhorn_divergence, sinkhorn_divergence_hist
 from .geometry import DenseCost, Grid, GridSpec, PointCloud
-from .problems import BarycenterProblem, LinearProblem
-from .results import AssignmentResult, Convergence, ExactResult, SinkhornResult
+from .problems import BarycenterProblem, LinearProblem, QuadraticProblem
+from .results import AssignmentResult, Convergence, ExactResult, GWResult, SinkhornResult
 from .solvers.barycenter import Barycenter, BarycenterResult
 from .solvers.exact.assignment import Assignment
 from .solvers.exact.lp_barycenter import lp_barycenter
 from .solvers.exact.network_simplex import NetworkSimplex
+from .solvers.gromov import EntropicGromovWasserstein, GromovWasserstein
 from .solvers.exact.one_d import wasserstein_1d
 from .solvers.exact.sliced import sliced_wasserstein
 from .solvers.free_support import FreeSupportBarycenter, FreeSupportResult, free_support_barycenter
@@ -76,6 +79,12 @@ __all__ = [
     "wasserstein_1d",
     "sliced_wasserstein",
     "emd",
+    "gromov_wasserstein",
+    "fused_gromov_wasserstein",
+    "GromovWasserstein",
+    "EntropicGromovWasserstein",
+    "QuadraticProblem",
+    "GWResult",
     "assignment",
     "sinkhorn_divergence",
     "sinkhorn_divergence_hist",

@@ -21,4 +21,6 @@ from .barycenter import BarycenterResult  # noqa: E402
 
 __all__ += ["BarycenterResult"]
 from .graph import GraphW1Result  # noqa: E402
-__all__ += ["GraphW1Result"]
+from .gromov import GWResult  # noqa: E402
+
+__all__ += ["GraphW1Result", "GWResult"]

@@ -2,48 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from dataclasses import dataclass
-
 import torch
 
+from ..._warnings import user_stacklevel
 from ...problems.quadratic import LowRank, QuadraticProblem, cross
-from ...results import Convergence
+from ...results.gromov import GWResult
 from ..exact._batch import centred
 
 __all__ = ["GWResult", "Objective", "differentiable_value", "check_init", "dot", "user_stacklevel"]
-
-_PKG = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@dataclass(frozen=True)
-class GWResult:
-    r"""Solution of a (fused) Gromov-Wasserstein problem.
-
-    Attributes:
-        plan: the transport plan ``(n, m)`` (dense; an exact CG plan is a convex combination of few vertices).
-        value: the objective at ``plan``, differentiable (envelope, see the solvers):
-            :math:`(1 - \alpha)\,\text{linear\_term} + \alpha\,\text{quadratic\_term}` (``+ eps KL(P | a b^T)``
-            for the entropic solver).
-        linear_term: :math:`\langle M, P\rangle` (0 without a fused cost).
-        quadratic_term: :math:`E(P) = \sum L(C^x_{ik}, C^y_{jl}) P_{ij} P_{kl} \ge 0` for the losses here, the GW
-            transport term (never negative, also for the entropic solver).
-        f, g: the dual potentials of the last linearised problem, at ``plan`` (gradients w.r.t. the weights).
-        convergence: the outer loop's record, with the inner solves aggregated in ``convergence.levels``.
-    """
-
-    plan: torch.Tensor
-    value: torch.Tensor
-    linear_term: torch.Tensor
-    quadratic_term: torch.Tensor
-    f: torch.Tensor
-    g: torch.Tensor
-    convergence: Convergence
-
-    @property
-    def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.plan.sum(-1), self.plan.sum(-2)
 
 
 class Objective:
@@ -95,14 +61,6 @@ class Objective:
 def dot(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """``<A, B>`` (Frobenius) without a temporary of their size."""
     return torch.dot(A.reshape(-1), B.reshape(-1))
-
-
-def user_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside the monge package (a warning points at the user's line)."""
-    level, frame = 1, sys._getframe(1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PKG):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def differentiable_value(prob: QuadraticProblem, P: torch.Tensor, f: torch.Tensor, g: torch.Tensor, extra=None):
