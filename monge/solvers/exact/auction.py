@@ -204,7 +204,9 @@ class Auction:
             C = torch.cat([C, C.new_zeros((B, m - n, m))], dim=1)
         eps_final = self._eps_final(C, integer)
         spread = float(C.amax() - C.amin())
-        eps = max(spread / 4, eps_final)
+        # geometric schedule anchored at eps_final (no tiny last step): eps_final * scaling^k, first >= spread / 4
+        k = max(0, math.ceil(math.log(max(spread / 4, eps_final) / eps_final) / math.log(self.scaling)))
+        eps = eps_final * self.scaling ** k
         N = C.shape[1]
         p = C.new_zeros((B, m))
         owner = torch.full((B, m + 1), -1, dtype=torch.int64, device=C.device)
@@ -213,9 +215,10 @@ class Auction:
         while True:
             _release_violators(C, p, owner, obj, eps)
             p, rounds = self._phase(C, p, owner, obj, eps, rounds)
-            if eps <= eps_final or rounds >= self.max_iter:
+            if k == 0 or rounds >= self.max_iter:
                 break
-            eps = max(eps / self.scaling, eps_final)
+            k -= 1
+            eps = eps_final * self.scaling ** k
         done = (obj[:, :N] >= 0).all(1)
         cols = _complete(obj, owner, N, m) if not bool(done.all()) else obj[:, :N]
         return cols[:, :n], p, rounds, integer, done
