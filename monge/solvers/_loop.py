@@ -303,9 +303,11 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
             err = error(state).detach()
             trace.append(err)
             signal.append(err if watch is error else watch(state).detach())
-            # before the first step an inf error is an unfitted start (e.g. f = 0 against a warm g), not a blow-up
-            finite = torch.isfinite(err) if it > start else ~torch.isnan(err)
-            active = finite & (err > tol)
+            if it > start:
+                finite = torch.isfinite(err)
+                active = finite & (err > tol)
+            else:  # before the first step, NaN/inf is an unfitted start (f = 0 against a shifted cost), not a blow-up
+                finite, active = torch.ones_like(err, dtype=torch.bool), ~(err <= tol)
             worst = float(torch.where(torch.isfinite(err), err, torch.zeros_like(err)).max())
             if diverged_at is None and not bool(finite.all()):
                 diverged_at = it

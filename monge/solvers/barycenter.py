@@ -43,13 +43,9 @@ from ..results.barycenter import BarycenterResult, k_back, k_first
 from ._loop import fixed_point, relaxed
 from .sinkhorn import DEFAULT_TOL
 
-__all__ = ["Barycenter", "BarycenterResult", "BARYCENTER_GRADS", "DEFAULT_TOLS"]
+__all__ = ["Barycenter", "BarycenterResult", "BARYCENTER_GRADS"]
 
 BARYCENTER_GRADS = ("unroll", "envelope")
-#: Default tolerances on the barycenter's error (both marginals of every coupling, l1 sum): float64 as Sinkhorn's;
-#: float32 twice Sinkhorn's 1e-5, because here neither marginal is exact by construction (Sinkhorn's final half
-#: step makes its rows exact) and each carries a rounding floor of ~1e-5 at small eps (|f| u / eps per cell).
-DEFAULT_TOLS = {torch.float32: 2e-5, torch.float64: DEFAULT_TOL[torch.float64]}
 
 
 def _esum(t: torch.Tensor, k: int) -> torch.Tensor:
@@ -143,7 +139,7 @@ class Barycenter:
         tol: stop when the error of :class:`~monge.results.barycenter.BarycenterResult` (max over the K couplings
             of the l1 violation of both marginals, units of the weights; debiased: plus the debiasing residual)
             is below it, checked every ``check_every`` iterations; ``None``:
-            :data:`DEFAULT_TOLS` of the dtype. ``converged`` and ``convergence.error``
+            :data:`~monge.solvers.sinkhorn.DEFAULT_TOL` of the dtype. ``converged`` and ``convergence.error``
             describe the returned barycenter and potentials. ``0``: an alias of ``fixed_iters=True`` (``converged``
             is then reported against the default tolerance).
         max_iter: iteration cap; reaching it is reported (``converged=False`` + one warning), never raised.
@@ -210,7 +206,7 @@ class Barycenter:
         mode = torch.is_grad_enabled()
         unroll = self.grad == "unroll" and mode
         data = _Data.of(prob, self.debias, detach=not unroll)
-        eps, tol = self.eps, DEFAULT_TOLS[data.la.dtype] if not self.tol else float(self.tol)
+        eps, tol = self.eps, DEFAULT_TOL[data.la.dtype] if not self.tol else float(self.tol)
         with torch.set_grad_enabled(unroll):
             geom = prob.geom.loop_geometry(unroll)
             state = data.start(geom, *self._init(prob, data), eps)

@@ -333,7 +333,7 @@ def jko_flow(mu0, grid_or_geom: Grid | None, functional: Functional, tau: float,
             extra blur of about ``eps / 2`` variance per step (module docstring).
         n_steps: JKO steps; max_iter: cap on inner iterations per step; tol: l1 error of the inner plan on both
             optimality conditions (the first marginal, the prox condition of the free one; default 1e-7 float64,
-            1e-5 float32), checked every ``check_every`` iterations.
+            2e-5 float32), checked every ``check_every`` iterations.
         callback: ``callback(step, mu)`` after each step. verbose: a tqdm bar over the steps.
 
     Returns:
