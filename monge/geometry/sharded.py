@@ -32,7 +32,10 @@ Launch on GPUs with NCCL and ``torchrun`` (one process per GPU)::
     dist.destroy_process_group()
 
 Weights passed to the problem are the whole ``a (n,)``, ``b (m,)`` (``None``: uniform); from per-rank slices,
-build them with :meth:`ShardedPointCloud.gather_source` / :meth:`gather_target`.
+build them with :meth:`ShardedPointCloud.gather_source` / :meth:`gather_target`. Gradients w.r.t. each rank's
+points (``value.backward()`` on every rank: the backward pass has collectives too) equal the single-process
+ones; gradients w.r.t. the replicated weights are not assembled across ranks (each rank sees the part through
+its own blocks), so differentiate the weights in a single process.
 """
 
 from __future__ import annotations

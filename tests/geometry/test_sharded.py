@@ -1,4 +1,5 @@
-"""Sharded point cloud over torch.distributed: 2 CPU processes (gloo) give the single-process Sinkhorn solve."""
+"""Sharded point cloud over torch.distributed: 2 CPU processes (gloo) give the single-process Sinkhorn solve
+(potentials, value, transport cost, gradients w.r.t. the points)."""
 
 import os
 import socket
@@ -40,7 +41,9 @@ def _worker(rank, world, port, out_dir, backend):
         a_whole = geom.gather_source(geom.local_source(a).contiguous())  # per-rank slices -> whole weights
         res = Sinkhorn(eps=EPS, tol=1e-9)(LinearProblem(geom, a_whole, b))
         rows = geom.plan_cost(res.f + EPS * a.log(), res.g + EPS * b.log(), EPS)
-        torch.save({"f": res.f, "g": res.g, "value": res.value, "n_iters": int(res.convergence.n_iters),
+        xg = xs.clone().requires_grad_()  # gradients w.r.t. this rank's points (envelope)
+        Sinkhorn(eps=EPS, tol=1e-9)(LinearProblem(ShardedPointCloud(xg, ys, backend=backend), a, b)).value.backward()
+        torch.save({"grad_x": xg.grad, "f": res.f, "g": res.g, "value": res.value, "n_iters": int(res.convergence.n_iters),
                     "error": float(res.convergence.error), "f_local": geom.local_source(res.f),
                     "plan_cost": rows, "shape": geom.shape},
                    os.path.join(out_dir, f"rank{rank}.pt"))
@@ -67,6 +70,8 @@ def test_two_gloo_processes_equal_single_process(tmp_path, backend):
             pytest.fail("the 2 gloo processes did not finish within 90 s")
     x, y, a, b = _data()
     ref = Sinkhorn(eps=EPS, tol=1e-9)(LinearProblem(PointCloud(x, y, backend=backend), a, b))
+    xr = x.clone().requires_grad_()
+    Sinkhorn(eps=EPS, tol=1e-9)(LinearProblem(PointCloud(xr, y, backend=backend), a, b)).value.backward()
     outs = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for r, out in enumerate(outs):
         assert out["shape"] == (N, M)
@@ -75,6 +80,7 @@ def test_two_gloo_processes_equal_single_process(tmp_path, backend):
         torch.testing.assert_close(out["value"], ref.value, rtol=1e-13, atol=1e-13)
         assert out["n_iters"] == int(ref.convergence.n_iters) and out["error"] <= 1e-9
         torch.testing.assert_close(out["f_local"], ref.f.split(SPLIT_X)[r], rtol=0, atol=1e-12)
+        torch.testing.assert_close(out["grad_x"], xr.grad.split(SPLIT_X)[r], rtol=1e-10, atol=1e-12)
         u, v = ref.f + EPS * a.log(), ref.g + EPS * b.log()
         torch.testing.assert_close(out["plan_cost"], PointCloud(x, y).plan_cost(u, v, EPS), rtol=1e-12, atol=1e-13)
     assert torch.equal(outs[0]["f"], outs[1]["f"])  # ranks agree bit for bit: they run in lockstep

@@ -9,8 +9,9 @@ A soft-min over a dimension split across ``R`` ranks is the soft-min of the rank
 
 combined stably (max + sum of exponentials, i.e. a log-sum-exp over the rank axis) after one all-gather of the
 ``R`` partial vectors. Every rank then holds the same combined vector, bit for bit, so replicated loop decisions
-(stop tests, over-relaxation) agree across ranks. Gradients flow through the autograd-aware all-gather of
-``torch.distributed.nn`` when an input requires them.
+(stop tests, over-relaxation) agree across ranks. Gradients w.r.t. the points: each rank differentiates its copy of
+the replicated computation through its own blocks; the points' all-gather sums the pieces back to their owners
+(an all-reduce in the backward pass), the partial soft-mins' all-gather passes each rank its own slice.
 """
 
 from __future__ import annotations
@@ -29,15 +30,48 @@ def world(group=None) -> tuple[int, int]:
     return dist.get_rank(group), dist.get_world_size(group)
 
 
-def _gather(t: torch.Tensor, group) -> list[torch.Tensor]:
-    """All ranks' copies of ``t`` (same shape everywhere), differentiable when ``t`` needs gradients."""
-    if torch.is_grad_enabled() and t.requires_grad:
-        from torch.distributed.nn.functional import all_gather
-
-        return list(all_gather(t.contiguous(), group=group or dist.group.WORLD))
+def _plain_gather(t: torch.Tensor, group) -> list[torch.Tensor]:
     out = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
     dist.all_gather(out, t.contiguous(), group=group)
     return out
+
+
+class _GatherShared(torch.autograd.Function):
+    """All-gather of a tensor each rank owns a piece of, used by every rank (the points): the gradient of a piece
+    is the sum over ranks of what each rank's use of it received (an all-reduce, which gloo and NCCL both have)."""
+
+    @staticmethod
+    def forward(ctx, t, group):
+        ctx.group = group
+        return torch.stack(_plain_gather(t, group))
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad[dist.get_rank(ctx.group)], None
+
+
+class _GatherReplicated(torch.autograd.Function):
+    """All-gather whose result feeds a computation every rank repeats identically (the combined soft-min): each
+    rank already holds the whole downstream gradient, so its own piece's gradient is its slice, no communication."""
+
+    @staticmethod
+    def forward(ctx, t, group):
+        ctx.group = group
+        return torch.stack(_plain_gather(t, group))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[dist.get_rank(ctx.group)], None
+
+
+def _gather(t: torch.Tensor, group, replicated: bool = False) -> list[torch.Tensor]:
+    """All ranks' copies of ``t`` (same shape everywhere); differentiable when ``t`` needs gradients."""
+    if torch.is_grad_enabled() and t.requires_grad:
+        fn = _GatherReplicated if replicated else _GatherShared
+        return list(fn.apply(t.contiguous(), group).unbind(0))
+    return _plain_gather(t, group)
 
 
 def rank_sizes(n_local: int, device, group=None) -> list[int]:
@@ -59,10 +93,10 @@ def all_gather_cat(t: torch.Tensor, sizes: list[int], dim: int, group=None) -> t
 
 def combine_softmins(partial: torch.Tensor, eps: float, group=None) -> torch.Tensor:
     """The soft-min over the whole sharded dimension from each rank's partial soft-min (same shape everywhere)."""
-    parts = torch.stack(_gather(partial, group))
+    parts = torch.stack(_gather(partial, group, replicated=True))
     return -eps * torch.logsumexp(-parts / eps, dim=0)
 
 
 def all_reduce_sum(t: torch.Tensor, group=None) -> torch.Tensor:
-    """The sum over ranks (differentiable when ``t`` needs gradients)."""
-    return torch.stack(_gather(t, group)).sum(0)
+    """The sum over ranks of a replicated computation's pieces (differentiable when ``t`` needs gradients)."""
+    return torch.stack(_gather(t, group, replicated=True)).sum(0)
