@@ -21,7 +21,8 @@ Certificates:
 
 - **integer-valued costs** (detected): ``eps`` ends below :math:`1/n`, so the gap is below 1 and the assignment is
   optimal (every other assignment costs an integer :math:`\ge` the dual :math:`>` value - 1). ``converged`` means
-  "gap < 1", a proof of optimality.
+  "gap < 1", a proof of optimality. (Where the dtype cannot resolve such an eps at the cost scale, e.g. float32
+  costs of 10^5, a warning says so and the real-cost meaning below applies.)
 - **real costs**: ``converged`` means "gap <= tol" (cost units): the value is within ``tol`` of the optimum, not
   proven exactly optimal. ``tol`` defaults to ``n * eps_final``, the eps-CS bound.
 
@@ -122,7 +123,7 @@ class Auction:
             optimality; else ``spread * 1e-9`` in float64, ``spread * 2e-6`` in float32), never below what the
             dtype resolves at the price scale.
         tol: duality-gap tolerance in cost units for real costs (``None``: ``n * eps``); ignored for integer
-            costs, where converged means gap < 1 (optimal).
+            costs, where converged means gap < 1 (optimal). For n < m the bound is ``m * eps``.
         scaling: eps is divided by this factor between phases (> 1).
         max_iter: cap on the bidding rounds over all phases (then the free rows get the free columns in order,
             and the measured gap says how far from optimal that is: ``converged=False``).
@@ -166,10 +167,10 @@ class Auction:
         batch = C.shape[:-2]
         Cf = C.detach().reshape(-1, n, m)
         with torch.no_grad():
-            cols, p, rounds, integer, done = self._solve(Cf)
+            cols, p, rounds, integer, done, eps_final = self._solve(Cf)
             value, f, g, gap = _certificate(Cf, cols, p, n == m)
-        integer_tol = 1.0 - 1e-9
-        tol = integer_tol if integer else (self.tol if self.tol is not None else n * self._eps_final(Cf, integer))
+        proof = integer and eps_final * m < 1  # the gap bound m * eps < 1 proves optimality
+        tol = 1.0 - 1e-9 if proof else (self.tol if self.tol is not None else m * eps_final)
         if not bool(done.all()):
             warn(f"auction: {int((~done).sum())} of {Cf.shape[0]} problems hit max_iter={self.max_iter} bidding "
                  "rounds; their matching was completed arbitrarily (the measured gap says how far from optimal). "
@@ -199,10 +200,14 @@ class Auction:
         integer = bool(torch.isfinite(C).all()) and bool((C == C.round()).all()) and C.numel() > 0
         if m == 1 or B == 0:
             zeros = torch.zeros((B, n), dtype=torch.int64, device=C.device)
-            return zeros, C.new_zeros((B, m)), 0, integer, torch.ones(B, dtype=torch.bool, device=C.device)
+            return zeros, C.new_zeros((B, m)), 0, integer, torch.ones(B, dtype=torch.bool, device=C.device), 0.0
         if n < m:  # dummy rows of cost 0 take the columns left over; the optimum of the real rows is unchanged
             C = torch.cat([C, C.new_zeros((B, m - n, m))], dim=1)
         eps_final = self._eps_final(C, integer)
+        if integer and self.eps is None and eps_final * C.shape[1] >= 1:
+            warn(f"auction: integer costs, but {str(C.dtype).split('.')[-1]} cannot resolve eps below "
+                 f"{eps_final:.1e} at this cost scale, so the gap may exceed 1 and optimality is not proven (converged means gap <= n * eps); "
+                 "pass C.double() for a proof.")
         spread = float(C.amax() - C.amin())
         # geometric schedule anchored at eps_final (no tiny last step): eps_final * scaling^k, first >= spread / 4
         k = max(0, math.ceil(math.log(max(spread / 4, eps_final) / eps_final) / math.log(self.scaling)))
@@ -221,7 +226,7 @@ class Auction:
             eps = eps_final * self.scaling ** k
         done = (obj[:, :N] >= 0).all(1)
         cols = _complete(obj, owner, N, m) if not bool(done.all()) else obj[:, :N]
-        return cols[:, :n], p, rounds, integer, done
+        return cols[:, :n], p, rounds, integer, done, eps_final
 
     def _phase(self, C, p, owner, obj, eps, rounds: int):
         """Bid until every row is matched (checked every ``check_every`` rounds) or the cap is reached."""
