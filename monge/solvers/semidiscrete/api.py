@@ -74,13 +74,14 @@ def _check(y, b, box):
     if b is None:
         return y.new_full((m,), 1.0 / m), (lo, hi)
     b = torch.as_tensor(b, dtype=y.dtype, device=y.device)
+    bd = b.detach()
     if b.shape != (m,):
         raise ValueError(f"b: expected masses of shape (m,) with m = {m}, got shape {tuple(b.shape)}")
-    if not bool(torch.isfinite(b).all()) or bool((b <= 0).any()):
-        raise ValueError(f"b: expected positive finite masses, found a minimum of {float(b.min()):.3g}; drop the "
+    if not bool(torch.isfinite(bd).all()) or bool((bd <= 0).any()):
+        raise ValueError(f"b: expected positive finite masses, found a minimum of {float(bd.min()):.3g}; drop the "
                          "Diracs of zero mass")
-    if abs(float(b.sum()) - 1) > (1e-8 if y.dtype == torch.float64 else 1e-5):
-        raise ValueError(f"b: expected masses summing to 1 (mu is a probability), got a sum of {float(b.sum())!r}; "
+    if abs(float(bd.sum()) - 1) > (1e-8 if y.dtype == torch.float64 else 1e-5):
+        raise ValueError(f"b: expected masses summing to 1 (mu is a probability), got a sum of {float(bd.sum())!r}; "
                          "pass b / b.sum()")
     return b / b.sum(), (lo, hi)
 
@@ -166,7 +167,8 @@ def semidiscrete(y, b=None, density=None, *, method: str = "newton", box=None, t
     else:
         diag, (mass, mom, value) = None, _monte_carlo(y.detach(), psi, _sampler(density, box, y.detach()), n_eval)
     err = float(np.max(np.abs(np.asarray(mass) - b.detach().cpu().double().numpy()) / b.detach().cpu().numpy()))
-    conv = Convergence.build(err, tol, max_iter or 5000, criterion="relative_mass_error")
+    conv = Convergence.build(torch.tensor(err, dtype=torch.float64), tol, max_iter or 5000,
+                             criterion="relative_mass_error")
     return _result(y, b, psi, mass, mom, value, conv, diag)
 
 
@@ -192,7 +194,7 @@ def _newton(y, b, density, box, tol, max_iter, psi0):
     st = kmt_newton(yn, b.detach().cpu().double().numpy(), dens, p0, tol, max_iter)
     value = float((st.second - 2 * (yn * st.moments).sum(1) + (yn ** 2).sum(1) * st.masses).sum())
     err = float("inf") if st.status == "diverged" else st.error  # an initial cell carries no mass
-    conv = Convergence.build(err, tol, st.n_iters, criterion="relative_mass_error",
+    conv = Convergence.build(torch.tensor(err, dtype=torch.float64), tol, st.n_iters, criterion="relative_mass_error",
                              errors=torch.tensor(st.errors, dtype=torch.float64),
                              stalled=torch.tensor(st.status == "stalled"))
     return _result(y, b, st.psi, st.masses, st.moments, value, conv, st.diagram)
