@@ -153,7 +153,7 @@ def solve_points(x, y, a=None, b=None, *, cost="sqeuclidean", p: float | None = 
         from .solvers.exact.multiscale import solve_points_multiscale
 
         return solve_points_multiscale(x, y, a, b, cost=cost, p=p, **{k: v for k, v in kwargs.items() if k != "method"})
-    if backend in ("dense", "lazy") and kwargs.get("eps") is None:
+    if backend in ("dense", "lazy", "multiscale") and kwargs.get("eps") is None:
         raise ValueError(f"backend: {backend!r} is an entropic (eps=...) option; the exact solver materialises the "
                          "cost matrix, so drop backend or pass eps")
     return solve(PointCloud(x, y, cost=cost, p=p, backend=backend), a, b, **kwargs)

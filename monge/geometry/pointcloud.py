@@ -7,6 +7,7 @@ import torch
 from .._validation import as_tensor, check_cost_power, check_points, common_dtype_device
 from ._backends.kernel import KernelCache
 from ._backends.lazy import LazySoftmin, barycentric_map_tiles, kernel_available, plan_cost_tiles
+from ._backends.multiscale import MultiscaleSoftmin, coarse_anneal
 from .base import Geometry, cost_scale_of
 from .costs import Cost, SqEuclidean, get_cost
 
@@ -18,7 +19,7 @@ LAZY_ABOVE = 1 << 24
 #: reduction, which costs O(d) per entry; measured on 500 points (Sinkhorn divergence, one thread): lazy
 #: 4.6x faster at d = 16, dense (distances once, by BLAS) 1.2x faster at d = 32 and 2.5x at d = 64.
 KERNEL_MAX_DIM = 24
-_BACKENDS = ("auto", "dense", "lazy")
+_BACKENDS = ("auto", "dense", "lazy", "multiscale")
 
 
 class PointCloud(Geometry):
@@ -34,6 +35,9 @@ class PointCloud(Geometry):
             ``"auto"`` picks lazy for the squared Euclidean cost on the CPU in dimension
             ``d <= KERNEL_MAX_DIM`` (the compiled kernel beats a materialised log-sum-exp at every size there)
             and above :data:`LAZY_ABOVE` entries, dense otherwise.
+            ``"multiscale"`` (unbatched clouds; squared Euclidean, ``|x - y|^p`` or cosine costs): k-d cells, a coarse
+            eps-scaling and block-truncated soft-mins certified within ``eps * rtol`` per entry
+            (:mod:`~monge.geometry._backends.multiscale`).
         chunk: rows per tile for the lazy backend (``None``: automatic).
 
     Example:
@@ -77,7 +81,10 @@ class PointCloud(Geometry):
         self.backend = backend
         self.chunk = chunk
         # the backend object, chosen once: a cached dense cost with the kernel fast path, or the lazy reduction
-        self._impl = _DensePoints(self.cost_fn) if backend == "dense" else LazySoftmin(self.cost_fn, x, chunk)
+        if backend == "multiscale":  # k-d cells, coarse eps-scaling, certified block truncation
+            self._impl = MultiscaleSoftmin(self.cost_fn, x, y)
+        else:
+            self._impl = _DensePoints(self.cost_fn) if backend == "dense" else LazySoftmin(self.cost_fn, x, chunk)
 
     def cost_scale(self) -> float:
         """An upper bound of the largest cost (the bounding-box diameter to the power p for Euclidean costs)."""
@@ -153,7 +160,17 @@ class PointCloud(Geometry):
         if not (self.x.requires_grad or self.y.requires_grad):
             return self
         y = None if self.symmetric else self.y.detach()
-        return PointCloud(self.x.detach(), y, cost=self.cost_fn, backend=self.backend, chunk=self.chunk)
+        geom = PointCloud(self.x.detach(), y, cost=self.cost_fn, backend=self.backend, chunk=self.chunk)
+        if self.backend == "multiscale":
+            geom._impl = self._impl  # one clustering and one set of block lists
+        return geom
+
+    def coarse_anneal(self, data, f, g, temps, iters: int):
+        """Multiscale only: the eps-scaling stages ``temps[:-1]`` with a coarse start
+        (:func:`~monge.geometry._backends.multiscale.coarse_anneal`); ``None`` for the other backends."""
+        if self.backend != "multiscale":
+            return None
+        return coarse_anneal(self._impl, self.x, self.y, data, f, g, temps, iters, self)
 
     @property
     def shape(self):

@@ -22,7 +22,7 @@ from ..solvers.sinkhorn import Sinkhorn
 __all__ = ["SinkhornLoss", "MMDLoss"]
 
 
-_BACKENDS = ("auto", "dense", "lazy")
+_BACKENDS = ("auto", "dense", "lazy", "multiscale")
 
 
 def _check_knobs(p, blur, reach, scaling, backend) -> float:

@@ -1,0 +1,351 @@
+r"""Multiscale soft-min between point clouds: k-d cells, a coarse eps-scaling, certified block truncation.
+
+Both clouds are cut into the leaves of a balanced k-d tree (:class:`~._backends.clustering.Clusters`). A soft-min
+at ``eps`` reduces each source leaf ``I`` against the target leaves ``J`` it keeps only; what it drops is bounded
+with the cluster radii (triangle inequality, :math:`\delta_{IJ} = (\|c_I - c_J\| - r_I - r_J)_+`):
+
+.. math::
+    C_{ij} \ge \underline C_{IJ} = \phi(\delta_{IJ}), \qquad
+    \sum_{J \notin K_I} \sum_{j \in J} e^{(h_j - C_{ij})/\varepsilon} \le D_I =
+    \sum_{J \notin K_I} e^{(L_J - \underline C_{IJ})/\varepsilon}, \quad L_J = \varepsilon \log \sum_{j\in J}
+    e^{h_j/\varepsilon}
+
+(:math:`\phi(t) = s t^2` for ``s |x - y|^2``, :math:`t^p` for ``|x - y|^p``, :math:`t^2/2` on normalised points for
+the cosine). The truncated soft-min :math:`\tilde o_i` is never below the exact one :math:`o_i`, and
+:math:`0 \le \tilde o_i - o_i = \varepsilon \log(1 + \text{dropped}/\text{kept}) \le \varepsilon\, D_I
+e^{\tilde o_i/\varepsilon}`: every call **certifies** :math:`D_I e^{\max_{i \in I} \tilde o_i/\varepsilon} \le`
+``rtol`` a posteriori, so each returned entry is within ``eps * rtol`` of the exact soft-min (the plan's
+marginals within a relative ``rtol``), in the forward pass and for the gradients (the backward pass runs on the
+same blocks).
+
+The block lists (the refreshable part of the soft-min contract): kept per ``(dim, eps)``; a new ``eps`` selects
+anew, from an estimate of :math:`\tilde o` (the previous output of that ``dim``, or the rigorous upper bound
+:math:`\min_J (\overline C_{IJ} - L_J)`), keeping in each row the fewest blocks, largest bounds first, whose
+dropped sum stays under ``rtol``; a call whose certificate fails reselects from its own output (adding to the
+list) and reruns, which then passes by construction. Memory: the points, ``K_x x K_y`` bounds, the block lists and
+one group of gathered tiles (``_GROUP`` entries); forward and backward.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..costs import Cosine, Cost, Euclidean, SqEuclidean
+from .clustering import Clusters
+from .lazy import _k_bwd, _k_fwd, kernel_available
+
+__all__ = ["MultiscaleSoftmin", "DEFAULT_RTOL", "default_leaf_size", "coarse_anneal"]
+
+#: Certified relative truncation per soft-min entry, per dtype (the plan's marginals move by at most this).
+DEFAULT_RTOL = {torch.float32: 1e-7, torch.float64: 1e-12}
+_GROUP = 1 << 23  # gathered target coordinates per group of tiles (32 MB in float32)
+
+
+def default_leaf_size(n: int) -> int:
+    """Points per leaf: ``sqrt(n) / 4`` within [32, 512] (``K^2`` bounds stay near ``16 n``)."""
+    return int(min(512, max(32, math.sqrt(n) / 4)))
+
+
+def _bound_fn(cost_fn: Cost):
+    """``phi``: the cost as a nondecreasing function of the distance (on normalised points for the cosine)."""
+    if isinstance(cost_fn, SqEuclidean):
+        s = cost_fn.scale
+        return lambda t: s * t * t
+    if isinstance(cost_fn, Euclidean):
+        p = cost_fn.p
+        return lambda t: t.pow(p)
+    if isinstance(cost_fn, Cosine):
+        return lambda t: (0.5 * t * t).clamp_max(2.0)
+    raise ValueError(f"backend='multiscale': expected a cost bounded by distances ('sqeuclidean', 'euclidean' with "
+                     f"any p, 'cosine'), got {cost_fn!r}; use backend='lazy' for this cost")
+
+
+def _normalised(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+
+
+class MultiscaleSoftmin:
+    r"""The multiscale soft-min of one cost between ``x (n, d)`` and ``y (m, d)`` (no batch dimensions); the
+    clustering is built on the first call (detached points) and shared by :meth:`PointCloud.detach` copies.
+
+    Example:
+        >>> import torch
+        >>> from monge.geometry.costs import SqEuclidean
+        >>> x, y = torch.rand(300, 2, dtype=torch.float64), torch.rand(200, 2, dtype=torch.float64)
+        >>> red = MultiscaleSoftmin(SqEuclidean(), x, y, leaf_size=16)
+        >>> h = torch.zeros(200, dtype=torch.float64)
+        >>> exact = -0.01 * torch.logsumexp(-SqEuclidean()(x, y) / 0.01, -1)
+        >>> bool((red.softmin(x, y, h, 0.01, 1) - exact).abs().max() <= 0.01 * 1e-12)
+        True
+    """
+
+    def __init__(self, cost_fn: Cost, x: torch.Tensor, y: torch.Tensor, leaf_size: int | None = None,
+                 rtol: float | None = None):
+        self.phi = _bound_fn(cost_fn)
+        if x.dim() != 2 or y.dim() != 2:
+            raise ValueError(f"backend='multiscale': expected unbatched points x (n, d) and y (m, d), got x of shape "
+                             f"{tuple(x.shape)} and y of shape {tuple(y.shape)}; loop over the batch, or use "
+                             "backend='lazy' for batched clouds")
+        self.cost_fn, self.symmetric = cost_fn, y is x
+        self.leaf_size = leaf_size or default_leaf_size(max(x.shape[0], y.shape[0]))
+        self.rtol = rtol if rtol is not None else DEFAULT_RTOL.get(x.dtype, 1e-7)
+        self.kernel = isinstance(cost_fn, SqEuclidean) and kernel_available(x)
+        self.sides = None
+        self._lists: dict = {}  # dim -> (eps, keep mask, plan)
+        self._last: dict = {}  # dim -> the last certified output, by row tile (K,)
+        self.stats = {"calls": 0, "reselections": 0, "kept_fraction": 1.0}
+
+    def _build(self, x, y):
+        X = Clusters(x, self.leaf_size)
+        Y = X if self.symmetric else Clusters(y, self.leaf_size)
+        if isinstance(self.cost_fn, Cosine):
+            (cx, rx), (cy, ry) = X.stats(_normalised(x)), Y.stats(_normalised(y))
+        else:
+            (cx, rx), (cy, ry) = (X.centres, X.radii), (Y.centres, Y.radii)
+        dist = torch.cdist(cx.double(), cy.double())
+        rsum = rx.double()[:, None] + ry.double()[None, :]
+        low, up = self.phi((dist - rsum).clamp_min(0.0)), self.phi(dist + rsum)
+        self.sides = (X, Y)
+        self.bounds = {1: (low, up), 0: (low.T.contiguous(), up.T.contiguous())}
+
+    def __call__(self, x, y, h, eps: float, dim: int) -> torch.Tensor:
+        return self.softmin(x, y, h, eps, dim)
+
+    def softmin(self, x, y, h, eps: float, dim: int) -> torch.Tensor:
+        """``-eps log sum exp((h - C)/eps)`` over ``y`` (``dim=1``) or ``x`` (``dim=0``), certified within
+        ``eps * rtol`` per entry (see the module's docstring)."""
+        if dim not in (0, 1):
+            raise ValueError(f"dim: expected 0 or 1, got {dim!r}")
+        if h.dim() != 1:
+            raise ValueError(f"h: backend='multiscale' reduces one problem at a time, expected a potential of shape "
+                             f"(m,), got {tuple(h.shape)}; batched weights need backend='lazy'")
+        if self.sides is None:
+            self._build(x, y)
+        R, C = self.sides if dim == 1 else self.sides[::-1]
+        xr, yc = (x, y) if dim == 1 else (y, x)
+        eps = float(eps)
+        low, up = self.bounds[dim]
+        with torch.no_grad(), _one_thread(self):
+            hp = C.pad(h.detach().to(xr.dtype), -math.inf)  # (Kc, Sc)
+            L = eps * torch.logsumexp(hp.double() / eps, 1)  # (Kc,)
+            xp, yp = R.pad(xr.detach(), 0.0), C.pad(yc.detach(), 0.0)
+            valid = (R.index < R.n).reshape(R.K, R.S)
+            out = self._certified(dim, eps, L, low, up, xp, yp, hp, valid)
+        self.stats["calls"] += 1
+        mask, plan = self._lists[dim][1:]
+        self.stats["kept_fraction"] = float(mask.double().mean())
+        needs = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, h))
+        if needs:
+            xg, yg = R.pad(xr, 0.0), C.pad(yc, 0.0)
+            hg = C.pad(h.to(xr.dtype), -math.inf)
+            out = _BlockSoftmin.apply(xg, yg, hg, out, self, plan, eps)
+        return out.reshape(-1)[R.slot]
+
+    def _certified(self, dim, eps, L, low, up, xp, yp, hp, valid):
+        logr = math.log(self.rtol)
+        cached = self._lists.get(dim)
+        if cached is not None and cached[0] == eps:
+            mask = cached[1]
+        else:
+            est = (up - L[None, :]).amin(1)  # rigorous: every o_i of the row tile is below it
+            if dim in self._last and self._last[dim].shape == est.shape:
+                est = torch.minimum(est, self._last[dim] + 2.0 * eps)
+            mask = self._select(L, low, est, eps, logr)
+        for attempt in range(3):
+            plan = _plan(mask)
+            out = self._reduce(xp, yp, hp, plan, eps)
+            top = torch.where(valid, out, -math.inf).double().amax(1)  # (Kr,): the largest output of each tile
+            lse = torch.logsumexp(torch.where(mask, -math.inf, (L[None, :] - low) / eps), 1)
+            cert = torch.where(lse == -math.inf, -math.inf, lse + top / eps)  # nan (fails) for an inf output
+            self._lists[dim] = (eps, mask, plan)
+            if bool((cert <= logr).all()) or bool(mask.all()):
+                self._last[dim] = top.nan_to_num(0.0, posinf=0.0)
+                return out
+            self.stats["reselections"] += 1
+            fresh = self._select(L, low, top, eps, logr)
+            mask = mask | fresh if attempt < 1 else torch.ones_like(mask)
+        raise RuntimeError("multiscale soft-min: the truncation certificate failed with every block kept")
+
+    @staticmethod
+    def _select(L, low, est, eps, logr):
+        """The fewest blocks per row whose dropped bound ``sum exp((L_J - low_IJ + est_I)/eps)`` is below ``rtol``."""
+        v = (L[None, :] - low + est[:, None].nan_to_num(math.inf, posinf=math.inf)) / eps
+        vs, order = v.sort(1, descending=True)
+        tail = torch.logcumsumexp(vs.flip(1), 1).flip(1)  # tail[k] = log sum_{l >= k} exp(vs_l)
+        count = (tail > logr).sum(1)
+        keep = torch.arange(v.shape[1], device=v.device)[None, :] < count[:, None]
+        mask = torch.zeros_like(keep)
+        mask.scatter_(1, order, keep)
+        return mask
+
+    def _reduce(self, xp, yp, hp, plan, eps):
+        """The truncated soft-min of every row tile ``(Kr, Sr)`` (no autograd)."""
+        out = xp.new_empty(xp.shape[:2])
+        for rows, ids in plan:
+            xg, yg, hg = _gather(xp, yp, hp, rows, ids)
+            out[rows] = self._tile(xg, yg, hg, eps)
+        return out
+
+    def _tile(self, xg, yg, hg, eps):
+        if self.kernel:
+            s = self.cost_fn.scale
+            nt = self.threads if xg.numel() * yg.shape[1] > (1 << 21) else 1
+            o = _k_fwd(xg.numpy(), yg.numpy(), (hg / s).numpy(), eps / s, nt)
+            return s * torch.from_numpy(o)
+        Cm = self.cost_fn(xg, yg)
+        return -eps * torch.logsumexp((hg[:, None, :] - Cm) / eps, -1)
+
+
+class _one_thread:
+    """Torch's own small operations on one thread (on a loaded machine a parallel region waits for a time slice);
+    the compiled kernel runs its own threads (``red.threads``: the caller's setting)."""
+
+    def __init__(self, red):
+        self.red = red
+
+    def __enter__(self):
+        self.prev = torch.get_num_threads()
+        self.red.threads = self.prev
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.prev)
+
+
+def _plan(mask: torch.Tensor) -> list:
+    """Groups of row tiles ``(rows, ids)``: tiles of similar block counts together, ``ids (B, c)`` their kept column
+    leaves padded with the empty leaf ``Kc``; at most ``_GROUP`` gathered entries per group (by row count)."""
+    Kr, Kc = mask.shape
+    count = mask.sum(1)
+    order = torch.argsort(count, descending=True)
+    cols = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # kept leaves first
+    groups, i = [], 0
+    while i < Kr:
+        c = max(1, int(count[order[i]]))
+        rows_per = max(1, min(Kr - i, (_GROUP // 64) // c))
+        rows = order[i:i + rows_per]
+        ids = cols[rows, :c]
+        ids = torch.where(torch.arange(c)[None, :] < count[rows, None], ids, torch.full_like(ids, Kc))
+        groups.append((rows, ids))
+        i += rows_per
+    return groups
+
+
+def _gather(xp, yp, hp, rows, ids):
+    """The row tiles ``(B, Sr, d)``, their kept target points ``(B, c Sc, d)`` and potentials ``(B, c Sc)``."""
+    B, c = ids.shape
+    Sc, d = yp.shape[1], yp.shape[2]
+    yext = torch.cat([yp, yp.new_zeros(1, Sc, d)])
+    hext = torch.cat([hp, hp.new_full((1, Sc), -math.inf)])
+    return (xp[rows].contiguous(), yext[ids].reshape(B, c * Sc, d).contiguous(),
+            hext[ids].reshape(B, c * Sc).contiguous())
+
+
+class _BlockSoftmin(torch.autograd.Function):
+    """The certified output with its gradients through the same blocks: plan-weighted averages (kernel path) or
+    the autograd of recomputed tiles (other costs)."""
+
+    @staticmethod
+    def forward(ctx, xp, yp, hp, out, red, plan, eps):
+        ctx.save_for_backward(xp, yp, hp, out)
+        ctx.red, ctx.plan, ctx.eps = red, plan, eps
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, u):
+        xp, yp, hp, out = ctx.saved_tensors
+        red, eps = ctx.red, ctx.eps
+        gx = torch.zeros_like(xp)
+        Kc, Sc, d = yp.shape
+        gy_ext, gh_ext = yp.new_zeros(Kc + 1, Sc, d), hp.new_zeros(Kc + 1, Sc)
+        ok = torch.isfinite(out)
+        o, u = torch.where(ok, out, 0.0), torch.where(ok, u, 0.0)
+        with _one_thread(red):
+            _block_backward(red, ctx.plan, eps, xp, yp, hp, o, u, gx, gy_ext, gh_ext)
+        return gx, gy_ext[:Kc], gh_ext[:Kc], None, None, None, None
+
+
+def _block_backward(red, plan, eps, xp, yp, hp, o, u, gx, gy_ext, gh_ext):
+    """Accumulates the gradients of ``sum_i u_i o_i`` tile group by tile group (in place)."""
+    Kc, Sc, d = yp.shape
+    for rows, ids in plan:
+        B, c = ids.shape
+        xg, yg, hg = _gather(xp.detach(), yp.detach(), hp.detach(), rows, ids)
+        if red.kernel:
+            s = red.cost_fn.scale
+            nt = red.threads if xg.numel() * yg.shape[1] > (1 << 21) else 1
+            a, b, e = _k_bwd(xg.numpy(), yg.numpy(), (hg / s).contiguous().numpy(),
+                             (o[rows] / s).contiguous().numpy(), u[rows].contiguous().numpy(), eps / s, nt)
+            a, b, e = s * torch.from_numpy(a), s * torch.from_numpy(b), torch.from_numpy(e)
+        else:
+            with torch.enable_grad():
+                xg, yg = xg.requires_grad_(), yg.requires_grad_()
+                Cm = red.cost_fn(xg, yg)
+                p = torch.softmax((hg[:, None, :] - Cm) / eps, -1).detach()  # d o_i / d h_j = -p_ij
+                val = (p * Cm).sum(-1)  # d o_i / d (x, y) = sum_j p_ij dC_ij
+                a, b = torch.autograd.grad((val * u[rows]).sum(), (xg, yg))
+                e = -(p * u[rows][:, :, None]).sum(1)
+        gx[rows] += a
+        gy_ext.index_add_(0, ids.reshape(-1), b.reshape(B * c, Sc, d))
+        gh_ext.index_add_(0, ids.reshape(-1), e.reshape(B * c, Sc))
+
+
+def coarse_anneal(red: MultiscaleSoftmin, x, y, data, f, g, temps, iters: int, fine):
+    r"""The multiscale eps-scaling: the stages with ``eps >= phi(2 r)`` (``r``: the median radius of the coarse
+    clusters, level ``~ log2(sqrt(n))`` of the k-d tree) run on the cluster centres with the cluster masses,
+    :math:`A_I = \sum_{i \in I} a_i`; the potentials are then extrapolated to the points,
+    :math:`f_i = \mathrm{update}(\mathrm{softmin}_J(G_J + \varepsilon \log B_J - C(x_i, c_J)))` (and ``g`` alike),
+    and the remaining stages run on ``fine`` (the truncated soft-min). ``None`` where it does not apply (a warm
+    start, batched weights, marginals other than hard or KL, no coarse stage): the caller anneals as usual.
+    Returns ``(f, g, iterations)``.
+    """
+    from ...solvers.marginals import KL, Hard
+    from ...solvers.sinkhorn import SinkhornData
+    from ..pointcloud import PointCloud
+    from .lazy import lazy_softmin
+
+    if f.dim() != 1 or len(temps) < 2 or bool(f.any()) or bool(g.any()):
+        return None
+    if not all(type(m) in (Hard, KL) for m in (data.ma, data.mb)):
+        return None
+    if red.sides is None:
+        red._build(x, y)
+    X, Y = red.sides
+    level = min(X.levels, Y.levels, max(0, round(0.5 * math.log2(max(x.shape[0], y.shape[0])))))
+    cx, A, rx = _coarse(X, x, data.ma.w, level)
+    cy, B, ry = (cx, A, rx) if red.symmetric else _coarse(Y, y, data.mb.w, level)
+    thr = float(red.phi(2.0 * torch.cat([rx, ry]).median()))
+    stages = [e for e in temps[:-1] if e >= thr]
+    if not stages:
+        return None
+    marg = lambda m, w: Hard(w) if type(m) is Hard else KL(w, m.rho)  # noqa: E731
+    cdata = SinkhornData(marg(data.ma, A), marg(data.mb, B), 1, data.symmetric)
+    coarse = PointCloud(cx, None if red.symmetric else cy, cost=red.cost_fn)
+    F, G = A.new_zeros(A.shape), B.new_zeros(B.shape)
+    for e in stages:
+        for _ in range(iters):
+            F = cdata.f_update(coarse, G, e)[0]
+            G = cdata.g_update(coarse, F, e)
+    e = stages[-1]
+    f = data.ma.update(lazy_softmin(x, cy, G + e * cdata.mb.lw, e, 1, red.cost_fn), e)
+    g = data.mb.update(lazy_softmin(y, cx, F + e * cdata.ma.lw, e, 1, red.cost_fn), e)
+    for e in temps[len(stages):-1]:
+        for _ in range(iters):
+            f = data.f_update(fine, g, e)[0]
+            g = data.g_update(fine, f, e)
+    return f, g, (len(temps) - 1) * iters
+
+
+def _coarse(cl: Clusters, x, w, level: int):
+    """Centres (mass-weighted means), masses and radii of the clusters of ``cl`` at ``level``."""
+    lab = cl.coarse(level)
+    K = 1 << min(level, cl.levels)
+    x = x.detach()
+    W = x.new_zeros(K).index_add_(0, lab, w.detach())
+    wt = w.detach() + W.sum() * 1e-12  # empty-mass clusters: the plain mean
+    c = x.new_zeros(K, x.shape[1]).index_add_(0, lab, wt[:, None] * x)
+    c = c / x.new_zeros(K).index_add_(0, lab, wt)[:, None]
+    r = x.new_zeros(K).scatter_reduce(0, lab, (x - c[lab]).norm(dim=1), "amax")
+    return c, W, r
