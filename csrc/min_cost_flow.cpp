@@ -80,6 +80,42 @@ class FlowSimplex {
     block_ = std::max<i64>(64, i64(std::sqrt(double(std::max<i64>(m, 1)))));
   }
 
+  // A basis from given flows (a previous optimum on a subset of these arcs, same supplies): its positive arcs
+  // (a forest: a union-find drops any cycle) hang from R by zero-flow artificial arcs. False (nothing set) if
+  // the flows do not meet the supplies.
+  bool init_from_flows(const double *flow0) {
+    std::vector<int> uf(n_);
+    std::iota(uf.begin(), uf.end(), 0);
+    auto find = [&](int v) {
+      while (uf[v] != v) v = uf[v] = uf[uf[v]];
+      return v;
+    };
+    std::vector<double> rem(supply_);
+    std::vector<i64> tree;
+    for (i64 a = 0; a < m_; ++a) {
+      if (!(flow0[a] > 0.0)) continue;
+      const int ru = find(src_[a]), rv = find(dst_[a]);
+      if (ru == rv) continue;
+      uf[ru] = rv;
+      flow_[a] = flow0[a];
+      rem[src_[a]] -= flow0[a];
+      rem[dst_[a]] += flow0[a];
+      tree.push_back(a);
+    }
+    for (double r : rem)
+      if (!(std::fabs(r) <= 1e-12 * smax_)) {
+        for (i64 a : tree) flow_[a] = 0.0;
+        return false;
+      }
+    art_ = 0.0;
+    std::fill(rem.begin(), rem.end(), 0.0);
+    std::vector<int> roots;
+    build_forest(tree, rem, roots);
+    for (int r : roots) hang(r, 0.0);
+    finish_init();
+    return true;
+  }
+
   void init_greedy(const double *pi0, double art_cost) {
     std::vector<i64> order;
     order.reserve(m_);
@@ -442,7 +478,8 @@ nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T> &&v) {
 using F1 = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using I1 = nb::ndarray<const i64, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
-nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, double art_cost, i64 max_iter) {
+nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, double art_cost, i64 max_iter,
+                        F1 flow0) {
   const i64 m = i64(src.shape(0));
   const size_t n = supply.shape(0);
   if (i64(dst.shape(0)) != m || i64(cost.shape(0)) != m)
@@ -450,6 +487,8 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
   if (n == 0 || n >= size_t(std::numeric_limits<int>::max() - 1))
     throw std::invalid_argument("min_cost_flow: need 1 <= n < 2^31 - 1 nodes");
   if (pi0.shape(0) != 0 && pi0.shape(0) != n) throw std::invalid_argument("min_cost_flow: pi0 must be (n,) or (0,)");
+  if (flow0.shape(0) != 0 && i64(flow0.shape(0)) != m)
+    throw std::invalid_argument("min_cost_flow: flow0 must be (m,) or (0,)");
   if (init == 1 && m % 2 != 0) throw std::invalid_argument("min_cost_flow: init=1 needs arcs in reverse pairs");
   const i64 *ps = src.data(), *pd = dst.data();
   for (i64 a = 0; a < m; ++a)
@@ -463,7 +502,8 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
     nb::gil_scoped_release release;
     FlowSimplex fs(int(n), m, ps, pd, cost.data(), supply.data());
     if (init == 1) fs.init_spanning_tree();
-    else fs.init_greedy(pi0.shape(0) ? pi0.data() : nullptr, art_cost);
+    else if (!(flow0.shape(0) && fs.init_from_flows(flow0.data())))
+      fs.init_greedy(pi0.shape(0) ? pi0.data() : nullptr, art_cost);
     status = fs.solve(max_iter);
     iters = fs.iterations();
     art_flow = fs.finalize(flow.data(), u.data());
@@ -542,12 +582,12 @@ nb::tuple reduced_cost_scan(F2 x, F2 y, F1 f, F1 g, double p, double tol, int pe
 
 void register_min_cost_flow(nb::module_ &m) {
   m.def("min_cost_flow", &min_cost_flow, nb::arg("src"), nb::arg("dst"), nb::arg("cost"), nb::arg("supply"),
-        nb::arg("pi0"), nb::arg("init") = 0, nb::arg("art_cost") = 0.0, nb::arg("max_iter") = 0,
+        nb::arg("pi0"), nb::arg("init"), nb::arg("art_cost"), nb::arg("max_iter"), nb::arg("flow0"),
         "Uncapacitated min-cost flow by the network simplex: (flow (m,), u (n,), status, n_iter, artificial_flow, "
         "tol) with tol the reduced-cost tolerance of the pricing (entering arcs have rc < -tol). "
         "u is the dual potential (u_src - u_dst <= cost). status 0 = optimal, 1 = max_iter, 3 = unbounded. "
         "init 0 = greedy basis by reduced cost for potentials pi0 (= -u0; empty: none), 1 = BFS spanning tree "
-        "(arcs a and a + m/2 reverse each other).");
+        "(arcs a and a + m/2 reverse each other). flow0 (m,): a warm start from a feasible basis' flows (empty: none).");
   m.def("reduced_cost_scan", &reduced_cost_scan, nb::arg("x"), nb::arg("y"), nb::arg("f"), nb::arg("g"),
         nb::arg("p"), nb::arg("tol"), nb::arg("per_row"), nb::arg("n_threads"),
         "Arcs (rows, cols) with |x_i - y_j|^p - f_i - g_j < -tol: the per_row most negative of each row and the "

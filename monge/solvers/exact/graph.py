@@ -147,7 +147,8 @@ def w1_graph(edges, lengths=None, a=None, b=None, *, directed: bool = False, max
         src, dst = np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]]
         cost, init = np.r_[ln, ln], 1
     s = a64 - b64
-    flow, u, status, iters, art, _ = _core.min_cost_flow(src, dst, cost, s, np.zeros(0), init, 0.0, max_iter or 0)
+    flow, u, status, iters, art, _ = _core.min_cost_flow(src, dst, cost, s, np.zeros(0), init, 0.0, max_iter or 0,
+                                                          np.zeros(0))
     E = e.shape[0]
     fl = flow if directed else flow[:E] - flow[E:]
     return _pack(fl, u, iters, art, e, ln, s, directed, dtype, device)

@@ -112,3 +112,21 @@ def test_exact_grid_equals_dense(shape):
     assert res.convergence.status == ("converged",)
     with pytest.raises(ValueError, match="p: exact grid OT supports p = 2"):
         monge.solve_grid(a, b, p=1)
+
+
+def test_solve_arcs_warm_start_from_a_feasible_plan():
+    from monge.solvers.exact.sparse import solve_arcs
+
+    rng = np.random.default_rng(5)
+    n, m = 40, 30
+    C = rng.random((n, m))
+    a, b = rng.random(n), rng.random(m)
+    a, b = a / a.sum(), b / b.sum()
+    rows, cols = (v.ravel() for v in np.meshgrid(np.arange(n), np.arange(m), indexing="ij"))
+    cold = solve_arcs(rows, cols, C.ravel(), a, b)
+    flow0 = np.zeros(n * m)
+    flow0[cold[0] * m + cold[1]] = cold[2]
+    warm = solve_arcs(rows, cols, C.ravel(), a, b, flow0=flow0)
+    assert warm[7] == 0 and abs(warm[5] - cold[5]) < 1e-15  # the optimum itself: no pivot
+    bad = solve_arcs(rows, cols, C.ravel(), a, b, flow0=np.full(n * m, 1.0))  # infeasible: greedy fallback
+    assert abs(bad[5] - cold[5]) < 1e-12 * cold[5]
