@@ -187,7 +187,7 @@ def _bounds(x, a, flat: _Flat, chunk: int = 128) -> torch.Tensor:
     return torch.maximum(torch.maximum(row_side, col_side), wcd_)
 
 
-def _one_query(q, corpus, emb, flat, k, batch, exclude):
+def _one_query(q, corpus, emb, flat, k, batch, exclude, cache):
     """Prefetch and prune for one query: candidates in increasing lower bound; exact WMDs until the bound exceeds
     the k-th exact distance found so far (every later candidate is then farther)."""
     x, a = _doc(q, emb, "query")
@@ -196,10 +196,18 @@ def _one_query(q, corpus, emb, flat, k, batch, exclude):
     found: dict[int, float] = {}
 
     def solve(idx):
-        vals = wmd_batch([q] * len(idx), [corpus[i] for i in idx], emb)
-        found.update(zip(idx, vals.tolist()))
+        known = {i: cache[(min(i, exclude), max(i, exclude))] for i in idx
+                 if (min(i, exclude), max(i, exclude)) in cache}
+        todo = [i for i in idx if i not in known]
+        if todo:
+            vals = wmd_batch([q] * len(todo), [corpus[i] for i in todo], emb).tolist()
+            known.update(zip(todo, vals))
+            if exclude >= 0:  # the query is corpus[exclude]: WMD is symmetric, later queries reuse the value
+                cache.update({(min(i, exclude), max(i, exclude)): v for i, v in zip(todo, vals)})
+        found.update(known)
+        return len(todo)
 
-    solve(order[:k])
+    n_solved = solve(order[:k])
     pos = k
     while pos < len(order):
         kth = sorted(found.values())[k - 1]
@@ -210,9 +218,9 @@ def _one_query(q, corpus, emb, flat, k, batch, exclude):
         if not chunk:
             break
         pos += len(chunk)
-        solve(chunk)
+        n_solved += solve(chunk)
     best = sorted(found.items(), key=lambda t: (t[1], t[0]))[:k]
-    return [i for i, _ in best], [v for _, v in best], len(found)
+    return [i for i, _ in best], [v for _, v in best], n_solved
 
 
 def knn(queries, corpus, embeddings, k: int = 5, *, batch: int = 16, exclude_self: bool = False) -> KNNResult:
@@ -222,7 +230,8 @@ def knn(queries, corpus, embeddings, k: int = 5, *, batch: int = 16, exclude_sel
         queries, corpus: lists of documents ``(ids, weights)`` (see :func:`bag_of_words`).
         embeddings: ``(V, D)`` word vectors. k: neighbours. batch: exact solves per network-simplex batch.
         exclude_self: queries are ``corpus[i]`` for ``i = 0..q-1`` and must not return themselves
-            (leave-one-out classification).
+            (leave-one-out classification); exact distances are then cached by unordered pair, since the WMD is
+            symmetric (``n_exact`` counts the solves made).
 
     Example:
         >>> import torch
@@ -235,9 +244,9 @@ def knn(queries, corpus, embeddings, k: int = 5, *, batch: int = 16, exclude_sel
     if not isinstance(k, int) or not 1 <= k <= len(corpus) - int(exclude_self):
         raise ValueError(f"k: expected an int in [1, {len(corpus) - int(exclude_self)}] (corpus size), got {k!r}")
     flat = _Flat.of(corpus, emb)
-    idx, dist, n_exact = [], [], 0
+    idx, dist, n_exact, cache = [], [], 0, {}
     for qi, q in enumerate(queries):
-        i, d, n = _one_query(q, corpus, emb, flat, k, batch, qi if exclude_self else -1)
+        i, d, n = _one_query(q, corpus, emb, flat, k, batch, qi if exclude_self else -1, cache)
         idx.append(i)
         dist.append(d)
         n_exact += n
