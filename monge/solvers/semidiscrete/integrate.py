@@ -42,6 +42,9 @@ class GridDensity:
 
     def split(self, p, q):
         """Pieces of the segments ``p -> q`` between grid lines: ``(a, b, owner, i1, i2)``."""
+        if self.shape == (1, 1):  # uniform: no grid line inside the box
+            zero = np.zeros(len(p), dtype=np.int64)
+            return p, q, np.arange(len(p)), zero, zero
         u, v = (p - self.lo) / self.h, (q - self.lo) / self.h
         ts, owners = [np.zeros(len(p)), np.ones(len(p))], [np.arange(len(p))] * 2
         for ax in range(2):
