@@ -6,7 +6,8 @@ import torch
 
 from .._validation import as_tensor, check_cost_power, check_points, common_dtype_device
 from ._backends.kernel import KernelCache
-from ._backends.lazy import LazySoftmin, barycentric_map_tiles, kernel_available, plan_cost_tiles
+from ._backends.lazy import barycentric_map_tiles, kernel_available, plan_cost_tiles
+from ._backends.triton_softmin import lazy_backend
 from ._backends.multiscale import MultiscaleSoftmin, coarse_anneal
 from .base import Geometry, cost_scale_of
 from .costs import Cost, SqEuclidean, get_cost
@@ -19,7 +20,7 @@ LAZY_ABOVE = 1 << 24
 #: reduction, which costs O(d) per entry; measured on 500 points (Sinkhorn divergence, one thread): lazy
 #: 4.6x faster at d = 16, dense (distances once, by BLAS) 1.2x faster at d = 32 and 2.5x at d = 64.
 KERNEL_MAX_DIM = 24
-_BACKENDS = ("auto", "dense", "lazy", "multiscale")
+_BACKENDS = ("auto", "dense", "lazy", "triton", "multiscale")
 
 
 class PointCloud(Geometry):
@@ -35,6 +36,8 @@ class PointCloud(Geometry):
             ``"auto"`` picks lazy for the squared Euclidean cost on the CPU in dimension
             ``d <= KERNEL_MAX_DIM`` (the compiled kernel beats a materialised log-sum-exp at every size there)
             and above :data:`LAZY_ABOVE` entries, dense otherwise.
+            On CUDA float32 points, ``"lazy"`` runs the fused Triton kernels when triton is installed
+            (``"triton"`` asks for them, or fails saying why; CPU tensors only under ``TRITON_INTERPRET=1``).
             ``"multiscale"`` (unbatched clouds; squared Euclidean, ``|x - y|^p`` or cosine costs): k-d cells, a coarse
             eps-scaling and block-truncated soft-mins certified within ``eps * rtol`` per entry
             (:mod:`~monge.geometry._backends.multiscale`).
@@ -84,7 +87,8 @@ class PointCloud(Geometry):
         if backend == "multiscale":  # k-d cells, coarse eps-scaling, certified block truncation
             self._impl = MultiscaleSoftmin(self.cost_fn, x, y)
         else:
-            self._impl = _DensePoints(self.cost_fn) if backend == "dense" else LazySoftmin(self.cost_fn, x, chunk)
+            dense = backend == "dense"
+            self._impl = _DensePoints(self.cost_fn) if dense else lazy_backend(self.cost_fn, x, chunk, backend)
 
     def cost_scale(self) -> float:
         """An upper bound of the largest cost (the bounding-box diameter to the power p for Euclidean costs)."""
