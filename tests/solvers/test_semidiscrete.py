@@ -198,3 +198,20 @@ def test_lloyd_decreases_value_and_centres_the_points():
     r = laguerre_lloyd(y0, n_iter=8)
     assert bool((r.trace[1:] <= r.trace[:-1] + 1e-12).all())
     assert float((r.y - r.ot.centroids).norm(dim=1).max()) < 0.05
+
+
+def test_initial_cell_without_mass_reports_not_converged():
+    w = torch.ones(4, 4, dtype=D)
+    w[:2] = 0.0  # no mass on x1 < 1/2
+    y = torch.tensor([[0.1, 0.5], [0.9, 0.5]], dtype=D)  # the first Voronoi cell misses the support
+    r = semidiscrete(y, density=w)
+    assert not r.convergence.all_converged and r.convergence.status == ("diverged",)
+    ok = semidiscrete(torch.tensor([[0.4, 0.5], [0.9, 0.5]], dtype=D), density=w)
+    assert ok.convergence.all_converged and ok.masses.tolist() == pytest.approx([0.5, 0.5], rel=1e-12)
+
+
+def test_float32_positions_keep_their_dtype():
+    y = torch.tensor([[0.2, 0.3], [0.7, 0.6], [0.4, 0.9]])
+    r = semidiscrete(y)
+    assert r.value.dtype == torch.float32 and r.psi.dtype == torch.float32
+    assert r.convergence.all_converged

@@ -191,7 +191,8 @@ def _newton(y, b, density, box, tol, max_iter, psi0):
         raise ValueError("y: expected distinct Dirac positions, found duplicates; merge them and add their masses")
     dens = _grid(density, box, 2)
     p0 = None if psi0 is None else torch.as_tensor(psi0).detach().cpu().double().numpy()
-    st = kmt_newton(yn, b.detach().cpu().double().numpy(), dens, p0, tol, max_iter)
+    b64 = b.detach().cpu().double().numpy()
+    st = kmt_newton(yn, b64 / b64.sum(), dens, p0, tol, max_iter)  # float32 b: renormalised in float64
     value = float((st.second - 2 * (yn * st.moments).sum(1) + (yn ** 2).sum(1) * st.masses).sum())
     err = float("inf") if st.status == "diverged" else st.error  # an initial cell carries no mass
     conv = Convergence.build(torch.tensor(err, dtype=torch.float64), tol, st.n_iters, criterion="relative_mass_error",
