@@ -215,3 +215,16 @@ def test_float32_positions_keep_their_dtype():
     r = semidiscrete(y)
     assert r.value.dtype == torch.float32 and r.psi.dtype == torch.float32
     assert r.convergence.all_converged
+
+
+def test_cells_agree_with_the_exact_lp_plan():
+    rng = np.random.default_rng(7)
+    y = torch.tensor(rng.random((5, 2)))
+    r = semidiscrete(y)
+    k = 30
+    u = (np.arange(k) + 0.5) / k
+    X = torch.tensor(np.stack(np.meshgrid(u, u, indexing="ij"), -1).reshape(-1, 2))
+    lp = monge.solve_points(X, y, torch.full((k * k,), 1.0 / k ** 2, dtype=D), r.b)
+    P = lp.plan
+    agree = float(P[torch.arange(k * k), r.assign(X)].sum())  # LP mass sent where the Laguerre cell says
+    assert agree > 0.97
