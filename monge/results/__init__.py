@@ -24,3 +24,5 @@ from .graph import GraphW1Result  # noqa: E402
 from .gromov import GWResult  # noqa: E402
 
 __all__ += ["GraphW1Result", "GWResult"]
+from .semidiscrete import LloydResult, SemidiscreteResult  # noqa: E402
+__all__ += ["SemidiscreteResult", "LloydResult"]

@@ -9,7 +9,7 @@ import torch
 
 from .convergence import Convergence
 
-__all__ = ["SemidiscreteResult"]
+__all__ = ["SemidiscreteResult", "LloydResult"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,13 @@ class SemidiscreteResult:
     def transport(self, x: torch.Tensor) -> torch.Tensor:
         """The optimal map :math:`x \\mapsto y_{j(x)}` at new points ``x (n, d)``."""
         return self.y.detach()[self.assign(x).to(self.y.device)].to(x.dtype)
+
+
+@dataclass(frozen=True)
+class LloydResult:
+    """Optimal quantisation by Lloyd with Laguerre cells: the final positions ``y (m, 2)``, the semi-discrete
+    solve at them (``ot``, a :class:`SemidiscreteResult`), and the value after each move (``trace``)."""
+
+    y: torch.Tensor
+    ot: SemidiscreteResult
+    trace: torch.Tensor

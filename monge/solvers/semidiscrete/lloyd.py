@@ -14,22 +14,12 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from ...results.semidiscrete import LloydResult
 from .api import semidiscrete
 
 __all__ = ["LloydResult", "laguerre_lloyd"]
-
-
-@dataclass(frozen=True)
-class LloydResult:
-    """Final positions ``y``, the semi-discrete solve at them (``ot``), and the value after each move (``trace``)."""
-
-    y: torch.Tensor
-    ot: object
-    trace: torch.Tensor
 
 
 def laguerre_lloyd(y0: torch.Tensor, b=None, density=None, *, n_iter: int = 20, box=None,
