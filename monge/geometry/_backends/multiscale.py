@@ -100,13 +100,12 @@ class MultiscaleSoftmin:
     def _build(self, x, y):
         X = Clusters(x, self.leaf_size)
         Y = X if self.symmetric else Clusters(y, self.leaf_size)
-        if isinstance(self.cost_fn, Cosine):
-            (cx, rx), (cy, ry) = X.stats(_normalised(x)), Y.stats(_normalised(y))
-        else:
-            (cx, rx), (cy, ry) = (X.centres, X.radii), (Y.centres, Y.radii)
-        dist = torch.cdist(cx.double(), cy.double())
-        rsum = rx.double()[:, None] + ry.double()[None, :]
-        low, up = self.phi((dist - rsum).clamp_min(0.0)), self.phi(dist + rsum)
+        px, py = (_normalised(x), _normalised(y)) if isinstance(self.cost_fn, Cosine) else (x, y)
+        (cx, rx), (cy, ry) = X.stats(px), Y.stats(py)
+        # pair bounds from the points of one side to the other side's ball, the tighter of the two orders
+        lo1, hi1 = _ball_bounds(X, px, cy, ry)
+        lo0, hi0 = _ball_bounds(Y, py, cx, rx)
+        low, up = self.phi(torch.maximum(lo1, lo0.T)), self.phi(torch.minimum(hi1, hi0.T))
         self.sides = (X, Y)
         self.bounds = {1: (low, up), 0: (low.T.contiguous(), up.T.contiguous())}
 
@@ -196,6 +195,21 @@ class MultiscaleSoftmin:
             return s * torch.from_numpy(o)
         Cm = self.cost_fn(xg, yg)
         return -eps * torch.logsumexp((hg[:, None, :] - Cm) / eps, -1)
+
+
+def _ball_bounds(R: Clusters, pts, c, r):
+    """``(lo, hi) (K_R, K_C)``: bounds of ``|x_i - y_j|`` over the leaf ``I`` of ``R`` and a ball ``(c_J, r_J)``:
+    ``(min_i |x_i - c_J| - r_J)_+`` and ``max_i |x_i - c_J| + r_J`` (double precision, by groups of leaves)."""
+    xp = R.pad(pts.detach().double(), math.nan)
+    c, r = c.double(), r.double()
+    lo, hi = xp.new_empty(R.K, c.shape[0]), xp.new_empty(R.K, c.shape[0])
+    step = max(1, (1 << 22) // max(1, R.S * c.shape[0]))
+    for i in range(0, R.K, step):
+        dist = torch.cdist(xp[i:i + step].reshape(-1, xp.shape[2]), c).reshape(-1, R.S, c.shape[0])
+        lo[i:i + step] = dist.nan_to_num(math.inf).amin(1)
+        hi[i:i + step] = dist.nan_to_num(-math.inf).amax(1)
+    eta = 1e-9 * (1.0 + float(r.max()))  # rounding of the distances
+    return (lo - r[None, :] - eta).clamp_min(0.0), hi + r[None, :] + eta
 
 
 class _one_thread:

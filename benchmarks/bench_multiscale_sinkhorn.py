@@ -1,0 +1,95 @@
+"""Sinkhorn divergence, forward + backward, on the multiscale backend vs GeomLoss ``SamplesLoss("sinkhorn",
+backend="multiscale")``: points uniform in [0,1]^d, float32, blur 0.05, scaling 0.5 (GeomLoss's cost is |x-y|^2/2
+with eps = blur^2; monge runs |x - y|^2 at eps = 2 blur^2, halves its value, and anneals by EpsScaling(0.25)).
+Each run in its own process (peak RSS); no warm-up call is timed. The marginal error of the cross term is that of
+monge's returned potentials (its ``convergence.error``) and, for GeomLoss, of its returned potentials measured by
+the exact lazy soft-min (l1, both marginals).
+
+Usage:
+    python benchmarks/bench_multiscale_sinkhorn.py [--n 50000] [--d 3] [--peers geomloss lazy] [--tol 2e-5]
+
+(``lazy``: monge's exact lazy backend, the reference; GeomLoss's multiscale backend needs pykeops.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+CHILD = r"""
+import json, resource, sys, time, warnings
+import torch
+warnings.simplefilter("ignore")
+lib, n, d, tol = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+g = torch.Generator().manual_seed(0)
+x = torch.rand(n, d, generator=g).requires_grad_()
+y = torch.rand(n, d, generator=g)
+blur = 0.05
+import monge
+from monge.geometry._backends.lazy import lazy_softmin
+from monge.geometry.costs import SqEuclidean
+if lib in ("monge", "lazy"):
+    be = "multiscale" if lib == "monge" else "lazy"
+    fn = lambda: monge.sinkhorn_divergence(x, y, eps=2 * blur**2, schedule=monge.EpsScaling(0.25),
+                                           backend=be, tol=tol) / 2
+else:
+    from geomloss import SamplesLoss
+    fn = lambda: SamplesLoss("sinkhorn", p=2, blur=blur, scaling=0.5, backend="multiscale")(x, y)
+t0 = time.perf_counter()
+v = fn()
+v.backward()
+t = time.perf_counter() - t0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# the cross term's marginal error (untimed)
+a = torch.full((n,), 1.0 / n)
+if lib in ("monge", "lazy"):
+    res = monge.solve_points(x.detach(), y, eps=2 * blur**2, backend=be, tol=tol,
+                             schedule=monge.EpsScaling(0.25))
+    err, value = float(res.convergence.error), float(res.value) / 2
+else:
+    from geomloss import SamplesLoss
+    F, G = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=0.5, backend="multiscale", debias=False,
+                       potentials=True)(x.detach(), y)
+    eps, c = blur**2, SqEuclidean(0.5)
+    lw = a.log()
+    row = a * torch.exp((F - lazy_softmin(x.detach(), y, G + eps * lw, eps, 1, c)) / eps)
+    col = a * torch.exp((G - lazy_softmin(x.detach(), y, F + eps * lw, eps, 0, c)) / eps)
+    err = float((row - a).abs().sum() + (col - a).abs().sum())
+    value = float((a * F).sum() + (a * G).sum())
+print(json.dumps({"time": t, "value": float(v), "grad_norm": float(x.grad.norm()), "rss_mb": rss,
+                  "cross_error": err, "cross_value": value}))
+"""
+
+
+def run(lib, n, d, tol):
+    out = subprocess.run([sys.executable, "-c", CHILD, lib, str(n), str(d), str(tol)], capture_output=True, text=True)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
+    return json.loads(lines[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, nargs="+", default=[50000])
+    ap.add_argument("--d", type=int, default=3)
+    ap.add_argument("--tol", type=float, default=2e-5)
+    ap.add_argument("--peers", nargs="*", default=["geomloss", "lazy"], choices=["geomloss", "lazy"])
+    args = ap.parse_args()
+    for n in args.n:
+        rows = [("monge multiscale", run("monge", n, args.d, args.tol))]
+        names = {"geomloss": "geomloss multiscale", "lazy": "monge lazy"}
+        rows += [(names[p], run(p, n, args.d, args.tol)) for p in args.peers]
+        base = rows[0][1].get("time")
+        for name, r in rows:
+            ratio = f"ratio {r['time'] / base:5.2f}x" if base and "time" in r and name != rows[0][0] else ""
+            print(f"n={n} d={args.d} {name:20s} fwd+bwd {r.get('time', float('nan')):8.2f} s  value "
+                  f"{r.get('value', 0):.6e}  |grad| {r.get('grad_norm', 0):.4e}  cross-term l1 marginal error "
+                  f"{r.get('cross_error', float('nan')):.1e} (value {r.get('cross_value', 0):.6e})  peak RSS "
+                  f"{r.get('rss_mb', 0):6.0f} MB  {ratio} {r.get('error', '')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
