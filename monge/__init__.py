@@ -50,6 +50,13 @@ _LAZY = {
     "gaussian_geodesic": "monge.apps.interpolation",
     "jko_flow": "monge.apps.flows",
     "particle_flow": "monge.apps.flows",
+    "color_transfer": "monge.apps.color",
+    "register": "monge.apps.registration",
+    "bures_wasserstein": "monge.apps.gaussian",
+    "gaussian_map": "monge.apps.gaussian",
+    "gaussian_barycenter": "monge.apps.gaussian",
+    "ot_pairs": "monge.apps.minibatch",
+    "quadratic_ot": "monge.solvers.quadratic_reg",
 }
 #: Subpackages served lazily under a short name (``monge.gen`` is kept for earlier code).
 _LAZY_MODULES = {"apps": "monge.apps", "flows": "monge.apps.flows", "gen": "monge.apps.generative",

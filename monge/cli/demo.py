@@ -11,17 +11,20 @@ from pathlib import Path
 import torch
 
 from .. import data
+from ..api import solve_points, wasserstein
+from ..solvers.schedules import EpsScaling
+from .report import Section, pyplot, write_report
 from .sections.barycenters import section_barycenters
+from .sections.color import section_color
 from .sections.dictionary import section_dictionary
 from .sections.flows import section_flows, section_multilabel
 from .sections.free_support import section_free_support
+from .sections.gaussian import section_gaussian
 from .sections.generative import section_generative
-from ..api import solve_points, wasserstein
-from .report import Section, pyplot, write_report
-from ..solvers.schedules import EpsScaling
+from .sections.registration import section_registration
+from .sections.sample_complexity import section_sample_complexity
 
 __all__ = ["run_demo", "SECTIONS"]
-
 
 
 def _draw_plan(ax, x, y, rows, cols, vals, max_lines=3000):
@@ -66,7 +69,7 @@ def section_matching(out_dir: Path) -> Section:
             "W_2": f"{float(res.value) ** 0.5:.6f}",
             "status": conv.status[0],
             "duality gap": f"{float(conv.duality_gap):.2e}",
-            "marginal error (l1)": f"{float(conv.marginal_error):.2e}",
+            "marginal error (l1)": f"{float(conv.error):.2e}",
             "solve time": f"{elapsed:.3f} s",
         },
     )
@@ -124,7 +127,7 @@ def section_entropic(out_dir: Path) -> Section:
         ax.set_title(f"eps = {eps:g}: {int(res.convergence.n_iters)} iterations")
         ax.set_aspect("equal")
         metrics[f"eps={eps:g}"] = (f"<P,C> = {float(res.transport_cost):.5f}, entropy-regularised value = "
-                                   f"{float(res.value):.5f}, marginal error {float(res.convergence.marginal_error):.1e}, "
+                                   f"{float(res.value):.5f}, marginal error {float(res.convergence.error):.1e}, "
                                    f"plan entries > 1e-6 x max: {int((P > 1e-6 * P.max()).sum())}")
     metrics["exact <P,C>"] = f"{float(solve_points(x, y).value):.5f}"
     fig.savefig(out_dir / "entropic.png", dpi=90, bbox_inches="tight")
@@ -140,7 +143,8 @@ def section_entropic(out_dir: Path) -> Section:
 
 
 SECTIONS = [section_matching, section_digits, section_entropic, section_flows, section_barycenters,
-            section_free_support, section_dictionary, section_multilabel, section_generative]
+            section_free_support, section_dictionary, section_multilabel, section_generative, section_gaussian,
+            section_color, section_registration, section_sample_complexity]
 
 
 def run_demo(out_dir: str | Path = "report", verbose: bool = True) -> Path:

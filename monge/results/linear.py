@@ -114,7 +114,7 @@ class SinkhornResult:
             differentiable according to the solver's ``grad``.
         eps: the final temperature.
         problem: the :class:`~monge.problems.LinearProblem` that was solved (geometry, weights, penalties).
-        convergence: converged / status / n_iters / marginal_error / errors (trace at check points).
+        convergence: converged / status / n_iters / error (criterion "marginal_l1") / errors (trace at check points).
     """
 
     f: torch.Tensor

@@ -104,7 +104,7 @@ def section_barycenters(out_dir: Path) -> Section:
         {
             "grid": f"{_N}x{_N}, eps = {_EPS:g}",
             "triangle": f"{len(lattice)} barycenters, {int(conv.n_iters.max())} iterations, {t_tri:.2f} s",
-            "worst l1 marginal error": f"{float(conv.marginal_error.max()):.1e}",
+            "worst l1 marginal error": f"{float(conv.error.max()):.1e}",
             "all converged": str(conv.all_converged and strip.convergence.all_converged),
             "interpolation": f"{len(ts)} frames, {t_strip:.2f} s",
         },
