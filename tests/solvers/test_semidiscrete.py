@@ -200,14 +200,16 @@ def test_lloyd_decreases_value_and_centres_the_points():
     assert float((r.y - r.ot.centroids).norm(dim=1).max()) < 0.05
 
 
-def test_initial_cell_without_mass_reports_not_converged():
+def test_initial_cell_without_mass_continuation_or_diverged():
     w = torch.ones(4, 4, dtype=D)
     w[:2] = 0.0  # no mass on x1 < 1/2
     y = torch.tensor([[0.1, 0.5], [0.9, 0.5]], dtype=D)  # the first Voronoi cell misses the support
-    r = semidiscrete(y, density=w)
-    assert not r.convergence.all_converged and r.convergence.status == ("diverged",)
-    ok = semidiscrete(torch.tensor([[0.4, 0.5], [0.9, 0.5]], dtype=D), density=w)
-    assert ok.convergence.all_converged and ok.masses.tolist() == pytest.approx([0.5, 0.5], rel=1e-12)
+    r = semidiscrete(y, density=w)  # Newton cannot start; the continuation from the uniform density can
+    assert r.convergence.all_converged and r.masses.tolist() == pytest.approx([0.5, 0.5], rel=1e-12)
+    # the boundary x1 = 3/4: (3/4 - 0.1)^2 - psi_0 = (3/4 - 0.9)^2 - psi_1
+    assert float(r.psi[0] - r.psi[1]) == pytest.approx(0.65 ** 2 - 0.15 ** 2, abs=1e-12)
+    bad = semidiscrete(y, psi0=torch.tensor([-10.0, 0.0], dtype=D))  # an empty initial cell, uniform density
+    assert not bad.convergence.all_converged and bad.convergence.status == ("diverged",)
 
 
 def test_float32_positions_keep_their_dtype():
@@ -228,3 +230,12 @@ def test_cells_agree_with_the_exact_lp_plan():
     P = lp.plan
     agree = float(P[torch.arange(k * k), r.assign(X)].sum())  # LP mass sent where the Laguerre cell says
     assert agree > 0.97
+
+
+def test_clustered_diracs_on_a_rough_density_converge():
+    g = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.rand(150, 2, dtype=D, generator=g) * 0.01 + 0.5, torch.rand(150, 2, dtype=D, generator=g)])
+    y[0] = torch.tensor([0.0, 0.0], dtype=D)  # on the box's corner
+    w = torch.rand(32, 32, generator=g, dtype=D) ** 4
+    r = semidiscrete(y, density=w)
+    assert r.convergence.all_converged and _rel_err(r) <= 1e-9

@@ -26,7 +26,7 @@ import torch
 from ...results.convergence import Convergence
 from ...results.semidiscrete import SemidiscreteResult
 from .integrate import GridDensity
-from .newton import evaluate, kmt_newton
+from .newton import evaluate, kmt_homotopy, kmt_newton
 from .sgd import averaged_sgd, power_scores
 
 __all__ = ["semidiscrete"]
@@ -148,7 +148,10 @@ def semidiscrete(y, b=None, density=None, *, method: str = "newton", box=None, t
         n_eval: SGD outside 2-D: samples estimating masses, centroids and value.
 
     Returns:
-        :class:`~monge.results.SemidiscreteResult`. A failed solve does not raise: ``convergence`` says why
+        :class:`~monge.results.SemidiscreteResult`. On a grid density, if 30 damped steps from ``psi0`` do not
+        converge (tiny initial cells on a rough density), Newton restarts along the densities
+        :math:`(1 - t)\,\mathrm{uniform} + t\rho`, warm-started, and ``n_iters`` counts every step. A failed
+        solve does not raise: ``convergence`` says why
         (``"diverged"``: an initial cell has no mass; ``"stalled"``: the damping found no descent).
     """
     if method not in TOL:
@@ -192,7 +195,12 @@ def _newton(y, b, density, box, tol, max_iter, psi0):
     dens = _grid(density, box, 2)
     p0 = None if psi0 is None else torch.as_tensor(psi0).detach().cpu().double().numpy()
     b64 = b.detach().cpu().double().numpy()
-    st = kmt_newton(yn, b64 / b64.sum(), dens, p0, tol, max_iter)  # float32 b: renormalised in float64
+    b64 = b64 / b64.sum()  # float32 b: renormalised in float64
+    st = kmt_newton(yn, b64, dens, p0, tol, min(max_iter, 30) if dens.shape != (1, 1) else max_iter)
+    if st.status != "converged" and dens.shape != (1, 1):  # slow damping from a poor start: continuation
+        first = st.n_iters
+        st = kmt_homotopy(yn, b64, dens, p0, tol, max_iter)
+        st.n_iters += first
     value = float((st.second - 2 * (yn * st.moments).sum(1) + (yn ** 2).sum(1) * st.masses).sum())
     err = float("inf") if st.status == "diverged" else st.error  # an initial cell carries no mass
     conv = Convergence.build(torch.tensor(err, dtype=torch.float64), tol, st.n_iters, criterion="relative_mass_error",

@@ -33,7 +33,7 @@ from scipy.sparse.linalg import splu
 from .integrate import GridDensity, polygon_moments, segment_mass
 from .power2d import PowerDiagram, power_diagram
 
-__all__ = ["NewtonState", "evaluate", "kmt_newton"]
+__all__ = ["NewtonState", "evaluate", "kmt_newton", "kmt_homotopy"]
 
 
 @dataclass
@@ -113,3 +113,21 @@ def kmt_newton(y, b, dens: GridDensity, psi0=None, tol: float = 1e-9, max_iter: 
         errors.append(_rel(mass, b))
     psi = psi - psi.mean()
     return NewtonState(psi, mass, mom, sec, diag, errors[-1], it, errors, status)
+
+
+def kmt_homotopy(y, b, dens: GridDensity, psi0=None, tol: float = 1e-9, max_iter: int = 100,
+                 ts=(0.0, 0.5, 0.8, 0.95, 1.0)) -> NewtonState:
+    r"""Newton along the densities :math:`(1 - t)\,\mathrm{uniform} + t\rho`, each solve warm-started from the
+    last: the fallback when the damping crawls from a poor start (tiny initial cells on a rough density).
+    Steps of every stage are counted in ``n_iters``; the state is the last stage's."""
+    cells = dens.rho * dens.h[0] * dens.h[1]
+    psi, total, errors = psi0, 0, []
+    for t in ts:
+        stage = GridDensity((1 - t) / cells.size + t * cells, (dens.lo, dens.hi))
+        st = kmt_newton(y, b, stage, psi, tol if t == ts[-1] else max(tol, 1e-6), max_iter)
+        total, errors = total + st.n_iters, errors + st.errors
+        if st.status != "converged":
+            break
+        psi = st.psi
+    st.n_iters, st.errors = total, errors
+    return st
