@@ -24,12 +24,14 @@ __all__ = ["LloydResult", "laguerre_lloyd"]
 
 def laguerre_lloyd(y0: torch.Tensor, b=None, density=None, *, n_iter: int = 20, box=None,
                    tol: float = 1e-9) -> LloydResult:
-    """``n_iter`` Lloyd steps from ``y0 (m, 2)``: exact Newton solves, moves to the cells' centroids."""
+    """``n_iter`` Lloyd steps from ``y0 (m, 2)``: exact Newton solves (warm-started from the last weights),
+    moves to the cells' centroids."""
     y, values = y0.detach().clone(), []
     r = semidiscrete(y, b, density, box=box, tol=tol)
     values.append(r.value.detach())
     for _ in range(n_iter):
         y = torch.where(torch.isfinite(r.centroids), r.centroids, y)
-        r = semidiscrete(y, b, density, box=box, tol=tol)
+        warm = semidiscrete(y, b, density, box=box, tol=tol, psi0=r.psi)  # the weights move little
+        r = warm if warm.convergence.all_converged else semidiscrete(y, b, density, box=box, tol=tol)
         values.append(r.value.detach())
     return LloydResult(y=y, ot=r, trace=torch.stack(values))
