@@ -28,6 +28,7 @@ from .results import AssignmentResult, Convergence, ExactResult, GWResult, Sinkh
 from .solvers.barycenter import Barycenter, BarycenterResult
 from .solvers.exact.assignment import Assignment
 from .solvers.exact.lp_barycenter import lp_barycenter
+from .solvers.exact.graph import grid_graph, w1_graph
 from .solvers.exact.network_simplex import NetworkSimplex
 from .solvers.gromov import EntropicGromovWasserstein, GromovWasserstein
 from .solvers.exact.one_d import wasserstein_1d
@@ -86,6 +87,8 @@ __all__ = [
     "wasserstein_1d",
     "sliced_wasserstein",
     "emd",
+    "w1_graph",
+    "grid_graph",
     "gromov_wasserstein",
     "fused_gromov_wasserstein",
     "GromovWasserstein",
