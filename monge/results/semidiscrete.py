@@ -31,6 +31,15 @@ class SemidiscreteResult:
         polygon_vertices, polygon_cells: 2-D exact solver: the clipped cells as one ragged list of
             counter-clockwise vertices ``(M, 2)`` and the cell of each ``(M,)`` (``None`` otherwise); see
             :attr:`cells`.
+
+    Example:
+        >>> import torch
+        >>> from monge.solvers.semidiscrete import semidiscrete
+        >>> r = semidiscrete(torch.tensor([[0.25, 0.5], [0.75, 0.5]], dtype=torch.float64))
+        >>> r.transport(torch.tensor([[0.1, 0.9], [0.6, 0.2]], dtype=torch.float64)).tolist()
+        [[0.25, 0.5], [0.75, 0.5]]
+        >>> r.cells[0][:, 0].max().item(), r.convergence.criterion
+        (0.5, 'relative_mass_error')
     """
 
     y: torch.Tensor
