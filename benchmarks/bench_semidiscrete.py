@@ -53,7 +53,8 @@ def newton_run(m: int, seed: int = 0) -> dict:
     finally:
         newton_mod.evaluate, newton_mod._direction = ev, dr
     err = float(((r.masses - r.b).abs() / r.b).max())
-    return dict(m=m, seconds=total, cpu=cpu, steps=int(r.convergence.n_iters), error=err, status=r.convergence.status[0],
+    return dict(m=m, seconds=total, cpu=cpu, steps=int(r.convergence.n_iters), error=err,
+                status=r.convergence.status[0],
                 **spent)
 
 
@@ -86,7 +87,8 @@ def main() -> None:
     args = ap.parse_args()
     print(machine())
     print(f"load average {os.getloadavg()}")
-    print(f"{'m':>8} {'seconds':>8} {'cpu_s':>7} {'steps':>5} {'diagrams':>8} {'t_diag':>7} {'t_solve':>7} {'rel. mass err':>13}")
+    print(f"{'m':>8} {'seconds':>8} {'cpu_s':>7} {'steps':>5} {'diagrams':>8} {'t_diag':>7} {'t_solve':>7} "
+          f"{'rel. mass err':>13}")
     for m in args.sizes:
         r = newton_run(m)
         print(f"{r['m']:>8} {r['seconds']:8.2f} {r['cpu']:7.2f} {r['steps']:>5} {r['diagrams']:>8} {r['diagram']:7.2f} "

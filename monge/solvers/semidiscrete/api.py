@@ -50,7 +50,7 @@ class _Value(torch.autograd.Function):
         return g * 2 * b[:, None] * (y - c), g * psi, None, None, None
 
 
-def _box(box, d, y):
+def _box(box, d):
     if box is None:
         return np.zeros(d), np.ones(d)
     lo, hi = (np.asarray(torch.as_tensor(v, dtype=torch.float64).cpu(), dtype=np.float64).reshape(-1) for v in box)
@@ -65,7 +65,7 @@ def _check(y, b, box):
                          f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
     if not bool(torch.isfinite(y).all()):
         raise ValueError("y: expected finite positions, found NaN or inf")
-    lo, hi = _box(box, y.shape[1], y)
+    lo, hi = _box(box, y.shape[1])
     yn = y.detach().cpu().double().numpy()
     if np.any(yn < lo) or np.any(yn > hi):
         raise ValueError(f"y: expected every Dirac inside the box [{lo.tolist()}, {hi.tolist()}], found positions "
