@@ -1,7 +1,7 @@
 r"""Balanced k-d clustering of a point cloud, any dimension: the cells of the multiscale soft-min.
 
-The cloud is bisected ``L`` times, every cell at once: each cell is split at the median of its coordinate of largest variance,
-so the ``2^L`` leaves hold ``floor(n / 2^L)`` or ``ceil(n / 2^L)`` points (balanced: padded tiles waste nothing)
+The cloud is bisected ``L`` times, every cell at once: each cell is split at the median of its coordinate of
+largest variance, so the ``2^L`` leaves hold ``floor(n / 2^L)`` or ``ceil(n / 2^L)`` points (balanced: padded tiles waste nothing)
 and adapt to the density; level ``l < L`` of the same tree is the coarser clustering ``leaf >> (L - l)``. Cost
 ``O(L n log n)`` (two stable sorts per level), memory ``O(n)``.
 
