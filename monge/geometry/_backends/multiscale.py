@@ -163,7 +163,7 @@ class MultiscaleSoftmin:
                 self._last[dim] = top.nan_to_num(0.0, posinf=0.0)
                 return out
             self.stats["reselections"] += 1
-            fresh = self._select(L, low, top, eps, logr)
+            fresh = self._select(L, low, top + 3.0 * eps, eps, logr)  # a margin: the potentials keep moving
             mask = mask | fresh if attempt < 1 else torch.ones_like(mask)
         raise RuntimeError("multiscale soft-min: the truncation certificate failed with every block kept")
 
