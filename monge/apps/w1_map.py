@@ -205,6 +205,21 @@ def _strips(src_cell, mass, ray_dir_arc, n_cells):
     return order, ptr, np.stack([lo, lo + frac], 1), across
 
 
+def _rays(x, y, src_idx, y_idx, rows, cols):
+    """Ray id of every arc, and each ray's origin (its first source) and unit direction."""
+    v = y[cols] - x[rows]
+    stay = np.linalg.norm(v, axis=1) == 0
+    ray = _ray_keys(src_idx, x[rows], None if y_idx is None else y_idx[cols], y[cols])
+    ray[stay] = ray.max(initial=-1) + 1 + np.arange(stay.sum())  # a fixed point is its own (degenerate) ray
+    _, ray = np.unique(ray, return_inverse=True)  # compact ids (the stays' shared key may have emptied)
+    ray = ray.ravel()
+    n_rays = int(ray.max(initial=-1)) + 1
+    e_arc = np.where(stay[:, None], np.array([0.0, 1.0]), v / np.maximum(np.linalg.norm(v, axis=1), 1e-300)[:, None])
+    first = np.full(n_rays, -1)
+    first[ray[::-1]] = np.arange(len(ray))[::-1]
+    return ray, x[rows[first]], e_arc[first]
+
+
 def w1_map(mu, nu, *, metric: str = "euclidean", sub: int = 4, threshold: float = 1e-9) -> W1Map:
     r"""The W1 Monge map from a grid density ``mu`` to ``nu`` along transport rays (see the module docstring).
 
@@ -249,15 +264,8 @@ def w1_map(mu, nu, *, metric: str = "euclidean", sub: int = 4, threshold: float 
     rows, cols, vals = (t.numpy() for t in (res.rows, res.cols, res.vals.detach()))
     keep = vals > threshold * w[rows]
     rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    stay = (C[rows, cols] == 0)
-    ray = _ray_keys(idx_all[src[rows]], x[rows], None if y_idx is None else y_idx[cols], y[cols])
-    ray[stay] = ray.max(initial=-1) + 1 + np.arange(stay.sum())  # a fixed point is its own (degenerate) ray
-    n_rays = int(ray.max()) + 1
-    v = y[cols] - x[rows]
-    e_arc = np.where(stay[:, None], np.array([0.0, 1.0]), v / np.maximum(np.linalg.norm(v, axis=1), 1e-300)[:, None])
-    first = np.full(n_rays, -1)
-    first[ray[::-1]] = np.arange(len(ray))[::-1]
-    origin, e_ray = x[rows[first]], e_arc[first]
+    ray, origin, e_ray = _rays(x, y, idx_all[src[rows]], y_idx, rows, cols)
+    n_rays = len(origin)
     pair, inv = np.unique(np.stack([rows, ray], 1), axis=0, return_inverse=True)  # one strip per (cell, ray)
     s_mass = np.bincount(inv.ravel(), vals, len(pair))
     order, ptr, bounds, across = _strips(src[pair[:, 0]], s_mass, e_ray[pair[:, 1]], a.size)
@@ -265,11 +273,8 @@ def w1_map(mu, nu, *, metric: str = "euclidean", sub: int = 4, threshold: float 
     t_strip = ((x[pair[:, 0]] - origin[pair[:, 1]]) * e_ray[pair[:, 1]]).sum(1)
     t_src = ((x[rows] - origin[ray]) * e_ray[ray]).sum(1)
     t_dst = ((y[cols] - origin[ray]) * e_ray[ray]).sum(1)
-    knots_mu, knots_nu = [], []
-    for r in range(n_rays):
-        sel = ray == r
-        knots_mu.append(_cdf_knots(t_src[sel], vals[sel], h))
-        knots_nu.append(_cdf_knots(t_dst[sel], vals[sel], h if spread else 0.0))
+    knots_mu = [_cdf_knots(t_src[ray == r], vals[ray == r], h) for r in range(n_rays)]
+    knots_nu = [_cdf_knots(t_dst[ray == r], vals[ray == r], h if spread else 0.0) for r in range(n_rays)]
     arcs = np.stack([src[rows], cols, vals, ray], 1)
     m = W1Map(tuple(shape), h, float(res.value), float("nan"), n_rays, arcs, origin, e_ray, ptr, bounds, across,
               pair[:, 1], t_strip, knots_mu, knots_nu, spread, x, y, res.g.detach().numpy())

@@ -135,3 +135,18 @@ def test_errors():
         w1_map(np.ones((3, 3)), np.ones((3, 3)), metric="l1")
     with pytest.raises(ValueError, match="mu"):
         w1_map(np.ones(3), np.ones(3))
+
+
+def test_mass_that_stays_and_moves():
+    mu = np.zeros((6, 6))
+    mu[1:3, 1:4] = 1.0
+    nu = mu.copy()
+    nu[1, 1], nu[4, 4] = 0.0, 1.0
+    mu, nu = mu / mu.sum(), nu / nu.sum()
+    m = w1_map(mu, nu)
+    assert m.value == pytest.approx(np.hypot(3, 3) / 6 / 6, rel=1e-9)  # one sixth of the mass moves (3, 3) cells
+    assert set(np.unique(m.arcs[:, 3]).astype(int)) == set(range(m.n_rays))  # ray ids are compact
+    x, wx = _midpoints(mu, 4)
+    T = m.transport(x).numpy()
+    assert not np.isnan(T[wx > 0]).any()
+    assert m.value <= m.cost <= 1.05 * m.value
