@@ -10,11 +10,12 @@
 // Node potentials pi with reduced costs rc_a = c_a + pi_src - pi_dst (zero on tree arcs, pi_R = 0), so the
 // Kantorovich potential is u = -pi. Artificial arcs are never priced: once they leave the tree they are gone.
 //
-// Basis. A spanning tree rooted at R, stored per node: parent, the arc to the parent (pred) and its direction
-// (up: node -> parent), subtree size, and children as doubly linked sibling lists. A pivot cuts the leaving
-// arc, re-roots the detached subtree at the entering arc's end and hangs it below the other end (reversing
-// the path between them; sizes change only on the cycle), then shifts the potentials of the smaller side of
-// the cut: O(cycle + min(subtree, rest)).
+// Basis. A spanning tree rooted at R, stored per node in flat arrays: parent, the arc to the parent (pred) and
+// its direction (up: node -> parent), the preorder thread and reverse thread, subtree size (succ) and the last
+// node of the subtree in thread order (last_succ) -- the Barr-Glover-Klingman layout of network_simplex.cpp.
+// A pivot cuts the leaving arc, reverses the stem between it and the entering arc, re-threads the moved
+// subtree, and shifts the potentials of the smaller side of the cut along the thread (a contiguous walk):
+// O(cycle + depth + min(subtree, rest)). (Child lists are used only while the initial basis is built.)
 // The tree is kept strongly feasible (every zero-flow arc points away from the root; leaving arc = the last
 // blocking arc of the cycle met from the join node), which rules out cycling on degenerate pivots.
 //
@@ -26,6 +27,9 @@
 //    a zero-flow artificial arc pointing down can never gain flow).
 //  * spanning tree (init = 1, arcs a and a + m/2 are reverses of each other, undirected graphs): a BFS tree
 //    from a central node carrying the subtree imbalances, each edge used in the direction of its flow.
+//    init = 2 builds the tree by Kruskal from the edges of largest given priority first (the support of a
+//    prolonged coarse optimum: the coarse-to-fine warm start of graph.py cuts pivots on grids ~7x), then
+//    completes it with BFS-tree edges.
 //
 // Pricing: block search (the most negative reduced cost in blocks of ~sqrt(#arcs) arcs, cyclically).
 // At the end flows and potentials are recomputed from the final tree (exact tree solves).
@@ -73,6 +77,9 @@ class FlowSimplex {
     pred_.assign(n + 1, -1);
     up_.assign(n + 1, 0);
     succ_.assign(n + 1, 1);
+    thread_.assign(n + 1, n);
+    rev_thread_.assign(n + 1, n);
+    last_succ_.assign(n + 1, n);
     fchild_.assign(n + 1, -1);
     nsib_.assign(n + 1, -1);
     psib_.assign(n + 1, -1);
@@ -154,14 +161,23 @@ class FlowSimplex {
     finish_init();
   }
 
-  void init_spanning_tree() {
+  // prio (E,) or null: a spanning forest of the edges with prio > 0 taken by decreasing prio first (e.g. the
+  // support of a prolonged coarse flow), completed by the BFS trees of the whole graph.
+  void init_spanning_tree(const double *prio = nullptr) {
     // arcs a and a + m/2 are reverses; adjacency over edges e < m/2
     const i64 E = m_ / 2;
     std::vector<i64> off(n_ + 1, 0), adj(2 * E);
-    for (i64 e = 0; e < E; ++e) ++off[src_[e] + 1], ++off[dst_[e] + 1];
-    for (int v = 0; v < n_; ++v) off[v + 1] += off[v];
-    std::vector<i64> pos(off.begin(), off.end() - 1);
-    for (i64 e = 0; e < E; ++e) adj[pos[src_[e]]++] = e, adj[pos[dst_[e]]++] = e;
+    auto build_adj = [&](const std::vector<i64> &edges) {
+      std::fill(off.begin(), off.end(), 0);
+      for (i64 e : edges) ++off[src_[e] + 1], ++off[dst_[e] + 1];
+      for (int v = 0; v < n_; ++v) off[v + 1] += off[v];
+      std::vector<i64> pos(off.begin(), off.end() - 1);
+      for (i64 e : edges) adj[pos[src_[e]]++] = e, adj[pos[dst_[e]]++] = e;
+    };
+    std::vector<i64> all(E);
+    std::iota(all.begin(), all.end(), i64(0));
+    build_adj(all);
+    if (prio) build_adj(prio_tree(prio, off, adj));
     std::vector<int> comp(n_, -1), order, par(n_, -1), dist(n_, -1);
     std::vector<i64> pedge(n_, -1);
     std::vector<char> done(n_, 0);
@@ -219,6 +235,44 @@ class FlowSimplex {
     finish_init();
   }
 
+  // Kruskal: the edges with prio > 0 by decreasing prio, then the BFS-tree edges of the graph (adjacency off/adj)
+  std::vector<i64> prio_tree(const double *prio, const std::vector<i64> &off, const std::vector<i64> &adj) {
+    const i64 E = m_ / 2;
+    std::vector<i64> order;
+    for (i64 e = 0; e < E; ++e)
+      if (prio[e] > 0.0) order.push_back(e);
+    std::sort(order.begin(), order.end(), [&](i64 p, i64 q) { return prio[p] > prio[q] || (prio[p] == prio[q] && p < q); });
+    std::vector<char> seen(n_, 0);
+    std::vector<int> queue;
+    queue.reserve(n_);
+    for (int s = 0; s < n_; ++s) {  // BFS trees, appended after the prioritised edges
+      if (seen[s]) continue;
+      seen[s] = 1;
+      queue.assign(1, s);
+      for (size_t h = 0; h < queue.size(); ++h) {
+        const int x = queue[h];
+        for (i64 k = off[x]; k < off[x + 1]; ++k) {
+          const i64 e = adj[k];
+          const int y = src_[e] == x ? dst_[e] : src_[e];
+          if (!seen[y]) seen[y] = 1, queue.push_back(y), order.push_back(e);
+        }
+      }
+    }
+    std::vector<int> uf(n_);
+    std::iota(uf.begin(), uf.end(), 0);
+    auto find = [&](int v) {
+      while (uf[v] != v) v = uf[v] = uf[uf[v]];
+      return v;
+    };
+    std::vector<i64> tree;
+    tree.reserve(n_);
+    for (i64 e : order) {
+      const int ru = find(src_[e]), rv = find(dst_[e]);
+      if (ru != rv) uf[ru] = rv, tree.push_back(e);
+    }
+    return tree;
+  }
+
   int solve(i64 max_iter) {
     tol_ = 1e-13 * std::max(cmax_, 1e-300) + 2e-15 * art_;
     const i64 refresh = std::max<i64>(1000, n_);
@@ -235,7 +289,9 @@ class FlowSimplex {
   // Exact tree solves: flows from subtree imbalances, potentials from the root. Returns the artificial flow.
   double finalize(double *flow_out, double *u_out) {
     std::vector<int> order;
-    preorder(order);
+    order.reserve(n_ + 1);
+    order.push_back(R_);
+    for (int x = thread_[R_]; x != R_; x = thread_[x]) order.push_back(x);
     std::vector<double> sub(n_ + 1, 0.0);
     for (int v = 0; v < n_; ++v) sub[v] = supply_[v];
     std::fill(flow_.begin(), flow_.end(), 0.0);
@@ -330,9 +386,23 @@ class FlowSimplex {
     }
   }
 
+  // The child lists of the initial forest give the preorder thread, subtree sizes and last successors; from
+  // here on the tree lives in parent / pred / up / thread / rev_thread / succ / last_succ only.
   void finish_init() {
     std::vector<int> order;
     preorder(order);
+    const int N = n_ + 1;
+    std::vector<int> at(N);
+    for (int k = 0; k < N; ++k) {
+      const int x = order[k], y = order[(k + 1) % N];
+      thread_[x] = y;
+      rev_thread_[y] = x;
+      at[x] = k;
+    }
+    for (int x = 0; x < N; ++x) last_succ_[x] = order[at[x] + succ_[x] - 1];
+    std::vector<int>().swap(fchild_);
+    std::vector<int>().swap(nsib_);
+    std::vector<int>().swap(psib_);
     compute_potentials();
   }
 
@@ -351,17 +421,12 @@ class FlowSimplex {
     for (size_t k = order.size(); k-- > 1;) succ_[parent_[order[k]]] += succ_[order[k]];
   }
 
-  void compute_potentials() {
+  void compute_potentials() {  // thread order: parents first
     pi_[R_] = 0.0;
-    stack_.assign(1, R_);
-    while (!stack_.empty()) {
-      const int x = stack_.back();
-      stack_.pop_back();
-      for (int c = fchild_[x]; c >= 0; c = nsib_[c]) {
-        const i64 a = pred_[c];
-        pi_[c] = up_[c] ? pi_[x] - cost_[a] : pi_[x] + cost_[a];  // rc = c + pi_src - pi_dst = 0
-        stack_.push_back(c);
-      }
+    for (int c = thread_[R_]; c != R_; c = thread_[c]) {
+      const i64 a = pred_[c];
+      const int x = parent_[c];
+      pi_[c] = up_[c] ? pi_[x] - cost_[a] : pi_[x] + cost_[a];  // rc = c + pi_src - pi_dst = 0
     }
   }
 
@@ -407,53 +472,100 @@ class FlowSimplex {
     in_tree_[pred_[u_out]] = 0;
     in_tree_[e] = 1;
     const int u_in = out_first ? first : second, v_in = out_first ? second : first;
-    const int size = succ_[u_out];
-    for (int x = parent_[u_out]; x != join; x = parent_[x]) succ_[x] -= size;
-    for (int x = v_in; x != join; x = parent_[x]) succ_[x] += size;
-    path_.clear();
-    for (int x = u_in;; x = parent_[x]) {
-      path_.push_back(x);
-      if (x == u_out) break;
+    update_tree(e, u_in, v_in, u_out, join);
+    update_potentials(e, u_in, v_in);
+    return true;
+  }
+
+  void tlink(int x, int y) {  // y follows x in the thread
+    thread_[x] = y;
+    rev_thread_[y] = x;
+  }
+
+  // Replaces the pred arc of u_out by the entering arc e = (u_in, v_in): the path u_in .. u_out (the stem) is
+  // reversed and the subtree of u_out re-hung below v_in. Updates parent, pred, up, thread, rev_thread, succ
+  // and last_succ in O(stem + depth) (Barr-Glover-Klingman thread scheme, as in network_simplex.cpp).
+  void update_tree(i64 e, int u_in, int v_in, int u_out, int join) {
+    const int v_out = parent_[u_out];
+    const int old_rev = rev_thread_[u_out];
+    const int old_num = succ_[u_out];
+    const int old_last = last_succ_[u_out];
+    if (u_in == u_out) {
+      parent_[u_in] = v_in;
+      if (thread_[v_in] != u_out) {
+        const int after_block = thread_[old_last];
+        tlink(old_rev, after_block);
+        const int after_v = thread_[v_in];
+        tlink(v_in, u_out);
+        tlink(old_last, after_v);
+      }
+    } else {
+      reverse_stem(u_in, v_in, u_out, old_rev, old_last);
+      // down the stem from u_out (parents now point down the stem): each node takes the pred arc of its
+      // old child on the stem (reversed), and new subtree sizes are accumulated
+      int acc = 0;
+      const int ls = last_succ_[u_out];
+      for (int w = u_out, p = parent_[w]; w != u_in; w = p, p = parent_[w]) {
+        pred_[w] = pred_[p];
+        up_[w] = !up_[p];
+        acc += succ_[w] - succ_[p];
+        succ_[w] = acc;
+        last_succ_[p] = ls;
+      }
+      succ_[u_in] = old_num;
     }
-    // new subtree sizes along the reversed path: new_t = old_t - old_{t-1} + new_{t+1}
-    int above = 0;
-    for (size_t t = path_.size(); t-- > 0;) {
-      const int below = t ? succ_[path_[t - 1]] : 0;
-      above = succ_[path_[t]] - below + above;
-      succ_[path_[t]] = above;  // old value of path_[t] no longer needed; path_[t-1] still holds its old one
+    pred_[u_in] = e;
+    up_[u_in] = src_[e] == u_in;
+    const int up_limit = last_succ_[join] == v_in ? join : -1;
+    const int new_last = last_succ_[u_out];
+    for (int w = v_in; w != -1 && last_succ_[w] == v_in; w = parent_[w]) last_succ_[w] = new_last;
+    if (join != old_rev && v_in != old_rev) {
+      for (int w = v_out; w != up_limit && last_succ_[w] == old_last; w = parent_[w]) last_succ_[w] = old_rev;
+    } else if (new_last != old_last) {
+      for (int w = v_out; w != up_limit && last_succ_[w] == old_last; w = parent_[w]) last_succ_[w] = new_last;
     }
-    unlink(u_out);
-    int cur = u_in, prev = v_in;
-    i64 prev_arc = e;
-    bool prev_up = src_[e] == u_in;
-    while (true) {  // reverse the path u_in .. u_out and hang it below v_in
-      const int nxt = parent_[cur];
-      const i64 arc = pred_[cur];
-      const bool upc = up_[cur];
-      if (cur != u_out) unlink(cur);
-      pred_[cur] = prev_arc;
-      up_[cur] = prev_up;
-      link(cur, prev);
-      if (cur == u_out) break;
-      prev = cur;
-      prev_arc = arc;
-      prev_up = !upc;
-      cur = nxt;
+    for (int w = v_in; w != join; w = parent_[w]) succ_[w] += old_num;
+    for (int w = v_out; w != join; w = parent_[w]) succ_[w] -= old_num;
+  }
+
+  // Thread and parent update of the stem reversal (u_in != u_out): each stem node with its subtree minus the
+  // next stem node's is cut out of the thread and appended after the previous stem node's block.
+  void reverse_stem(int u_in, int v_in, int u_out, int old_rev, int old_last) {
+    const int thread_continue = old_rev == v_in ? thread_[old_last] : thread_[v_in];
+    int stem = u_in, par_stem = v_in;
+    int last = last_succ_[u_in];
+    int after = thread_[last];
+    dirty_.clear();
+    thread_[v_in] = u_in;
+    dirty_.push_back(v_in);
+    while (stem != u_out) {
+      const int next_stem = parent_[stem];
+      thread_[last] = next_stem;
+      dirty_.push_back(last);
+      tlink(rev_thread_[stem], after);
+      parent_[stem] = par_stem;
+      par_stem = stem;
+      stem = next_stem;
+      last = last_succ_[stem] == last_succ_[par_stem] ? rev_thread_[par_stem] : last_succ_[stem];
+      after = thread_[last];
     }
+    parent_[u_out] = par_stem;
+    tlink(last, thread_continue);
+    last_succ_[u_out] = last;
+    if (old_rev != v_in) tlink(old_rev, after);
+    for (int w : dirty_) rev_thread_[thread_[w]] = w;
+  }
+
+  // rc(e) = 0 by shifting the potentials of u_in's subtree, or of the rest of the tree when that is smaller
+  void update_potentials(i64 e, int u_in, int v_in) {
     const double target = src_[e] == u_in ? pi_[v_in] - cost_[e] : pi_[v_in] + cost_[e];
     const double sigma = target - pi_[u_in];
-    // shift the potentials of the moved subtree, or of everything else when that is smaller
-    const bool inside = 2 * size <= n_ + 1;
-    const double step = inside ? sigma : -sigma;
-    stack_.assign(1, inside ? u_in : R_);
-    while (!stack_.empty()) {
-      const int x = stack_.back();
-      stack_.pop_back();
-      pi_[x] += step;
-      for (int c = fchild_[x]; c >= 0; c = nsib_[c])
-        if (c != u_in || inside) stack_.push_back(c);
+    const int end = thread_[last_succ_[u_in]];
+    if (2 * succ_[u_in] <= n_ + 1) {
+      for (int w = u_in; w != end; w = thread_[w]) pi_[w] += sigma;
+    } else {
+      for (int w = end; w != u_in; w = thread_[w]) pi_[w] -= sigma;
     }
-    return true;
   }
 
   int n_;
@@ -463,7 +575,7 @@ class FlowSimplex {
   i64 block_ = 64, next_ = 0, iter_ = 0;
   std::vector<int> src_, dst_;
   std::vector<double> cost_, flow_, supply_, pi_;
-  std::vector<int> parent_, succ_, fchild_, nsib_, psib_, stack_, path_;
+  std::vector<int> parent_, succ_, thread_, rev_thread_, last_succ_, fchild_, nsib_, psib_, stack_, dirty_;
   std::vector<i64> pred_;
   std::vector<char> up_, in_tree_;
 };
@@ -486,10 +598,11 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
     throw std::invalid_argument("min_cost_flow: expected src (m,), dst (m,), cost (m,)");
   if (n == 0 || n >= size_t(std::numeric_limits<int>::max() - 1))
     throw std::invalid_argument("min_cost_flow: need 1 <= n < 2^31 - 1 nodes");
-  if (pi0.shape(0) != 0 && pi0.shape(0) != n) throw std::invalid_argument("min_cost_flow: pi0 must be (n,) or (0,)");
+  if (init == 2 ? i64(pi0.shape(0)) != m / 2 : pi0.shape(0) != 0 && pi0.shape(0) != n)
+    throw std::invalid_argument("min_cost_flow: pi0 must be (n,) or (0,), or the edge priorities (m/2,) for init=2");
   if (flow0.shape(0) != 0 && i64(flow0.shape(0)) != m)
     throw std::invalid_argument("min_cost_flow: flow0 must be (m,) or (0,)");
-  if (init == 1 && m % 2 != 0) throw std::invalid_argument("min_cost_flow: init=1 needs arcs in reverse pairs");
+  if (init >= 1 && m % 2 != 0) throw std::invalid_argument("min_cost_flow: init=1 needs arcs in reverse pairs");
   const i64 *ps = src.data(), *pd = dst.data();
   for (i64 a = 0; a < m; ++a)
     if (ps[a] < 0 || pd[a] < 0 || ps[a] >= i64(n) || pd[a] >= i64(n))
@@ -501,7 +614,7 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
   {
     nb::gil_scoped_release release;
     FlowSimplex fs(int(n), m, ps, pd, cost.data(), supply.data());
-    if (init == 1) fs.init_spanning_tree();
+    if (init >= 1) fs.init_spanning_tree(init == 2 ? pi0.data() : nullptr);
     else if (!(flow0.shape(0) && fs.init_from_flows(flow0.data())))
       fs.init_greedy(pi0.shape(0) ? pi0.data() : nullptr, art_cost);
     status = fs.solve(max_iter);
@@ -587,7 +700,7 @@ void register_min_cost_flow(nb::module_ &m) {
         "tol) with tol the reduced-cost tolerance of the pricing (entering arcs have rc < -tol). "
         "u is the dual potential (u_src - u_dst <= cost). status 0 = optimal, 1 = max_iter, 3 = unbounded. "
         "init 0 = greedy basis by reduced cost for potentials pi0 (= -u0; empty: none), 1 = BFS spanning tree "
-        "(arcs a and a + m/2 reverse each other). flow0 (m,): a warm start from a feasible basis' flows (empty: none).");
+        "(arcs a and a + m/2 reverse each other), 2 = that tree preferring the edges of largest priority pi0 (m/2,). flow0 (m,): a warm start from a feasible basis' flows (empty: none).");
   m.def("reduced_cost_scan", &reduced_cost_scan, nb::arg("x"), nb::arg("y"), nb::arg("f"), nb::arg("g"),
         nb::arg("p"), nb::arg("tol"), nb::arg("per_row"), nb::arg("n_threads"),
         "Arcs (rows, cols) with |x_i - y_j|^p - f_i - g_j < -tol: the per_row most negative of each row and the "

@@ -10,6 +10,8 @@ simplex works on the graph itself: an undirected edge is two opposite arcs, neve
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -141,17 +143,62 @@ def w1_graph(edges, lengths=None, a=None, b=None, *, directed: bool = False, max
         raise ValueError("lengths: expected finite nonnegative lengths (a negative cycle would make W1 unbounded)")
     if max_iter is not None and (not isinstance(max_iter, int) or max_iter < 1):
         raise ValueError(f"max_iter: expected a positive int or None, got {max_iter!r}")
+    s = a64 - b64
+    shape = None if directed or max_iter else _grid_shape(e, ln, n)
+    if shape is not None:  # a 4-neighbour grid: coarse-to-fine warm start (the result is the same optimum)
+        fl, u, status, iters, art = _grid_solve(*shape, s, float(ln[0]))
+        return _pack(fl, u, iters, art, e, ln, s, directed, dtype, device)
     if directed:
         src, dst, cost, init = e[:, 0].copy(), e[:, 1].copy(), ln, 0
     else:
         src, dst = np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]]
         cost, init = np.r_[ln, ln], 1
-    s = a64 - b64
     flow, u, status, iters, art, _ = _core.min_cost_flow(src, dst, cost, s, np.zeros(0), init, 0.0, max_iter or 0,
                                                           np.zeros(0))
     E = e.shape[0]
     fl = flow if directed else flow[:E] - flow[E:]
     return _pack(fl, u, iters, art, e, ln, s, directed, dtype, device)
+
+
+_COARSEST = 64 * 64  # grids up to this many cells are solved from the plain BFS basis
+
+
+def _grid_shape(e, ln, n):
+    """``(H, W)`` when ``e`` is exactly ``grid_graph((H, W))`` with equal lengths, else None."""
+    E = e.shape[0]
+    if n <= _COARSEST or E == 0 or ln.min() != ln.max():
+        return None
+    p = 2 * n - E  # = H + W, since E = (H - 1) W + H (W - 1) and H W = n
+    disc = p * p - 4 * n
+    if p <= 0 or disc < 0 or math.isqrt(disc) ** 2 != disc:
+        return None
+    for H in {(p + math.isqrt(disc)) // 2, (p - math.isqrt(disc)) // 2}:
+        if H >= 2 and n % H == 0 and np.array_equal(e, grid_graph((H, n // H))[0]):
+            return H, n // H
+    return None
+
+
+def _grid_solve(H, W, s, length):
+    r"""Exact W1 on the (H, W) 4-neighbour grid, coarse to fine: the problem with 2x2 cells summed is solved
+    first (recursively) and its optimal flow, prolonged to the fine edges that cross the coarse edges,
+    selects the initial spanning tree (``init=2`` of the core), which cuts the pivots ~7x on smooth images.
+    Only the starting basis changes: the fine solve is the same exact network simplex.
+    Returns (edge flow (E,), u, status, pivots of all levels, artificial flow)."""
+    e, _ = grid_graph((H, W))
+    E = e.shape[0]
+    prio, init, total = np.zeros(0), 1, 0
+    if H % 2 == 0 and W % 2 == 0 and H * W > _COARSEST:
+        h, w = H // 2, W // 2
+        fc, _, _, it_c, _ = _grid_solve(h, w, s.reshape(h, 2, w, 2).sum((1, 3)).ravel(), length)
+        F = np.abs(fc)
+        pv, ph = np.full((H - 1, W), 1e-300), np.full((H, W - 1), 1e-300)  # block-internal edges: after those
+        pv[1::2] = np.repeat(F[: (h - 1) * w].reshape(h - 1, w), 2, axis=1)  # crossing a coarse edge
+        ph[:, 1::2] = np.repeat(F[(h - 1) * w:].reshape(h, w - 1), 2, axis=0)
+        prio, init, total = np.r_[pv.ravel(), ph.ravel()], 2, it_c
+    flow, u, status, iters, art, _ = _core.min_cost_flow(np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]],
+                                                          np.full(2 * E, length), s, prio, init, 0.0, 0,
+                                                          np.zeros(0))
+    return flow[:E] - flow[E:], u, status, total + iters, art
 
 
 def _pack(fl, u, iters, art, e, ln, s, directed, dtype, device) -> GraphW1Result:

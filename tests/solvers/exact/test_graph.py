@@ -76,6 +76,26 @@ def test_grid_graph_l1_equals_dense_solver(shape):
     _check_certificate(res, edges, lengths, a, b)
 
 
+@pytest.mark.parametrize("shape, zeros", [((72, 64), 0.0), ((132, 128), 0.5)])
+def test_grid_coarse_to_fine_equals_plain_simplex_and_highs(shape, zeros):
+    # grids above 64 x 64 cells are detected and warm-started from the coarse (2x2-summed) optimum, on two
+    # levels for 132 x 128 (then 66 x 64, whose half 33 x 32 is odd: the recursion stops); permuting the edges
+    # defeats the detection, so the plain BFS-basis simplex solves the same problem
+    rng = np.random.default_rng(5)
+    N = int(np.prod(shape))
+    a, b = _weights(rng, N, zeros=zeros)
+    edges, lengths = grid_graph(shape, spacing=0.5)
+    res = w1_graph(edges, lengths, a, b)
+    perm = rng.permutation(edges.shape[0])
+    plain = w1_graph(edges[perm], lengths[perm], a, b)
+    assert abs(float(res.value) - float(plain.value)) <= 1e-12 * float(plain.value)
+    assert int(res.convergence.n_iters) < int(plain.convergence.n_iters)  # the warm start was taken
+    _check_certificate(res, edges, lengths, a, b)
+    if N < 5000:
+        ref = _highs(edges, lengths, a - b, False)
+        assert abs(float(res.value) - ref) <= 1e-9 * ref
+
+
 def test_grid_graph_8_stencil_equals_dense_with_graph_metric():
     rng = np.random.default_rng(2)
     a, b = _weights(rng, 30)
