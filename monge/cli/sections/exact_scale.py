@@ -94,7 +94,8 @@ def _graph_panel(ax, side: int, block: int) -> dict:
     ax.quiver(cc[big], rr[big], vc[big], vr[big], angles="xy", scale_units="xy", color="k", width=0.004,
               scale=np.hypot(vr, vc).max() / (1.4 * block))
     ax.set_title(f"W1 on a {side}x{side} grid graph (4-neighbour: L1 ground metric): digit 0 -> digit 6"
-                 f"\ncolour: a - b (red: source excess, blue: target excess)\nedge flow summed over {block}x{block} blocks; {elapsed:.2f} s", fontsize=9)
+                 "\ncolour: a - b (red: source excess, blue: target excess)"
+                 f"\nedge flow summed over {block}x{block} blocks; {elapsed:.2f} s", fontsize=9)
     ax.axis("off")
     conv = res.convergence
     return {"graph W1: sizes": f"{side * side} nodes, {len(edges)} undirected edges of length 1/{side}",
