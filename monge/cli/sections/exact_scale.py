@@ -110,7 +110,7 @@ def section_exact_scale(out_dir: Path, n: int = 5000) -> Section:
     plt = pyplot()
     out_dir = Path(out_dir)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 6.2))
-    metrics = _matching_panel(ax0, n, n_small=2000)
+    metrics = _matching_panel(ax0, n, n_small=min(n, 2000))
     metrics.update(_graph_panel(ax1, side=48, block=3))
     fig.tight_layout()
     fig.savefig(out_dir / "exact_scale.png", dpi=100)

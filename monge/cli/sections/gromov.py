@@ -132,33 +132,34 @@ def _fgw_panel(ax, axg, side: int, alpha: float):
             "FGW: time": f"{elapsed:.2f} s"}
 
 
-def section_gromov(out_dir: Path) -> Section:
+def section_gromov(out_dir: Path, n: int = 250, side: int = 8) -> Section:
     """GW from a 2-D heart to a bent 3-D heart (colours carried by the plan); FGW between two noisy grid graphs."""
     plt = pyplot()
     out_dir = Path(out_dir)
     fig = plt.figure(figsize=(14, 4.6))
-    metrics = _gw_panel(fig, n=250)
+    metrics = _gw_panel(fig, n=n)
     fig.tight_layout()
     fig.savefig(out_dir / "gromov_shapes.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     fig, (ax, axg) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [2.2, 1]})
-    metrics.update(_fgw_panel(ax, axg, side=8, alpha=0.5))
+    metrics.update(_fgw_panel(ax, axg, side=side, alpha=0.5))
     fig.tight_layout()
     fig.savefig(out_dir / "gromov_graphs.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Section(
         "Gromov-Wasserstein: matching across spaces",
         "GW compares two spaces through their internal distances only, so the points may live in different "
-        "dimensions. Top: 250 points of a 2-D heart matched by exact GW (conditional gradient, each step an exact "
-        "network simplex) to 250 points of another heart, rolled across its width onto a cylinder (radius 0.25) in "
+        f"dimensions. Top: {n} points of a 2-D heart matched by exact GW (conditional gradient, each step an exact "
+        f"network simplex) to {n} points of another heart, rolled across its width onto a cylinder (radius 0.25) in "
         "3-D and turned; each 3-D point takes the plan's barycentric average of the 2-D heights, so a smooth colour "
-        "ramp means the plan respects the shape. GW is nonconvex: from the product plan, conditional gradient stops "
-        "at a stationary point that flips the heart upside down (a larger value); started from an entropic GW plan "
-        "(eps = 3e-3) it reaches a lower value and the colours follow the height. Bottom: fused GW (alpha = 0.5) "
-        "between two 64-node (8x8) grid graphs, each with 4 edges dropped, jittered, and the second with shuffled "
-        "node ids; intra costs = shortest-path hop counts, feature cost = squared difference of a noisy scalar node "
-        "feature. The trace shows the Frank-Wolfe gap per step, the certificate of stationarity (not of global "
-        "optimality, GW being nonconvex).",
+        "ramp means the plan respects the shape. GW is nonconvex and the start matters: at the default 250 points, "
+        "conditional gradient from the product plan stops at a stationary point that flips the heart upside down "
+        "(a larger value), while started from an entropic GW plan (eps = 3e-3) it reaches a lower value and the "
+        "colours follow the height (the metrics compare both). Bottom: fused GW (alpha = 0.5) between two "
+        f"{side * side}-node ({side}x{side}) grid graphs, each with 4 edges dropped and jittered, the second with "
+        "shuffled node ids; intra costs = shortest-path hop counts, feature cost = squared difference of a noisy "
+        "scalar node feature. The trace shows the Frank-Wolfe gap per step, the certificate of stationarity (not "
+        "of global optimality, GW being nonconvex).",
         ["gromov_shapes.png", "gromov_graphs.png"],
         metrics,
     )
