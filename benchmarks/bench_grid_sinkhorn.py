@@ -81,7 +81,7 @@ def main():
                     t_m = min(t_m, time.perf_counter() - t0)
             ratio = f"{t_k / t_m:5.2f}x" if ok else "  n/a"
             print(f"eps={eps:<7g} monge {str(dtype)[6:]:<8} {t_m:7.2f} s, {int(res.convergence.n_iters)} its, "
-                  f"err {float(res.convergence.marginal_error):.1e}, {res.convergence.status[0]:<17} | {peer} | "
+                  f"err {float(res.convergence.error):.1e}, {res.convergence.status[0]:<17} | {peer} | "
                   f"ratio {ratio}")
 
 
