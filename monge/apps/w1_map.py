@@ -96,6 +96,7 @@ class W1Map:
     _sources: np.ndarray
     _targets: np.ndarray
     _g: np.ndarray
+    metric: str = "euclidean"
 
     def transport(self, points) -> torch.Tensor:
         r"""Images :math:`T(x)` of points ``(n, 2)`` (float64); points outside the grid or in cells without
@@ -139,9 +140,12 @@ class W1Map:
 
     def potential(self, points) -> torch.Tensor:
         r"""The exact Kantorovich potential :math:`u(x) = \min_j |x - y_j| - g_j`, 1-Lipschitz on the plane,
-        with :math:`W_1 = \int u\, d\mu - \int u\, d\nu` (the c-transform of the LP's dual ``g``)."""
+        with :math:`W_1 = \int u\, d\mu - \int u\, d\nu` (the c-transform of the LP's dual ``g``);
+        ``metric="graph8"``: the min-cost-flow node potential of the nearest cell (1-Lipschitz for the path metric)."""
         x = _as_points(points)
         d = np.sqrt(((x[:, None, :] - self._targets[None]) ** 2).sum(-1))
+        if self.metric == "graph8":  # the graph potential (8-neighbour path metric) of the nearest cell
+            return torch.from_numpy(self._g[d.argmin(1)])
         return torch.from_numpy((d - self._g[None]).min(1))
 
 
@@ -184,7 +188,7 @@ def _ray_keys(src_idx, src_pts, dst_idx, dst_pts):
         off = e[:, 0] * src_pts[:, 1] - e[:, 1] * src_pts[:, 0]
         keys = np.round(np.stack([e[:, 0], e[:, 1], off], 1) * 1e9).astype(np.int64)
     _, ray = np.unique(keys, axis=0, return_inverse=True)
-    return ray.ravel()
+    return keys, ray.ravel()
 
 
 def _strips(src_cell, mass, ray_dir_arc, n_cells):
@@ -205,19 +209,85 @@ def _strips(src_cell, mass, ray_dir_arc, n_cells):
     return order, ptr, np.stack([lo, lo + frac], 1), across
 
 
-def _rays(x, y, src_idx, y_idx, rows, cols):
+def _join_stays(keys, ray, stay, src_idx, dst_idx, vals):
+    """Ray of each zero-length arc: on grids, the heaviest ray with an arc leaving or entering its cell, else the
+    heaviest ray whose line passes through it (mass that stays on a transport line is part of that line's
+    monotone problem); otherwise a ray of its own."""
+    out = ray.max(initial=-1) + 1 + np.arange(stay.sum())
+    if dst_idx is None or stay.all():
+        return out
+    mass = np.bincount(ray[~stay], vals[~stay], ray.max() + 1)
+    rk = np.zeros((ray.max() + 1, 3), np.int64)
+    rk[ray[~stay]] = keys[~stay]
+    have = mass > 0
+    for k, c in enumerate(src_idx[stay].astype(np.int64)):
+        touch = ~stay & ((src_idx == c).all(1) | (dst_idx == c).all(1))  # arcs leaving or entering the cell
+        on = np.zeros_like(have)
+        on[ray[touch]] = True
+        if not on.any():  # else any transport line through the cell
+            on = have & (rk[:, 2] == rk[:, 0] * c[1] - rk[:, 1] * c[0])
+        if on.any():
+            out[k] = np.flatnonzero(on)[np.argmax(mass[on])]
+    return out
+
+
+def _rays(x, y, src_idx, y_idx, rows, cols, vals):
     """Ray id of every arc, and each ray's origin (its first source) and unit direction."""
     v = y[cols] - x[rows]
     stay = np.linalg.norm(v, axis=1) == 0
-    ray = _ray_keys(src_idx, x[rows], None if y_idx is None else y_idx[cols], y[cols])
-    ray[stay] = ray.max(initial=-1) + 1 + np.arange(stay.sum())  # a fixed point is its own (degenerate) ray
+    keys, ray = _ray_keys(src_idx, x[rows], None if y_idx is None else y_idx[cols], y[cols])
+    ray[stay] = _join_stays(keys, ray, stay, src_idx, None if y_idx is None else y_idx[cols], vals)
     _, ray = np.unique(ray, return_inverse=True)  # compact ids (the stays' shared key may have emptied)
     ray = ray.ravel()
     n_rays = int(ray.max(initial=-1)) + 1
     e_arc = np.where(stay[:, None], np.array([0.0, 1.0]), v / np.maximum(np.linalg.norm(v, axis=1), 1e-300)[:, None])
     first = np.full(n_rays, -1)
-    first[ray[::-1]] = np.arange(len(ray))[::-1]
+    by = np.r_[np.flatnonzero(stay), np.flatnonzero(~stay)]  # written last: a moving arc, when the ray has one
+    first[ray[by]] = by
     return ray, x[rows[first]], e_arc[first]
+
+
+def _graph_plan(a, b, h):
+    """Arcs (source cell -> target cell, mass) from the exact min-cost flow on the 8-neighbour grid graph: the
+    optimal flow is acyclic (positive lengths), so greedy path decomposition ends at sinks; mass
+    ``min(a_i, b_i)`` stays. Returns rows (into mu's support), cols (into nu's support), masses, value, potential."""
+    from ..solvers.exact.graph import grid_graph, w1_graph
+
+    e, ln = grid_graph(a.shape, stencil=8, spacing=h)
+    res = w1_graph(e, ln, a.ravel(), b.ravel())
+    f = res.flow.numpy()
+    tail = np.where(f > 0, e[:, 0], e[:, 1])
+    head = np.where(f > 0, e[:, 1], e[:, 0])
+    order = np.argsort(tail, kind="stable")
+    tail, head, res_f = tail[order], head[order], np.abs(f)[order]
+    ptr = np.r_[0, np.cumsum(np.bincount(tail, minlength=a.size))]
+    nxt = ptr[:-1].copy()
+    av, bv = a.ravel(), b.ravel()
+    stay = np.minimum(av, bv)
+    excess, deficit = av - stay, bv - stay
+    tol = 1e-13 * av.sum()
+    arcs = [(i, i, stay[i]) for i in np.flatnonzero(stay > 0)]
+    for s0 in np.flatnonzero(excess > tol):
+        while excess[s0] > tol:
+            node, path = s0, []
+            while deficit[node] <= tol:
+                while nxt[node] < ptr[node + 1] and res_f[nxt[node]] <= tol:
+                    nxt[node] += 1
+                if nxt[node] == ptr[node + 1]:
+                    break  # round-off left no outgoing flow: the remaining excess is below tolerance
+                path.append(nxt[node])
+                node = head[nxt[node]]
+            if deficit[node] <= tol:
+                break
+            q = min(excess[s0], deficit[node], *(res_f[k] for k in path))
+            res_f[path] -= q
+            excess[s0] -= q
+            deficit[node] -= q
+            arcs.append((s0, node, q))
+    s_cell, t_cell, mass = (np.array(c) for c in zip(*arcs))
+    src_pos = np.cumsum(av > 0) - 1
+    dst_pos = np.cumsum(bv > 0) - 1
+    return src_pos[s_cell], dst_pos[t_cell], mass.astype(float), float(res.value), res.potential.numpy()
 
 
 def w1_map(mu, nu, *, metric: str = "euclidean", sub: int = 4, threshold: float = 1e-9) -> W1Map:
@@ -244,9 +314,9 @@ def w1_map(mu, nu, *, metric: str = "euclidean", sub: int = 4, threshold: float 
     """
     from ..api import solve
 
-    if metric != "euclidean":
-        raise ValueError(f"metric: only 'euclidean' (rays from the exact Euclidean-cost LP) is implemented, got "
-                         f"{metric!r}")
+    if metric not in ("euclidean", "graph8"):
+        raise ValueError(f"metric: expected 'euclidean' (exact LP with |x - y|) or 'graph8' (min-cost flow on the "
+                         f"8-neighbour grid graph), got {metric!r}")
     a = _as_np(mu, "mu")
     if a.ndim != 2:
         raise ValueError(f"mu: expected a 2-D grid of masses (H, W), got shape {a.shape}")
@@ -259,12 +329,21 @@ def w1_map(mu, nu, *, metric: str = "euclidean", sub: int = 4, threshold: float 
     idx_all, x_all = _grid_points(shape, h)
     src = np.flatnonzero(a.ravel() > 0)
     x, w = x_all[src], a.ravel()[src]
-    C = np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1))
-    res = solve(torch.from_numpy(C), torch.from_numpy(w), torch.from_numpy(b))
-    rows, cols, vals = (t.numpy() for t in (res.rows, res.cols, res.vals.detach()))
+    if metric == "graph8":
+        if y_idx is None:
+            raise ValueError("nu: metric='graph8' needs nu as a grid of masses (H, W); use metric='euclidean' for a "
+                             "discrete measure (points, weights)")
+        rows, cols, vals, value, node_u = _graph_plan(a, np.asarray(nu if not isinstance(nu, torch.Tensor) else
+                                                                    nu.detach().cpu().double().numpy(), float), h)
+        g, y_pot = node_u, x_all
+    else:
+        C = np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1))
+        res = solve(torch.from_numpy(C), torch.from_numpy(w), torch.from_numpy(b))
+        rows, cols, vals = (t.numpy() for t in (res.rows, res.cols, res.vals.detach()))
+        value, g, y_pot = float(res.value), res.g.detach().numpy(), y
     keep = vals > threshold * w[rows]
     rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    ray, origin, e_ray = _rays(x, y, idx_all[src[rows]], y_idx, rows, cols)
+    ray, origin, e_ray = _rays(x, y, idx_all[src[rows]], y_idx, rows, cols, vals)
     n_rays = len(origin)
     pair, inv = np.unique(np.stack([rows, ray], 1), axis=0, return_inverse=True)  # one strip per (cell, ray)
     s_mass = np.bincount(inv.ravel(), vals, len(pair))
@@ -276,8 +355,8 @@ def w1_map(mu, nu, *, metric: str = "euclidean", sub: int = 4, threshold: float 
     knots_mu = [_cdf_knots(t_src[ray == r], vals[ray == r], h) for r in range(n_rays)]
     knots_nu = [_cdf_knots(t_dst[ray == r], vals[ray == r], h if spread else 0.0) for r in range(n_rays)]
     arcs = np.stack([src[rows], cols, vals, ray], 1)
-    m = W1Map(tuple(shape), h, float(res.value), float("nan"), n_rays, arcs, origin, e_ray, ptr, bounds, across,
-              pair[:, 1], t_strip, knots_mu, knots_nu, spread, x, y, res.g.detach().numpy())
+    m = W1Map(tuple(shape), h, value, float("nan"), n_rays, arcs, origin, e_ray, ptr, bounds, across,
+              pair[:, 1], t_strip, knots_mu, knots_nu, spread, x, y_pot, g, metric)
     m.cost = _map_cost(m, a, idx_all, sub)
     return m
 
