@@ -16,6 +16,7 @@ from .api import (
     fused_gromov_wasserstein,
     gromov_wasserstein,
     interpolate_histograms,
+    semidiscrete,
     solve,
     solve_grid,
     solve_points,
@@ -58,6 +59,7 @@ _LAZY = {
     "gaussian_barycenter": "monge.apps.gaussian",
     "ot_pairs": "monge.apps.minibatch",
     "quadratic_ot": "monge.solvers.quadratic_reg",
+    "laguerre_lloyd": "monge.solvers.semidiscrete",
 }
 #: Subpackages served lazily under a short name (``monge.gen`` is kept for earlier code).
 _LAZY_MODULES = {"apps": "monge.apps", "flows": "monge.apps.flows", "gen": "monge.apps.generative",
@@ -87,6 +89,7 @@ __all__ = [
     "wasserstein_1d",
     "sliced_wasserstein",
     "emd",
+    "semidiscrete",
     "w1_graph",
     "grid_graph",
     "gromov_wasserstein",

@@ -26,11 +26,13 @@ from .solvers.exact.one_d import normalising_scale
 from .solvers.exact.sparse import is_sparse_cost, solve_sparse
 from .solvers.barycenter import Barycenter, BarycenterResult
 from .solvers.gromov import fused_gromov_wasserstein, gromov_wasserstein
+from .solvers.semidiscrete import semidiscrete
 from .solvers.sinkhorn import Sinkhorn
 
 __all__ = [
     "solve", "solve_points", "solve_grid", "wasserstein", "emd", "assignment", "safe_root", "barycenter",
     "interpolate_histograms", "support_geometry", "gromov_wasserstein", "fused_gromov_wasserstein",
+    "semidiscrete",
 ]
 
 _METHODS = ("auto", "network_simplex", "assignment")
