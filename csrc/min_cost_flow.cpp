@@ -31,7 +31,8 @@
 //    prolonged coarse optimum: the coarse-to-fine warm start of graph.py cuts pivots on grids ~7x), then
 //    completes it with BFS-tree edges.
 //
-// Pricing: block search (the most negative reduced cost in blocks of ~sqrt(#arcs) arcs, cyclically).
+// Pricing: block search (the most negative reduced cost in blocks of ~sqrt(#arcs) arcs, cyclically; 64 arcs
+// for the undirected graph bases init = 1, 2, see small_blocks).
 // At the end flows and potentials are recomputed from the final tree (exact tree solves).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -84,7 +85,7 @@ class FlowSimplex {
     nsib_.assign(n + 1, -1);
     psib_.assign(n + 1, -1);
     pi_.assign(n + 1, 0.0);
-    block_ = std::max<i64>(64, i64(std::sqrt(double(std::max<i64>(m, 1)))));
+    block_ = std::max<i64>(64, i64(std::sqrt(double(std::max<i64>(m, 1)))));  // small_blocks() for graphs
   }
 
   // A basis from given flows (a previous optimum on a subset of these arcs, same supplies): its positive arcs
@@ -272,6 +273,11 @@ class FlowSimplex {
     }
     return tree;
   }
+
+  // Short pricing blocks (64 arcs): on graph W1 (grids, random graphs) the entering arcs then stay local and
+  // the pivots get both fewer and cheaper (512^2 grid: 212k pivots in 18.6 s with sqrt(m) = 1024-arc blocks,
+  // 168k in 5.6 s with 64).
+  void small_blocks() { block_ = 64; }
 
   int solve(i64 max_iter) {
     tol_ = 1e-13 * std::max(cmax_, 1e-300) + 2e-15 * art_;
@@ -615,6 +621,7 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
     nb::gil_scoped_release release;
     FlowSimplex fs(int(n), m, ps, pd, cost.data(), supply.data());
     if (init >= 1) fs.init_spanning_tree(init == 2 ? pi0.data() : nullptr);
+    if (init >= 1) fs.small_blocks();
     else if (!(flow0.shape(0) && fs.init_from_flows(flow0.data())))
       fs.init_greedy(pi0.shape(0) ? pi0.data() : nullptr, art_cost);
     status = fs.solve(max_iter);
