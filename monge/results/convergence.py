@@ -73,25 +73,29 @@ class Convergence:
             levels: ``((name, Convergence), ...)`` of inner loops; an element converges only if every level
                 converged (inner batch shapes must broadcast to this one, or be reduced by the caller).
         """
-        err = torch.as_tensor(error)
-        err = err.detach()
+        err = torch.as_tensor(error).detach()
         finite = torch.isfinite(err)
         conv = finite & (err <= tol)
         for _, inner in levels:  # an element converges only if its inner loops did
             ok = inner.converged.to(conv.device)
             conv = conv & (ok if ok.shape == conv.shape else ok.all())
-        bad = ~finite
-        stl = torch.zeros_like(conv) if stalled is None else torch.as_tensor(stalled, device=conv.device)
-        stl = stl.expand_as(conv)
-        status = tuple(
-            "converged" if c else "diverged" if d else "stalled" if s else "max_iter"
-            for c, d, s in zip(conv.reshape(-1).tolist(), bad.reshape(-1).tolist(), stl.reshape(-1).tolist())
-        )
-        its = torch.as_tensor(n_iters, device=conv.device)
-        its = (its.to(torch.int64) if its.dim() else torch.full_like(conv, int(its), dtype=torch.int64))
+        stl = None if stalled is None else torch.as_tensor(stalled, device=conv.device).expand_as(conv)
+        status = ("converged",) * conv.numel() if bool(conv.all()) else _statuses(conv, ~finite, stl)
+        if isinstance(n_iters, int):  # the common scalar count: no round trip through a 0-d tensor
+            its = torch.full(conv.shape, n_iters, dtype=torch.int64, device=conv.device)
+        else:
+            its = torch.as_tensor(n_iters, device=conv.device)
+            its = (its.to(torch.int64) if its.dim() else torch.full_like(conv, int(its), dtype=torch.int64))
         return cls(converged=conv, n_iters=its, status=status, error=err, criterion=criterion,
                    duality_gap=duality_gap, errors=errors, levels=tuple(levels))
 
     @property
     def marginal_error(self) -> torch.Tensor:  # transitional alias, removed once every caller reads ``error``
         return self.error
+
+
+def _statuses(conv: torch.Tensor, bad: torch.Tensor, stalled: torch.Tensor | None) -> tuple[str, ...]:
+    """Per element (row-major): converged, else diverged (non-finite error), else stalled, else max_iter."""
+    stl = [False] * conv.numel() if stalled is None else stalled.reshape(-1).tolist()
+    return tuple("converged" if c else "diverged" if d else "stalled" if s else "max_iter"
+                 for c, d, s in zip(conv.reshape(-1).tolist(), bad.reshape(-1).tolist(), stl))

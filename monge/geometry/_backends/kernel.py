@@ -61,7 +61,12 @@ class KernelDense:
     def softmin(self, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
         if float(eps) != self.eps:  # another temperature: the plain log-domain reduction
             return dense_softmin(self.C, h, eps, dim)
-        c0 = self.c0.to(h.dtype)
+        c0 = self.c0 if self.c0.dtype == h.dtype else self.c0.to(h.dtype)
+        if not self._state["wide"]:
+            out = _reliable_shifted(h, self.K, eps, dim)
+            if out is not None:  # every sum certified: no masks, no fallback (the common case, bitwise the same)
+                self._state["bad_fraction"] = 0.0
+                return out + c0
 
         def redo64(out, bad):
             o64, b64 = _shifted(h.double(), self.K64, eps, dim)
@@ -89,6 +94,24 @@ def _shifted(h: torch.Tensor, K: torch.Tensor, eps: float, dim: int):
 
     lse, bad = shifted_product(h, contract, eps, -1, h.shape[-1])
     return -lse, bad
+
+
+def _reliable_shifted(h: torch.Tensor, K: torch.Tensor, eps: float, dim: int):
+    """``softmin - c0`` by the shifted product when every sum is certified (``s >= n tiny / ulp``: then the shift
+    was finite and no term flushed mattered), with one reduction and one sync; None otherwise (the masked path).
+    The arithmetic is that of :func:`shifted_product`'s positive entries, so the result is bitwise the same."""
+    Kd = K if dim == 0 else K.transpose(-1, -2)
+    if h.numel() == 0 or Kd.dtype != h.dtype:
+        return None
+    M = h.detach().amax(dim=-1, keepdim=True)
+    u = torch.sub(h, M).mul_(1.0 / eps).exp_()
+    s = u @ Kd if Kd.dim() == 2 else (u.unsqueeze(-2) @ Kd).squeeze(-2)
+    if s.numel() == 0:
+        return None
+    finfo = torch.finfo(s.dtype)
+    if not bool(s.detach().amin() >= h.shape[-1] * finfo.tiny / finfo.eps):  # NaN (a non-finite shift) fails too
+        return None
+    return -(M + eps * torch.log(s))
 
 
 def _exact_entries(out, C, h, bad, eps: float, dim: int, c0):
