@@ -66,7 +66,7 @@ class KernelDense:
             out = _reliable_shifted(h, self.K, eps, dim)
             if out is not None:  # every sum certified: no masks, no fallback (the common case, bitwise the same)
                 self._state["bad_fraction"] = 0.0
-                return out + c0
+                return torch.sub(c0, out)  # = -lse + c0
 
         def redo64(out, bad):
             o64, b64 = _shifted(h.double(), self.K64, eps, dim)
@@ -97,7 +97,7 @@ def _shifted(h: torch.Tensor, K: torch.Tensor, eps: float, dim: int):
 
 
 def _reliable_shifted(h: torch.Tensor, K: torch.Tensor, eps: float, dim: int):
-    """``softmin - c0`` by the shifted product when every sum is certified (``s >= n tiny / ulp``: then the shift
+    """``lse = c0 - softmin`` by the shifted product when every sum is certified (``s >= n tiny / ulp``: then the shift
     was finite and no term flushed mattered), with one reduction and one sync; None otherwise (the masked path).
     The arithmetic is that of :func:`shifted_product`'s positive entries, so the result is bitwise the same."""
     Kd = K if dim == 0 else K.transpose(-1, -2)
@@ -106,12 +106,22 @@ def _reliable_shifted(h: torch.Tensor, K: torch.Tensor, eps: float, dim: int):
     M = h.detach().amax(dim=-1, keepdim=True)
     u = torch.sub(h, M).mul_(1.0 / eps).exp_()
     s = u @ Kd if Kd.dim() == 2 else (u.unsqueeze(-2) @ Kd).squeeze(-2)
-    if s.numel() == 0:
+    if s.numel() == 0 or not float(s.detach().amin()) >= _certified_floor(s.dtype, h.shape[-1]):  # NaN fails too
         return None
-    finfo = torch.finfo(s.dtype)
-    if not bool(s.detach().amin() >= h.shape[-1] * finfo.tiny / finfo.eps):  # NaN (a non-finite shift) fails too
-        return None
-    return -(M + eps * torch.log(s))
+    return torch.log(s).mul_(eps).add_(M)  # = M + eps log s, the same rounding
+
+
+def _certified_floor(dtype, n: int) -> float:
+    """``n tiny / ulp`` rounded to ``dtype`` (as the tensor comparison of :func:`unreliable` rounds it): a sum of
+    ``n`` terms in [0, 1] at least this large lost nothing to underflow."""
+    floor = _FLOORS.get((dtype, n))
+    if floor is None:
+        finfo = torch.finfo(dtype)
+        floor = _FLOORS[(dtype, n)] = float(torch.tensor(n * finfo.tiny / finfo.eps, dtype=dtype))
+    return floor
+
+
+_FLOORS: dict = {}
 
 
 def _exact_entries(out, C, h, bad, eps: float, dim: int, c0):
