@@ -46,6 +46,7 @@ class KernelDense:
         shifted = C - self.c0.unsqueeze(-1)
         self.K = _kernel(shifted, eps, C.dtype)
         self.K64 = _kernel(shifted.double(), eps, torch.float64) if C.dtype == torch.float32 else None
+        self.Kt = (self.K, self.K.transpose(-1, -2))  # the kernel as contracted along dim 0 / dim 1 (views)
         self.event_ndim = 1
         self._state = {"wide": False, "bad_fraction": 0.0}  # float32: products in float64 from the first underflow
 
@@ -63,7 +64,7 @@ class KernelDense:
             return dense_softmin(self.C, h, eps, dim)
         c0 = self.c0 if self.c0.dtype == h.dtype else self.c0.to(h.dtype)
         if not self._state["wide"]:
-            out = _reliable_shifted(h, self.K, eps, dim)
+            out = _reliable_shifted(h, self.Kt[dim], eps)
             if out is not None:  # every sum certified: no masks, no fallback (the common case, bitwise the same)
                 self._state["bad_fraction"] = 0.0
                 return torch.sub(c0, out)  # = -lse + c0
@@ -96,17 +97,17 @@ def _shifted(h: torch.Tensor, K: torch.Tensor, eps: float, dim: int):
     return -lse, bad
 
 
-def _reliable_shifted(h: torch.Tensor, K: torch.Tensor, eps: float, dim: int):
+def _reliable_shifted(h: torch.Tensor, Kd: torch.Tensor, eps: float):
     """``lse = c0 - softmin`` by the shifted product when every sum is certified (``s >= n tiny / ulp``: then the shift
     was finite and no term flushed mattered), with one reduction and one sync; None otherwise (the masked path).
-    The arithmetic is that of :func:`shifted_product`'s positive entries, so the result is bitwise the same."""
-    Kd = K if dim == 0 else K.transpose(-1, -2)
+    The arithmetic is that of :func:`shifted_product`'s positive entries, so the result is bitwise the same.
+    ``Kd``: the kernel oriented so that ``out = u @ Kd`` (``K`` for dim 0, ``K^T`` for dim 1)."""
     if h.numel() == 0 or Kd.dtype != h.dtype:
         return None
-    M = h.detach().amax(dim=-1, keepdim=True)
+    M = (h.detach() if h.requires_grad else h).amax(dim=-1, keepdim=True)
     u = torch.sub(h, M).mul_(1.0 / eps).exp_()
     s = u @ Kd if Kd.dim() == 2 else (u.unsqueeze(-2) @ Kd).squeeze(-2)
-    if s.numel() == 0 or not float(s.detach().amin()) >= _certified_floor(s.dtype, h.shape[-1]):  # NaN fails too
+    if s.numel() == 0 or not float((s.detach() if s.requires_grad else s).amin()) >= _certified_floor(s.dtype, h.shape[-1]):  # NaN fails too
         return None
     return torch.log(s).mul_(eps).add_(M)  # = M + eps log s, the same rounding
 
@@ -152,6 +153,13 @@ class KernelCache:
         self.kern, self.eps, self.calls, self.refused = None, None, 0, set()
 
     def softmin(self, C: torch.Tensor, h: torch.Tensor, eps, dim: int) -> torch.Tensor:
+        kern = self.kern
+        if kern is not None and type(eps) is float and eps == self.eps and not C.requires_grad:  # the hot path
+            out = kern.softmin(h, eps, dim)
+            if kern.bad_fraction > 0.05 and adapts(h):
+                self.refused.add(self.eps)
+                self.kern = None
+            return out
         if not (C.requires_grad and torch.is_grad_enabled()):
             adapt = adapts(h)
             kern = self._get(C, eps, adapt)
