@@ -158,7 +158,7 @@ def test_graph8_route():
     mu, nu = _pair(n)
     m, exact = w1_map(mu, nu, metric="graph8"), w1_map(mu, nu)
     assert exact.value < m.value < 1.0824 * exact.value  # W1 for the 8-neighbour path metric
-    assert exact.value - 1e-9 <= m.cost < 1.01 * exact.value  # its rays, read as segments: near-optimal for |x-y|
+    assert abs(m.cost - exact.value) < 0.01 * exact.value  # its rays as segments: near-optimal for |x-y| (O(h))
     u = m.potential((np.stack(np.unravel_index(np.arange(n * n), (n, n)), 1) + 0.5) / n).numpy()
     assert (mu - nu).ravel() @ u == pytest.approx(m.value, rel=1e-9)
     errs = []
