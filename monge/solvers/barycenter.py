@@ -20,6 +20,12 @@ iteration is, for all k at once (K is a batch dimension of one softmin call),
 - **Debiased** (Janati, Cuturi, Gramfort 2020): :math:`\log b = (h - \sum_k \lambda_k S_k)/\varepsilon` with the
   auto-correlation potential :math:`h \leftarrow (h + \varepsilon \log b + \mathrm{softmin}_\varepsilon(h))/2`,
   whose fixed point :math:`d \odot K d = b` (:math:`d = e^{h/\varepsilon}`) removes the entropic blur.
+  At the joint fixed point :math:`K d = \prod_k (K^\top u_k)^{\lambda_k}`: a deconvolution. Where its right side
+  is sharper than the kernel resolves on the support (sharp inputs, :math:`\sqrt{\varepsilon}` of a few cells),
+  it has no positive solution: :math:`h/\varepsilon \to -\infty` at a constant rate on a comb of cells, the
+  barycenter keeps moving and the residuals decay sublinearly, so ``converged=False`` at the default ``max_iter``
+  is the honest report there (a larger step of :math:`h` or an acceleration reaches ``tol`` sooner but not the
+  limit: a residual test cannot certify a fixed point that lies at infinity).
 - **Unbalanced** (Chizat, Peyre, Schmitzer, Vialard 2018): KL penalties :math:`\rho` on both marginals of every
   coupling; with :math:`\kappa = \rho/(\rho + \varepsilon)`, :math:`f_k \leftarrow \kappa(\varepsilon \log a_k +
   \mathrm{softmin}(g_k))`, :math:`\log b = \frac{\rho+\varepsilon}{\varepsilon} \log \sum_k \lambda_k
