@@ -41,11 +41,11 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps: float, p: float = 2, rho: 
         x: ``(..., n, d)``, y: ``(..., m, d)``; a, b: weights (``None``: uniform).
         eps: temperature in cost units (a loss module's ``blur`` gives ``eps = blur ** p``).
         p: the cost is :math:`\|x - y\|^p`; with ``cost`` given: 2 (the default) or its degree, else an error.
-        rho: marginal penalty (``None``: balanced); a loss module's ``reach`` gives ``rho = reach ** p``.
-        backend: ``"dense"``, ``"lazy"`` (O(n + m) memory) or ``"auto"``.
         cost: a ground cost instead (a name, a :class:`~monge.geometry.Cost` or a callable);
             ``"sqeuclidean_half"`` is GeomLoss's :math:`\tfrac12\|x - y\|^2` (values half of ``p=2``'s at
             ``eps / 2``; see :class:`~monge.nn.SinkhornLoss` for the translation table).
+        rho: marginal penalty (``None``: balanced); a loss module's ``reach`` gives ``rho = reach ** p``.
+        backend: ``"dense"``, ``"lazy"`` (O(n + m) memory) or ``"auto"``.
         schedule: eps-scaling (default: halve eps per stage from the diameter^p).
         **solver_kw: passed to :class:`~monge.solvers.sinkhorn.Sinkhorn` (``tol``, ``max_iter``, ``grad``, ...).
 
