@@ -264,7 +264,7 @@ class FixedPoint:
 def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: int = 10, omega="auto",
                 fixed_iters: bool = False, freeze=None, verbose: bool = False, name: str = "sinkhorn",
                 finish=None, start: int = 0, quiet: bool = False, criterion: str = "marginal_l1",
-                watch=None, check_start: bool = True) -> FixedPoint:
+                watch=None, check_start: bool = True, measure=None) -> FixedPoint:
     r"""Iterate ``state <- step(state, omega)`` until ``error(state) <= tol`` for every batch element.
 
     Args:
@@ -284,6 +284,8 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
             the rule keeps the calibration of its benchmarks while the stop test measures both marginals.
         check_start: whether to measure the initial state (False: a warm start whose first marginal is exact by
             construction, which would tell the over-relaxation nothing about the transient).
+        measure: optional ``state -> (error(state), watch(state))`` in one pass, used at the checks (the scaling
+            loops share the first marginal's residual between the two).
 
     The loop never stops before one full step; a NaN/inf error freezes its element, which ends ``"diverged"``.
 
@@ -300,9 +302,14 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
     watch = error if watch is None else watch
     while it < end:
         if checks.due(it) and (check_start or it > start):
-            err = error(state).detach()
+            if measure is not None:
+                err, sig = measure(state)
+                err, sig = err.detach(), sig.detach()
+            else:
+                err = error(state).detach()
+                sig = err if watch is error else watch(state).detach()
             trace.append(err)
-            signal.append(err if watch is error else watch(state).detach())
+            signal.append(sig)
             if it > start:
                 finite = torch.isfinite(err)
                 active = finite & (err > tol)

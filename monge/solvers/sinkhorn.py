@@ -95,6 +95,12 @@ class SinkhornData:
         f, g, Sf, Sg = state
         return self.ma.residual(f, Sg, eps, self.k) + self.mb.residual(g, Sf, eps, self.k)
 
+    def measure(self, state, eps):
+        """``(error, rows)`` in one pass: the rows' residual is computed once for both."""
+        f, g, Sf, Sg = state
+        rows = self.ma.residual(f, Sg, eps, self.k)
+        return rows + self.mb.residual(g, Sf, eps, self.k), rows
+
     def rows(self, state, eps):
         """The first marginal's residual alone: what the over-relaxation watches."""
         return self.ma.residual(state[0], state[3], eps, self.k)
@@ -121,7 +127,8 @@ def sinkhorn_loop(geom, data: SinkhornData, f, g, eps: float, *, tol: float, max
         lambda s, w: data.step(geom, s, eps, w), lambda s: data.error(s, eps), data.start(geom, f, g, eps),
         tol=tol, max_iter=max_iter, check_every=check_every, omega=1.0 if data.symmetric else omega,
         fixed_iters=fixed_iters, freeze=data.freeze if f.dim() > data.k else None, verbose=verbose, name=name,
-        finish=finish, start=start, quiet=quiet, watch=lambda s: data.rows(s, eps), check_start=check_start)
+        finish=finish, start=start, quiet=quiet, watch=lambda s: data.rows(s, eps), check_start=check_start,
+        measure=lambda s: data.measure(s, eps))
 
 
 @dataclass(frozen=True)
