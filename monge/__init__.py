@@ -60,6 +60,7 @@ _LAZY = {
     "ot_pairs": "monge.apps.minibatch",
     "quadratic_ot": "monge.solvers.quadratic_reg",
     "laguerre_lloyd": "monge.solvers.semidiscrete",
+    "w1_map": "monge.apps.w1_map",
 }
 #: Subpackages served lazily under a short name (``monge.gen`` is kept for earlier code).
 _LAZY_MODULES = {"apps": "monge.apps", "flows": "monge.apps.flows", "gen": "monge.apps.generative",

@@ -1,7 +1,8 @@
 """Applications and inverse problems built on the solvers: flows, generative models, k-means, interpolation,
 barycentric coordinates, dictionary learning, colour transfer, registration, Gaussian closed forms, Word Mover's
-Distance, sample complexity, minibatch OT. Each module is imported on first use (``monge.apps.color_transfer``
-loads :mod:`monge.apps.color`)."""
+Distance, sample complexity, minibatch OT, W1 maps. Each module is imported on first use
+(``monge.apps.color_transfer`` loads :mod:`monge.apps.color`). A function named like its module (``kmeans``,
+``w1_map``) is reached as ``monge.kmeans`` / ``monge.w1_map``: ``monge.apps.kmeans`` is the module."""
 
 import importlib
 
@@ -16,7 +17,6 @@ _LAZY = {
     "sample_complexity": "sample_complexity",
     "wmd_knn": "wmd",
     "ot_pairs": "minibatch",
-    "kmeans": "kmeans",
     "barycentric_coordinates": "coordinates",
     "displacement_interpolation": "interpolation",
 }
