@@ -89,10 +89,6 @@ class Convergence:
         return cls(converged=conv, n_iters=its, status=status, error=err, criterion=criterion,
                    duality_gap=duality_gap, errors=errors, levels=tuple(levels))
 
-    @property
-    def marginal_error(self) -> torch.Tensor:  # transitional alias, removed once every caller reads ``error``
-        return self.error
-
 
 def _statuses(conv: torch.Tensor, bad: torch.Tensor, stalled: torch.Tensor | None) -> tuple[str, ...]:
     """Per element (row-major): converged, else diverged (non-finite error), else stalled, else max_iter."""
