@@ -161,6 +161,13 @@ class Geometry:
         P = torch.exp((u.unsqueeze(-1) + v.unsqueeze(-2) - C) / eps)
         return (P * C).sum((-1, -2))
 
+    def coarse_view(self, wa: torch.Tensor, wb: torch.Tensor):
+        """A coarse problem eps-scaling can start on (multiscale clouds): ``(coarse geometry, A, B, threshold,
+        prolong)`` with the coarse weights ``A, B``, the temperature ``threshold`` above which the coarse problem
+        stands for the fine one, and ``prolong(h, eps, side)`` the soft-min of the fine points of ``side`` (0:
+        source, 1: target) against the other side's coarse support; ``None`` (the default) where there is none."""
+        return None
+
     def cost_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """A low-rank factorisation ``C = U V^T`` (``U (..., n, r)``, ``V (..., m, r)``, differentiable) when the cost
         has one of small rank ``r`` (a squared Euclidean cost: ``r = d + 2``), else ``None`` (the default)."""

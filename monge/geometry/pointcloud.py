@@ -8,7 +8,7 @@ from .._validation import as_tensor, check_cost_power, check_points, common_dtyp
 from ._backends.kernel import KernelCache
 from ._backends.lazy import barycentric_map_tiles, kernel_available, plan_cost_tiles
 from ._backends.triton_softmin import lazy_backend
-from ._backends.multiscale import MultiscaleSoftmin, coarse_anneal
+from ._backends.multiscale import MultiscaleSoftmin, coarse_view
 from .base import Geometry, cost_scale_of
 from .costs import Cost, SqEuclidean, get_cost
 
@@ -169,12 +169,13 @@ class PointCloud(Geometry):
             geom._impl = self._impl  # one clustering and one set of block lists
         return geom
 
-    def coarse_anneal(self, data, f, g, temps, iters: int):
-        """Multiscale only: the eps-scaling stages ``temps[:-1]`` with a coarse start
-        (:func:`~monge.geometry._backends.multiscale.coarse_anneal`); ``None`` for the other backends."""
-        if self.backend != "multiscale":
+    def coarse_view(self, wa: torch.Tensor, wb: torch.Tensor):
+        """Multiscale only: the coarse problem eps-scaling starts on, ``(coarse geometry, A, B, threshold,
+        prolong)`` (:func:`~monge.geometry._backends.multiscale.coarse_view`), for unbatched weights ``wa, wb``;
+        ``None`` for the other backends."""
+        if self.backend != "multiscale" or wa.dim() != 1 or wb.dim() != 1:
             return None
-        return coarse_anneal(self._impl, self.x, self.y, data, f, g, temps, iters, self)
+        return coarse_view(self._impl, self.x, self.y, wa, wb)
 
     @property
     def shape(self):

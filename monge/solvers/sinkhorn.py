@@ -223,9 +223,8 @@ class Sinkhorn:
         if self.schedule is None:
             return f, g, 0
         temps = self.schedule.temperatures(self.eps, geom.cost_scale())
-        coarse = getattr(geom, "coarse_anneal", None)  # a multiscale cloud starts on its cluster centres
-        run = coarse(data, f, g, temps, self.schedule.iters_per_stage) if coarse is not None else None
-        if run is not None:
+        run = _coarse_start(geom, data, f, g, temps, self.schedule.iters_per_stage)
+        if run is not None:  # a multiscale cloud anneals on its cluster centres first
             return run
         for e in temps[:-1]:
             for _ in range(self.schedule.iters_per_stage):
@@ -257,3 +256,35 @@ def _loop_geometry(geom, unroll: bool):
     envelope/implicit loops; for unrolling, the geometry's cheapest differentiable equivalent."""
     return geom.loop_geometry(unroll)
 
+
+def _coarse_start(geom, data, f, g, temps, iters: int):
+    """The eps-scaling stages at or above the geometry's coarse threshold, run on its coarse problem (cluster
+    centres and masses); the potentials are then prolonged to the points and the remaining stages run on
+    ``geom``. ``None`` where it does not apply (no coarse view, a warm start, marginals other than hard or KL, no
+    coarse stage): the caller anneals as usual. Returns ``(f, g, iterations)``."""
+    if f.dim() != 1 or len(temps) < 2 or bool(f.any()) or bool(g.any()):
+        return None
+    if not all(type(m) in (Hard, KL) for m in (data.ma, data.mb)):
+        return None
+    view = geom.coarse_view(data.ma.w, data.mb.w)
+    if view is None:
+        return None
+    coarse, A, B, threshold, prolong = view
+    stages = [e for e in temps[:-1] if e >= threshold]
+    if not stages:
+        return None
+    marg = lambda m, w: Hard(w) if type(m) is Hard else KL(w, m.rho)  # noqa: E731
+    cdata = SinkhornData(marg(data.ma, A), marg(data.mb, B), 1, data.symmetric)
+    F, G = A.new_zeros(A.shape), B.new_zeros(B.shape)
+    for e in stages:
+        for _ in range(iters):
+            F = cdata.f_update(coarse, G, e)[0]
+            G = cdata.g_update(coarse, F, e)
+    e = stages[-1]
+    f = data.ma.update(prolong(G + e * cdata.mb.lw, e, 0), e)
+    g = data.mb.update(prolong(F + e * cdata.ma.lw, e, 1), e)
+    for e in temps[len(stages):-1]:
+        for _ in range(iters):
+            f = data.f_update(geom, g, e)[0]
+            g = data.g_update(geom, f, e)
+    return f, g, (len(temps) - 1) * iters

@@ -36,7 +36,7 @@ from ..costs import Cosine, Cost, Euclidean, SqEuclidean
 from .clustering import Clusters
 from .lazy import _k_bwd, _k_fwd, kernel_available
 
-__all__ = ["MultiscaleSoftmin", "DEFAULT_RTOL", "default_leaf_size", "coarse_anneal"]
+__all__ = ["MultiscaleSoftmin", "DEFAULT_RTOL", "default_leaf_size", "coarse_view"]
 
 #: Certified relative truncation per soft-min entry, per dtype (the plan's marginals move by at most this).
 DEFAULT_RTOL = {torch.float32: 1e-7, torch.float64: 1e-12}
@@ -306,50 +306,31 @@ def _block_backward(red, plan, eps, xp, yp, hp, o, u, gx, gy_ext, gh_ext):
         gh_ext.index_add_(0, ids.reshape(-1), e.reshape(B * c, Sc))
 
 
-def coarse_anneal(red: MultiscaleSoftmin, x, y, data, f, g, temps, iters: int, fine):
-    r"""The multiscale eps-scaling: the stages with ``eps >= phi(2 r)`` (``r``: the median radius of the coarse
-    clusters, level ``~ log2(sqrt(n))`` of the k-d tree) run on the cluster centres with the cluster masses,
-    :math:`A_I = \sum_{i \in I} a_i`; the potentials are then extrapolated to the points,
-    :math:`f_i = \mathrm{update}(\mathrm{softmin}_J(G_J + \varepsilon \log B_J - C(x_i, c_J)))` (and ``g`` alike),
-    and the remaining stages run on ``fine`` (the truncated soft-min). ``None`` where it does not apply (a warm
-    start, batched weights, marginals other than hard or KL, no coarse stage): the caller anneals as usual.
-    Returns ``(f, g, iterations)``.
+def coarse_view(red: MultiscaleSoftmin, x, y, wa, wb):
+    r"""The coarse problem the multiscale eps-scaling starts on: the clusters of level ``~ log2(sqrt(n))`` of the
+    k-d tree, as a point cloud of their (mass-weighted) centres with the cluster masses
+    :math:`A_I = \sum_{i \in I} a_i`, and the temperature ``phi(2 r)`` (``r``: the median cluster radius) above
+    which the clusters stand for their points. ``prolong(h, eps, side)`` is the soft-min of the fine points of
+    ``side`` (0: x, 1: y) against the OTHER side's cluster centres, ``h`` a potential on those centres (the start
+    of the fine potentials). Returns ``(coarse geometry, A, B, threshold, prolong)``.
     """
-    from ...solvers.marginals import KL, Hard
-    from ...solvers.sinkhorn import SinkhornData
     from ..pointcloud import PointCloud
     from .lazy import lazy_softmin
 
-    if f.dim() != 1 or len(temps) < 2 or bool(f.any()) or bool(g.any()):
-        return None
-    if not all(type(m) in (Hard, KL) for m in (data.ma, data.mb)):
-        return None
     if red.sides is None:
         red._build(x, y)
     X, Y = red.sides
     level = min(X.levels, Y.levels, max(0, round(0.5 * math.log2(max(x.shape[0], y.shape[0])))))
-    cx, A, rx = _coarse(X, x, data.ma.w, level)
-    cy, B, ry = (cx, A, rx) if red.symmetric else _coarse(Y, y, data.mb.w, level)
+    cx, A, rx = _coarse(X, x, wa, level)
+    cy, B, ry = (cx, A, rx) if red.symmetric else _coarse(Y, y, wb, level)
     thr = float(red.phi(2.0 * torch.cat([rx, ry]).median()))
-    stages = [e for e in temps[:-1] if e >= thr]
-    if not stages:
-        return None
-    marg = lambda m, w: Hard(w) if type(m) is Hard else KL(w, m.rho)  # noqa: E731
-    cdata = SinkhornData(marg(data.ma, A), marg(data.mb, B), 1, data.symmetric)
     coarse = PointCloud(cx, None if red.symmetric else cy, cost=red.cost_fn)
-    F, G = A.new_zeros(A.shape), B.new_zeros(B.shape)
-    for e in stages:
-        for _ in range(iters):
-            F = cdata.f_update(coarse, G, e)[0]
-            G = cdata.g_update(coarse, F, e)
-    e = stages[-1]
-    f = data.ma.update(lazy_softmin(x, cy, G + e * cdata.mb.lw, e, 1, red.cost_fn), e)
-    g = data.mb.update(lazy_softmin(y, cx, F + e * cdata.ma.lw, e, 1, red.cost_fn), e)
-    for e in temps[len(stages):-1]:
-        for _ in range(iters):
-            f = data.f_update(fine, g, e)[0]
-            g = data.g_update(fine, f, e)
-    return f, g, (len(temps) - 1) * iters
+
+    def prolong(h, eps, side):
+        pts, centres = (x, cy) if side == 0 else (y, cx)
+        return lazy_softmin(pts, centres, h, eps, 1, red.cost_fn)
+
+    return coarse, A, B, thr, prolong
 
 
 def _coarse(cl: Clusters, x, w, level: int):
