@@ -1,5 +1,6 @@
 """Gradient flows: particle flows of an OT loss, and entropic JKO steps on grids."""
 
+from . import jko, particles
 from .jko import (
     Congestion,
     Entropy,
@@ -14,18 +15,4 @@ from .jko import (
 )
 from .particles import LOSSES, ParticleFlowResult, particle_flow
 
-__all__ = [
-    "Congestion",
-    "Entropy",
-    "LOSSES",
-    "ParticleFlowResult",
-    "Functional",
-    "JKOResult",
-    "PorousMedium",
-    "PotentialEnergy",
-    "SumFunctional",
-    "grid_coordinates",
-    "jko_flow",
-    "jko_step",
-    "particle_flow",
-]
+__all__ = [*jko.__all__, *particles.__all__]
