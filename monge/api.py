@@ -133,7 +133,7 @@ def _solve_by_assignment(prob: LinearProblem) -> ExactResult:
     rows, vals = np.arange(n), np.full(n, 1.0 / n)
     for cols, u, v, cost in solve_assignment_core(C):
         out.append((rows, cols, vals, u, v, cost / n, 0, n))
-    return pack_exact(out, C, a, b, prob.batch_shape, to_numpy64(a), to_numpy64(b))
+    return dataclasses.replace(pack_exact(out, C, a, b, prob.batch_shape, to_numpy64(a), to_numpy64(b)), problem=prob)
 
 
 def solve_points(x, y, a=None, b=None, *, cost="sqeuclidean", p: float | None = None, backend: str = "auto",

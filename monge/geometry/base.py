@@ -185,3 +185,14 @@ class Geometry:
             ``(..., k, d)``. Geometries without points raise ``TypeError``.
         """
         raise TypeError(f"transport: needs a geometry with points (monge.PointCloud), got {type(self).__name__}")
+
+    def points(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The source and target points ``(x (..., n, d), y (..., m, d))`` of geometries that have them (the maps of
+        exact plans are built on them); geometries without points raise ``TypeError``."""
+        raise TypeError(f"transport: needs a geometry with points (monge.PointCloud), got {type(self).__name__}")
+
+    def transposed(self) -> "Geometry":
+        """The geometry of the reversed problem (target -> source, cost ``C^T``), for inverse maps; ``TypeError``
+        where a geometry offers none."""
+        raise TypeError(f"inverse_transport: needs a geometry with points (monge.PointCloud), got "
+                        f"{type(self).__name__}")

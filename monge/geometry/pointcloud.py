@@ -10,7 +10,7 @@ from ._backends.lazy import barycentric_map_tiles, kernel_available, plan_cost_t
 from ._backends.triton_softmin import lazy_backend
 from ._backends.multiscale import MultiscaleSoftmin, coarse_view
 from .base import Geometry, cost_scale_of
-from .costs import Cost, SqEuclidean, get_cost
+from .costs import CallableCost, Cost, SqEuclidean, get_cost
 
 __all__ = ["PointCloud", "LAZY_ABOVE", "KERNEL_MAX_DIM"]
 
@@ -122,6 +122,21 @@ class PointCloud(Geometry):
             raise ValueError(f"x: expected points of shape (..., k, d) with d = {self.y.shape[-1]} (the dimension of "
                              f"the target points), got {got}")
         return barycentric_map_tiles(x, self.y, v, eps, self.cost_fn, self.chunk)
+
+    def points(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)``: the source and target points (see :meth:`Geometry.points`)."""
+        return self.x, self.y
+
+    def transposed(self) -> "PointCloud":
+        """The cloud of the reversed problem (``y`` as source, ``x`` as target); the named costs are symmetric, a
+        callable cost ``c`` becomes ``(u, v) -> c(v, u)^T``."""
+        if self.symmetric:
+            return self
+        cost = self.cost_fn
+        if isinstance(cost, CallableCost):
+            fn = cost.fn
+            cost = CallableCost(lambda u, v: fn(v, u).mT, cost.p)
+        return PointCloud(self.y, self.x, cost=cost, backend=self.backend, chunk=self.chunk)
 
     def cost_factors(self):
         r""":math:`s\|x_i - y_j\|^2 = U V^\top` with ``U = s [|x|^2, 1, -2x]``, ``V = [1, |y|^2, y]`` (points centred

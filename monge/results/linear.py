@@ -8,6 +8,7 @@ import torch
 
 from ..ops.logsumexp import log_weights
 from .convergence import Convergence
+from .maps import extend_map, plan_projection
 
 __all__ = ["ExactResult", "AssignmentResult", "SinkhornResult"]
 
@@ -32,6 +33,8 @@ class ExactResult:
         convergence: status, pivots, marginal error and duality gap (the optimality certificate).
         rows, cols, vals: the plan in sparse form, padded to ``n + m - 1`` entries per problem (padding:
             value 0 at (0, 0)); at most ``n + m - 1`` nonzeros (a basic solution).
+        problem: the :class:`~monge.problems.LinearProblem` that was solved (``None`` where the solver did not
+            keep it); :meth:`transport` and :meth:`inverse_transport` need one whose geometry has points.
     """
 
     value: torch.Tensor
@@ -42,6 +45,7 @@ class ExactResult:
     cols: torch.Tensor
     vals: torch.Tensor
     shape: tuple[int, int]
+    problem: object = None
 
     @property
     def plan(self) -> torch.Tensor:
@@ -72,6 +76,62 @@ class ExactResult:
     def transport_cost(self) -> torch.Tensor:
         r""":math:`\langle P, C\rangle`: for an exact solver, the value itself."""
         return self.value
+
+    def _map(self, q, inverse: bool, extension: str, bandwidth):
+        if self.problem is None:
+            raise TypeError("transport: this result keeps no problem (solved from a bare cost matrix); solve points "
+                            "with monge.solve_points(x, y) or NetworkSimplex()(LinearProblem(PointCloud(x, y)))")
+        xs, ys = self.problem.geom.points()
+        rows, cols = (self.cols, self.rows) if inverse else (self.rows, self.cols)
+        if inverse:
+            xs, ys = ys, xs
+        T, mass = plan_projection(rows, cols, self.vals, ys, xs.shape[-2])
+        if q is None:
+            if bool((mass <= 0).any()):  # samples without mass (zero weights): extended like new points
+                T = torch.where((mass > 0).unsqueeze(-1), T, extend_map(xs, xs, T, mass, "nearest"))
+            return T
+        return extend_map(q, xs, T, mass, extension, bandwidth)
+
+    def transport(self, x: torch.Tensor | None = None, *, extension: str = "nearest",
+                  bandwidth: float | None = None) -> torch.Tensor:
+        r"""The transport map of the exact plan: its barycentric projection on the source points, extended to new
+        points by the displacement of their nearest source point (or a kernel average of displacements).
+
+        .. math::
+            T(x_i) = \frac{\sum_j P_{ij} y_j}{\sum_j P_{ij}}, \qquad
+            T(x) = x + T(x_{i^*}) - x_{i^*},\ i^* = \arg\min_{i:\,a_i > 0} \|x - x_i\| \quad (\text{"nearest"})
+
+        ``extension="kernel"``: :math:`T(x) = x + \sum_i w_i(x)(T(x_i) - x_i)` with
+        :math:`w_i \propto a_i e^{-\|x - x_i\|^2 / 2\sigma^2}` (``bandwidth`` :math:`\sigma`; ``None``: the median
+        nearest-neighbour spacing of the samples); see :mod:`monge.results.maps`. Needs a problem on points.
+
+        Args:
+            x: ``(..., k, d)`` points to map (``None``: the source points, where the projection itself is returned).
+
+        Returns:
+            ``(..., k, d)``, differentiable w.r.t. ``x`` and the target points (the plan is piecewise constant).
+
+        Example:
+            >>> import torch, monge
+            >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64); y = x + 5.0
+            >>> res = monge.solve_points(x, y)
+            >>> res.transport().flatten().tolist(), res.transport(torch.tensor([[0.2]], dtype=torch.float64)).item()
+            ([5.0, 6.0], 5.2)
+        """
+        return self._map(x, False, extension, bandwidth)
+
+    def inverse_transport(self, y: torch.Tensor | None = None, *, extension: str = "nearest",
+                          bandwidth: float | None = None) -> torch.Tensor:
+        r"""The inverse map, target to source: :meth:`transport` of the transposed plan,
+        :math:`T^{-1}(y_j) = \sum_i P_{ij} x_i / \sum_i P_{ij}`, extended to new ``y`` the same way.
+
+        Example:
+            >>> import torch, monge
+            >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+            >>> monge.solve_points(x, x + 5.0).inverse_transport().flatten().tolist()
+            [0.0, 1.0]
+        """
+        return self._map(y, True, extension, bandwidth)
 
 
 @dataclass(frozen=True)
@@ -224,3 +284,24 @@ class SinkhornResult:
             True
         """
         return self.problem.geom.barycentric_map(self._log_potentials()[1], self.eps, x)
+
+    def inverse_transport(self, y: torch.Tensor | None = None) -> torch.Tensor:
+        r"""The inverse entropic map (target to source), the barycentric projection through the plan's transpose.
+
+        .. math::
+            T^{-1}(y) = \sum_i w_i(y)\, x_i, \qquad w_i(y) \propto a_i \exp\big((f_i - c(x_i, y))/\varepsilon\big)
+
+        Args:
+            y: ``(..., k, d)`` points to map (default: the target points of the problem).
+
+        Returns:
+            ``(..., k, d)``, differentiable; computed by tiles through the transposed geometry.
+
+        Example:
+            >>> import torch, monge
+            >>> x = torch.rand(30, 2, dtype=torch.float64)
+            >>> res = monge.solve_points(x, x + 1.0, eps=1e-2)
+            >>> bool((res.inverse_transport() - x).abs().max() < 0.1)
+            True
+        """
+        return self.problem.geom.transposed().barycentric_map(self._log_potentials()[0], self.eps, y)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class NetworkSimplex:
         # so it rescales b to the mass of a first (rebalance=True; on its own copy, never the caller's tensor).
         ints, flts = _core.network_simplex_batch(to_numpy64(a), to_numpy64(b), to_numpy64(C), self.max_iter or 0,
                                                  self.n_threads or 0, True)
-        return _pack(*_unpack(ints, flts, *C.shape), C, a, b, shape)
+        return replace(_pack(*_unpack(ints, flts, *C.shape), C, a, b, shape), problem=prob)  # kept for the maps
 
 
 def _broadcast(C, a, b):
