@@ -28,8 +28,11 @@ from ..._validation import (
     check_weights,
     common_dtype_device,
 )
+from ...geometry import PointCloud
+from ...problems.linear import LinearProblem
+from ...results import Convergence, ExactResult
 
-__all__ = ["wasserstein_1d", "quantile_function", "normalising_scale"]
+__all__ = ["wasserstein_1d", "solve_1d", "quantile_function", "normalising_scale"]
 
 #: Above this many entries per side, the two CPU sorts run in two threads (numpy releases the GIL while
 #: sorting); below it the hand-off costs more than it saves.
@@ -289,3 +292,93 @@ def wasserstein_1d(x, y, a=None, b=None, p: float = 2) -> torch.Tensor:
         return _safe_root(_wasserstein_1d_pow(x, y, a, b, p), p)
     return _safe_root(_wasserstein_1d_pow(x / s, y / s, a, b, p), p) * s[..., 0]
 
+
+
+def _staircase(ca, cb):
+    """The north-west corner path of two sorted measures: ``(rows, cols, masses, j_step)`` of its ``n + m - 1``
+    cells in sorted indices; ``j_step[k]`` says whether cell ``k + 1`` is one column (not one row) further."""
+    n, m = ca.shape[-1], cb.shape[-1]
+    batch = ca.shape[:-1]
+    breaks = torch.cat([ca[..., :-1], cb[..., :-1]], -1)  # the row (column) changes after level ca_i (cb_j)
+    order = torch.sort(breaks, stable=True).indices  # ties: row step first (a zero-mass cell between)
+    levels = breaks.gather(-1, order)
+    j_step = order >= n - 1
+    zero = torch.zeros((*batch, 1), dtype=torch.int64, device=ca.device)
+    rows = torch.cat([zero, torch.cumsum(~j_step, -1)], -1)
+    cols = torch.cat([zero, torch.cumsum(j_step, -1)], -1)
+    edges = torch.cat([torch.zeros_like(ca[..., :1]), levels, ca[..., -1:]], -1)
+    return rows, cols, torch.diff(edges, dim=-1).clamp_min_(0.0), j_step
+
+
+def _path_potentials(c, j_step, rows, cols, n: int, m: int):
+    r"""Potentials with :math:`f_i + g_j = c_k` on every cell of the path: a row step moves ``f``, a column step
+    moves ``g`` by the change of cost (``f`` starts at ``c_0``, ``g`` at 0)."""
+    delta = torch.diff(c, dim=-1)
+    zero = torch.zeros_like(c[..., :1])
+    f_path = c[..., :1] + torch.cat([zero, torch.cumsum(delta.masked_fill(j_step, 0.0), -1)], -1)
+    g_path = torch.cat([zero, torch.cumsum(delta.masked_fill(~j_step, 0.0), -1)], -1)
+    f = c.new_zeros((*c.shape[:-1], n)).scatter_(-1, rows, f_path)
+    g = c.new_zeros((*c.shape[:-1], m)).scatter_(-1, cols, g_path)
+    return f, g
+
+
+def solve_1d(x, y, a=None, b=None, p: float = 2):
+    r"""Exact OT on the real line with its plan and dual potentials: the monotone coupling, by sorting.
+
+    .. math::
+        \min_{P \in \Pi(a, b)} \sum_{ij} P_{ij} |x_i - y_j|^p
+        = \max_{f_i + g_j \le |x_i - y_j|^p} \langle a, f\rangle + \langle b, g\rangle
+
+    The plan is the north-west corner rule on the sorted samples (it couples equal quantile levels): a staircase
+    of ``n + m - 1`` cells, a basic solution. Along it :math:`f_i + g_j = c_{ij}`; each row step moves :math:`f`
+    and each column step moves :math:`g` by the change of cost, which for a convex cost :math:`h(x - y)` gives
+    feasible potentials (the cost matrix of sorted samples is a Monge matrix), so the duality gap is 0 up to
+    rounding. :math:`O((n + m)\log(n + m))`, batched, on any device.
+
+    Args:
+        x: ``(..., n)`` samples. y: ``(..., m)`` samples. a, b: weights (``None``: uniform), equal masses.
+        p: cost exponent, :math:`p \ge 1`. Leading dimensions broadcast.
+
+    Returns:
+        :class:`~monge.results.ExactResult`: ``value`` = :math:`W_p^p` (:math:`\langle P, C\rangle`; differentiable
+        w.r.t. ``x, y`` through the cost and w.r.t. ``a, b`` by the envelope theorem), ``f, g`` (in the input's
+        order), the plan as triplets (``rows, cols, vals``; ``plan`` dense), ``convergence`` (marginal error and
+        duality gap), and the problem on points ``x[..., None]`` so that ``transport`` / ``inverse_transport``
+        give the monotone map :math:`G^{-1} \circ F`.
+
+    Example:
+        >>> import torch
+        >>> res = solve_1d(torch.tensor([0.0, 2.0]), torch.tensor([3.0, 1.0, 5.0]), p=1)
+        >>> round(float(res.value), 4), res.plan.mul(6).round().tolist()
+        (2.0, [[1.0, 2.0, 0.0], [1.0, 0.0, 2.0]])
+        >>> float(res.convergence.duality_gap.abs()) < 1e-6
+        True
+    """
+    x, y, a, b, p = _validate(x, y, a, b, p)
+    n, m = x.shape[-1], y.shape[-1]
+    wa = x.new_full((n,), 1.0 / n) if a is None else a
+    wb = x.new_full((m,), 1.0 / m) if b is None else b
+    batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], wa.shape[:-1], wb.shape[:-1])
+    xe, ye = x.expand(*batch, n), y.expand(*batch, m)
+    wa, wb = wa.expand(*batch, n), wb.expand(*batch, m)
+    px, py = torch.sort(xe.detach(), stable=True).indices, torch.sort(ye.detach(), stable=True).indices
+    rows_s, cols_s, vals, j_step = _staircase(torch.cumsum(wa.detach().gather(-1, px), -1),
+                                              torch.cumsum(wb.detach().gather(-1, py), -1))
+    rows, cols = px.gather(-1, rows_s), py.gather(-1, cols_s)
+    cost = _abs_pow(xe.gather(-1, rows) - ye.gather(-1, cols), p)  # differentiable in x, y
+    f_s, g_s = _path_potentials(cost.detach(), j_step, rows_s, cols_s, n, m)
+    f = torch.empty_like(f_s).scatter_(-1, px, f_s)
+    g = torch.empty_like(g_s).scatter_(-1, py, g_s)
+    value = (vals * cost).sum(-1)
+    if wa.requires_grad or wb.requires_grad:  # envelope: d value / d a = f (centred: mass-preserving directions)
+        value = value + ((wa - wa.detach()) * (f - f.mean(-1, keepdim=True))).sum(-1) \
+            + ((wb - wb.detach()) * (g - g.mean(-1, keepdim=True))).sum(-1)
+    va, vb = wa.detach(), wb.detach()
+    err = ((va.new_zeros(va.shape).scatter_add_(-1, rows, vals) - va).abs().sum(-1)
+           + (vb.new_zeros(vb.shape).scatter_add_(-1, cols, vals) - vb).abs().sum(-1))
+    gap = value.detach() - (va * f).sum(-1) - (vb * g).sum(-1)
+    conv = Convergence.build(err, math.inf, 0, criterion="marginal_l1", duality_gap=gap)
+    geom = PointCloud(xe.unsqueeze(-1), ye.unsqueeze(-1), cost="sqeuclidean" if p == 2 else "euclidean",
+                      p=None if p == 2 else p, backend="dense")
+    return ExactResult(value=value, f=f, g=g, convergence=conv, rows=rows, cols=cols, vals=vals, shape=(n, m),
+                       problem=LinearProblem(geom, wa, wb))
