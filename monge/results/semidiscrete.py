@@ -29,8 +29,11 @@ class SemidiscreteResult:
             (:math:`\partial_{y_j} = 2 b_j (y_j - c_j)`, :math:`\partial_{b_j} = \psi_j`, envelope theorem).
         convergence: criterion ``"relative_mass_error"``: :math:`\max_j |\mu(\mathrm{Lag}_j) - b_j| / b_j`.
         polygon_vertices, polygon_cells: 2-D exact solver: the clipped cells as one ragged list of
-            counter-clockwise vertices ``(M, 2)`` and the cell of each ``(M,)`` (``None`` otherwise); see
-            :attr:`cells`.
+            counter-clockwise vertices ``(M, 2)`` and the cell of each ``(M,)`` (``None`` otherwise, e.g. in 3-D);
+            see :attr:`cells`.
+        cost: ``"sqeuclidean"`` (Laguerre cells) or ``"euclidean"`` (:math:`|x - y|`, Apollonius cells
+            :math:`\{x : |x - y_j| - \psi_j \le |x - y_k| - \psi_k\ \forall k\}`; masses, value and the value's
+            gradient in ``y`` are then Monte-Carlo estimates).
 
     Example:
         >>> import torch
@@ -51,6 +54,7 @@ class SemidiscreteResult:
     convergence: Convergence
     polygon_vertices: np.ndarray | None = None
     polygon_cells: np.ndarray | None = None
+    cost: str = "sqeuclidean"
 
     @property
     def cells(self) -> list | None:
@@ -63,16 +67,20 @@ class SemidiscreteResult:
         return [torch.as_tensor(p, dtype=self.y.dtype) for p in np.split(v, cuts)]
 
     def assign(self, x: torch.Tensor) -> torch.Tensor:
-        r"""The cell of each point: :math:`j(x) = \arg\min_j |x - y_j|^2 - \psi_j`, int64 ``(n,)``.
+        r"""The cell of each point: :math:`j(x) = \arg\min_j c(x, y_j) - \psi_j`, int64 ``(n,)``.
 
-        A nearest-neighbour query in :math:`\mathbb{R}^{d+1}` (sites :math:`(y_j, \sqrt{M - \psi_j})`,
-        :math:`M = \max \psi`), exact and :math:`O(n \log m)`.
+        For :math:`|x - y|^2` a nearest-neighbour query in :math:`\mathbb{R}^{d+1}` (sites
+        :math:`(y_j, \sqrt{M - \psi_j})`, :math:`M = \max \psi`), exact and :math:`O(n \log m)`; for
+        :math:`|x - y|` a chunked arg-min over all Diracs, :math:`O(nm)`.
         """
         from scipy.spatial import cKDTree
 
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != self.y.shape[1]:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x: expected a tensor of points (n, d) with d = {self.y.shape[1]}, got {shape}")
+        if self.cost == "euclidean":
+            y, psi = self.y.detach().to(x.device, x.dtype), self.psi.detach().to(x.device, x.dtype)
+            return torch.cat([(torch.cdist(c, y) - psi).argmin(1) for c in x.detach().split(4096)])
         psi = self.psi.detach().cpu().double().numpy()
         lift = np.sqrt(np.maximum(psi.max() - psi, 0.0))
         tree = cKDTree(np.c_[self.y.detach().cpu().double().numpy(), lift])

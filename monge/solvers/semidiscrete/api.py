@@ -7,9 +7,11 @@ Transport a density :math:`\mu` on a box to :math:`\nu = \sum_j b_j \delta_{y_j}
     W_2^2(\mu, \nu) = \max_\psi \sum_j \int_{\mathrm{Lag}_j(\psi)} (|x - y_j|^2 - \psi_j)\, d\mu + \sum_j \psi_j b_j,
     \qquad \mathrm{Lag}_j(\psi) = \{x : |x - y_j|^2 - \psi_j \le |x - y_k|^2 - \psi_k\ \forall k\},
 
-optimal when :math:`\mu(\mathrm{Lag}_j) = b_j` for all ``j``. ``method="newton"`` (2-D): exact power diagrams and
-the damped Newton of Kitagawa-Merigot-Thibert, to a relative mass error ``tol`` per cell. ``method="sgd"`` (any
-dimension): averaged SGD from samples (``density`` may then be a sampler ``k -> (k, d)``).
+optimal when :math:`\mu(\mathrm{Lag}_j) = b_j` for all ``j``. ``method="newton"`` (2-D and 3-D): exact power
+diagrams and the damped Newton of Kitagawa-Merigot-Thibert, to a relative mass error ``tol`` per cell; in 2-D the
+domain may be a convex polygon (``domain``). ``method="sgd"`` (any dimension, and the cost :math:`|x - y|`, whose
+Apollonius cells are bounded by hyperbola arcs, not polygons): averaged SGD from samples (``density`` may then be
+a sampler ``k -> (k, d)``).
 
 Example:
     >>> import torch
@@ -26,7 +28,8 @@ import torch
 from ...results.convergence import Convergence
 from ...results.semidiscrete import SemidiscreteResult
 from .integrate import GridDensity
-from .newton import evaluate, kmt_homotopy, kmt_newton
+from .newton import evaluate, kmt_homotopy, kmt_newton, kmt_newton3d
+from .polygon import ConvexPolygon
 from .sgd import averaged_sgd, power_scores
 
 __all__ = ["semidiscrete"]
@@ -36,18 +39,21 @@ __all__ = ["semidiscrete"]
 TOL = {"newton": 1e-9, "sgd": 1e-2}
 
 
+COSTS = ("sqeuclidean", "euclidean")
+
+
 class _Value(torch.autograd.Function):
-    """The value with its closed-form envelope gradients in ``y`` and ``b``."""
+    """The value with its envelope gradients: ``grad_y`` in ``y`` (given), ``psi`` in ``b``."""
 
     @staticmethod
-    def forward(ctx, y, b, value, psi, centroids):
-        ctx.save_for_backward(y, b, psi, centroids)
+    def forward(ctx, y, b, value, psi, grad_y):
+        ctx.save_for_backward(psi, grad_y)
         return value.clone()
 
     @staticmethod
     def backward(ctx, g):
-        y, b, psi, c = ctx.saved_tensors
-        return g * 2 * b[:, None] * (y - c), g * psi, None, None, None
+        psi, gy = ctx.saved_tensors
+        return g * gy, g * psi, None, None, None
 
 
 def _box(box, d):
@@ -59,17 +65,18 @@ def _box(box, d):
     return lo, hi
 
 
-def _check(y, b, box):
+def _check(y, b, box, domain=None):
     if not isinstance(y, torch.Tensor) or y.dim() != 2 or y.shape[0] < 1 or not y.is_floating_point():
         raise ValueError(f"y: expected a float tensor of Dirac positions (m, d), got "
                          f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
     if not bool(torch.isfinite(y).all()):
         raise ValueError("y: expected finite positions, found NaN or inf")
-    lo, hi = _box(box, y.shape[1])
+    lo, hi = _box(box, y.shape[1]) if domain is None else (domain.lo, domain.hi)
     yn = y.detach().cpu().double().numpy()
     if np.any(yn < lo) or np.any(yn > hi):
         raise ValueError(f"y: expected every Dirac inside the box [{lo.tolist()}, {hi.tolist()}], found positions "
-                         f"from {yn.min(0).tolist()} to {yn.max(0).tolist()}; move them inside or pass a larger box")
+                         f"from {yn.min(0).tolist()} to {yn.max(0).tolist()}; move them inside or pass a larger "
+                         f"{'box' if domain is None else 'domain (its bounding box is the box)'}")
     m = y.shape[0]
     if b is None:
         return y.new_full((m,), 1.0 / m), (lo, hi)
@@ -86,20 +93,46 @@ def _check(y, b, box):
     return b / b.sum(), (lo, hi)
 
 
-def _grid(density, box, d):
+def _domain(domain, d):
+    if domain is None:
+        return None
+    if d != 2:
+        raise ValueError(f"domain: a convex polygon is a 2-D domain, got Diracs in d = {d}; use box in other "
+                         "dimensions")
+    return ConvexPolygon(torch.as_tensor(domain).detach().cpu().double().numpy())
+
+
+def _grid(density, box, d, domain=None):
     if density is None:
-        return GridDensity(np.ones((1,) * d), box)
+        return GridDensity(np.ones((1,) * d), box, domain)
     w = torch.as_tensor(density).detach().cpu().double().numpy()
     if w.ndim != d or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ValueError(f"density: expected nonnegative finite cell masses of shape (n_1, ..., n_d) with d = {d} "
                          f"and a positive sum, got shape {w.shape}")
-    return GridDensity(w, box)
+    return GridDensity(w, box, domain)
 
 
-def _sampler(density, box, y):
-    lo, hi = (torch.as_tensor(v, dtype=y.dtype, device=y.device) for v in box)
+def _sampler(density, box, y, domain=None):
     if callable(density):
         return density
+    base = _box_sampler(density, box, y)
+    if domain is None:
+        return base
+    nrm, off = (torch.as_tensor(v, dtype=y.dtype, device=y.device) for v in (domain.normals, domain.offsets))
+
+    def draw(k):  # rejection from the bounding box
+        out, have = [], 0
+        while have < k:
+            x = base(2 * k)
+            x = x[(x @ nrm.T <= off).all(1)]
+            out.append(x)
+            have += len(x)
+        return torch.cat(out)[:k]
+    return draw
+
+
+def _box_sampler(density, box, y):
+    lo, hi = (torch.as_tensor(v, dtype=y.dtype, device=y.device) for v in box)
     if density is None:
         return lambda k: lo + (hi - lo) * torch.rand(k, y.shape[1], dtype=y.dtype, device=y.device)
     w = torch.as_tensor(density, dtype=y.dtype, device=y.device)
@@ -113,15 +146,17 @@ def _sampler(density, box, y):
     return draw
 
 
-def _result(y, b, psi, masses, mom, value, conv, diag=None):
+def _result(y, b, psi, masses, mom, value, conv, diag=None, grad_y=None, cost="sqeuclidean"):
     t = lambda a: torch.as_tensor(a, dtype=y.dtype, device=y.device)  # noqa: E731
     psi_t, masses_t = t(psi), t(masses)
     with np.errstate(invalid="ignore", divide="ignore"):
         cent = t(np.asarray(mom) / np.asarray(masses)[:, None])
-    val = _Value.apply(y, b, t(value), psi_t, cent)
+    if grad_y is None:  # |x - y|^2: d/dy_j = 2 b_j (y_j - c_j)
+        grad_y = 2 * b.detach()[:, None] * (y.detach() - cent)
+    val = _Value.apply(y, b, t(value), psi_t, t(grad_y))
     return SemidiscreteResult(y=y, b=b, psi=psi_t, masses=masses_t, centroids=cent, value=val, convergence=conv,
                               polygon_vertices=None if diag is None else diag.verts,
-                              polygon_cells=None if diag is None else diag.cell)
+                              polygon_cells=None if diag is None else diag.cell, cost=cost)
 
 
 def _exact2d(y, b, dens, psi):
@@ -132,20 +167,25 @@ def _exact2d(y, b, dens, psi):
     return diag, mass, mom, value
 
 
-def semidiscrete(y, b=None, density=None, *, method: str = "newton", box=None, tol: float | None = None,
-                 max_iter: int | None = None, psi0=None, eps: float | None = None, lr: float | None = None,
-                 batch_size: int = 256, n_eval: int = 100_000) -> SemidiscreteResult:
-    r"""Semi-discrete OT from a density on a box to the Diracs ``y (m, d)`` with masses ``b (m,)``.
+def semidiscrete(y, b=None, density=None, *, method: str = "newton", box=None, domain=None,
+                 cost: str = "sqeuclidean", tol: float | None = None, max_iter: int | None = None, psi0=None,
+                 eps: float | None = None, lr: float | None = None, batch_size: int = 256,
+                 n_eval: int = 100_000) -> SemidiscreteResult:
+    r"""Semi-discrete OT from a density on a box (or convex polygon) to the Diracs ``y (m, d)``, masses ``b (m,)``.
 
     Args:
         y: ``(m, d)`` distinct points inside the box. b: ``(m,)`` positive masses summing to 1 (None: uniform).
-        density: None (uniform on the box), cell masses ``(n_1, ..., n_d)`` of a piecewise-constant density on a
-            regular grid of the box (axis k along coordinate k), or, for ``"sgd"``, a sampler ``k -> (k, d)``.
-        method: ``"newton"`` (d = 2, exact) or ``"sgd"`` (any d). box: ``(lo, hi)``, default ``[0, 1]^d``.
+        density: None (uniform), cell masses ``(n_1, ..., n_d)`` of a piecewise-constant density on a regular
+            grid of the box (axis k along coordinate k; Newton: d = 2), or, for ``"sgd"``, a sampler ``k -> (k, d)``.
+        method: ``"newton"`` (exact; d = 2, or d = 3 with the uniform density) or ``"sgd"`` (any d).
+        box: ``(lo, hi)``, default ``[0, 1]^d``. domain: 2-D only, the vertices ``(k, 2)`` of a convex polygon;
+            mu is then restricted to it (and renormalised), the box is its bounding box, the cells are clipped to it.
+        cost: ``"sqeuclidean"`` :math:`|x - y|^2` or ``"euclidean"`` :math:`|x - y|` (``"sgd"`` only: its cells
+            are not polygons; masses, value and the value's gradient in ``y`` are then Monte-Carlo estimates).
         tol: relative mass error per cell, :math:`\max_j |\mu(\mathrm{Lag}_j) - b_j| / b_j` (Newton 1e-9, SGD
             1e-2). max_iter: Newton steps (100) or SGD steps (5000). psi0: initial weights (Newton: each initial
             cell must carry mass). eps: SGD's entropic temperature (None: unregularised). lr: SGD's step.
-        n_eval: SGD outside 2-D: samples estimating masses, centroids and value.
+        n_eval: SGD outside the exact 2-D case: samples estimating masses, centroids and value.
 
     Returns:
         :class:`~monge.results.SemidiscreteResult`. On a grid density, if 30 damped steps from ``psi0`` do not
@@ -156,51 +196,76 @@ def semidiscrete(y, b=None, density=None, *, method: str = "newton", box=None, t
     """
     if method not in TOL:
         raise ValueError(f"method: expected 'newton' or 'sgd', got {method!r}")
-    b, box = _check(y, b, box)
-    d = y.shape[1]
+    if cost not in COSTS:
+        raise ValueError(f"cost: expected one of {COSTS}, got {cost!r}")
+    if method == "newton" and cost == "euclidean":
+        raise ValueError("cost: method='newton' needs polygonal (Laguerre) cells, which the cost |x - y| does not "
+                         "have (its cells are bounded by hyperbola arcs); use method='sgd' with cost='euclidean'")
+    d = y.shape[1] if isinstance(y, torch.Tensor) and y.dim() == 2 else None
+    dom = _domain(domain, d)
+    b, box = _check(y, b, box, dom)
     tol = TOL[method] if tol is None else float(tol)
     if method == "newton":
-        return _newton(y, b, density, box, tol, max_iter or 100, psi0)
-    if d == 2 and not callable(density):
-        dens = _grid(density, box, 2)
-    psi, _ = averaged_sgd(y.detach(), b, _sampler(density, box, y.detach()), eps=eps, lr=lr, batch_size=batch_size,
-                          n_steps=max_iter or 5000, psi0=None if psi0 is None else torch.as_tensor(psi0))
-    if d == 2 and not callable(density):
+        return _newton(y, b, density, box, tol, max_iter or 100, psi0, dom)
+    return _sgd(y, b, density, box, dom, cost, tol, max_iter or 5000, psi0, eps, lr, batch_size, n_eval)
+
+
+def _sgd(y, b, density, box, dom, cost, tol, max_iter, psi0, eps, lr, batch_size, n_eval):
+    exact = y.shape[1] == 2 and not callable(density) and cost == "sqeuclidean"
+    if exact:
+        dens = _grid(density, box, 2, dom)
+    draw = _sampler(density, box, y.detach(), dom)
+    psi, _ = averaged_sgd(y.detach(), b, draw, eps=eps, lr=lr, batch_size=batch_size, n_steps=max_iter,
+                          psi0=None if psi0 is None else torch.as_tensor(psi0), cost=cost)
+    grad_y = None
+    if exact:
         diag, mass, mom, value = _exact2d(y, b, dens, psi.double().cpu().numpy())
     else:
-        diag, (mass, mom, value) = None, _monte_carlo(y.detach(), psi, _sampler(density, box, y.detach()), n_eval)
+        diag, (mass, mom, value, grad_y) = None, _monte_carlo(y.detach(), psi, draw, n_eval, cost)
     err = float(np.max(np.abs(np.asarray(mass) - b.detach().cpu().double().numpy()) / b.detach().cpu().numpy()))
-    conv = Convergence.build(torch.tensor(err, dtype=torch.float64), tol, max_iter or 5000,
-                             criterion="relative_mass_error")
-    return _result(y, b, psi, mass, mom, value, conv, diag)
+    conv = Convergence.build(torch.tensor(err, dtype=torch.float64), tol, max_iter, criterion="relative_mass_error")
+    return _result(y, b, psi, mass, mom, value, conv, diag, grad_y if cost == "euclidean" else None, cost)
 
 
-def _monte_carlo(y, psi, sampler, n):
+def _monte_carlo(y, psi, sampler, n, cost="sqeuclidean"):
+    """Masses, moments, value and (for ``|x - y|``) the value's gradient in ``y``, from ``n`` samples."""
     x = sampler(n).to(y)
-    j = power_scores(x, y, psi).argmax(1)
+    j = power_scores(x, y, psi, cost).argmax(1)
     m = y.shape[0]
     mass = torch.bincount(j, minlength=m).to(y.dtype) / n
     mom = torch.zeros_like(y).index_add_(0, j, x) / n
-    value = float(((x - y[j]) ** 2).sum(1).mean())
-    return mass.cpu().double().numpy(), mom.cpu().double().numpy(), value
+    diff = y[j] - x
+    dist = diff.norm(dim=1)
+    value = float((dist.square() if cost == "sqeuclidean" else dist).mean())
+    unit = diff / dist.clamp_min(torch.finfo(y.dtype).tiny)[:, None]
+    grad_y = torch.zeros_like(y).index_add_(0, j, unit) / n  # d/dy_j of the integral of |x - y_j| over cell j
+    return mass.cpu().double().numpy(), mom.cpu().double().numpy(), value, grad_y
 
 
-def _newton(y, b, density, box, tol, max_iter, psi0):
-    if y.shape[1] != 2:
-        raise ValueError(f"y: method='newton' computes exact power diagrams in 2-D, got d = {y.shape[1]}; use "
+def _newton(y, b, density, box, tol, max_iter, psi0, dom=None):
+    d = y.shape[1]
+    if d not in (2, 3):
+        raise ValueError(f"y: method='newton' computes exact power diagrams in 2-D and 3-D, got d = {d}; use "
                          "method='sgd' in other dimensions")
+    if d == 3 and density is not None:
+        raise ValueError("density: method='newton' in 3-D integrates the uniform density on the box only "
+                         "(density=None); use method='sgd' for a grid density or a sampler in 3-D")
     yn = y.detach().cpu().double().numpy()
     if len(np.unique(yn, axis=0)) < len(yn):
         raise ValueError("y: expected distinct Dirac positions, found duplicates; merge them and add their masses")
-    dens = _grid(density, box, 2)
     p0 = None if psi0 is None else torch.as_tensor(psi0).detach().cpu().double().numpy()
     b64 = b.detach().cpu().double().numpy()
     b64 = b64 / b64.sum()  # float32 b: renormalised in float64
-    st = kmt_newton(yn, b64, dens, p0, tol, min(max_iter, 30) if dens.shape != (1, 1) else max_iter)
-    if st.status != "converged" and dens.shape != (1, 1):  # slow damping from a poor start: continuation
-        first = st.n_iters
-        st = kmt_homotopy(yn, b64, dens, p0, tol, max_iter)
-        st.n_iters += first
+    if d == 3:
+        st = kmt_newton3d(yn, b64, box, p0, tol, max_iter)
+    else:
+        dens = _grid(density, box, 2, dom)
+        uniform = dens.shape == (1, 1)
+        st = kmt_newton(yn, b64, dens, p0, tol, max_iter if uniform else min(max_iter, 30))
+        if st.status != "converged" and not uniform:  # slow damping from a poor start: continuation
+            first = st.n_iters
+            st = kmt_homotopy(yn, b64, dens, p0, tol, max_iter)
+            st.n_iters += first
     value = float((st.second - 2 * (yn * st.moments).sum(1) + (yn ** 2).sum(1) * st.masses).sum())
     err = float("inf") if st.status == "diverged" else st.error  # an initial cell carries no mass
     conv = Convergence.build(torch.tensor(err, dtype=torch.float64), tol, st.n_iters, criterion="relative_mass_error",

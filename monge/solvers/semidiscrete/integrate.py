@@ -24,9 +24,11 @@ __all__ = ["GridDensity", "polygon_moments", "segment_mass"]
 
 class GridDensity:
     """A density on the box ``(lo, hi)``, constant on the cells of an ``(n1, n2)`` grid; ``w[i1, i2] >= 0`` is the
-    mass of cell ``(i1, i2)`` (normalised to total mass 1). Axis 0 is :math:`x_1`."""
+    mass of cell ``(i1, i2)`` (normalised to total mass 1). Axis 0 is :math:`x_1`. With a convex ``domain``
+    (:class:`~monge.solvers.semidiscrete.polygon.ConvexPolygon` inside the box) the density is restricted to it
+    and renormalised to mass 1 there; ``self.domain`` keeps it (None: the whole box)."""
 
-    def __init__(self, w: np.ndarray, box):
+    def __init__(self, w: np.ndarray, box, domain=None):
         self.lo, self.hi = (np.asarray(v, dtype=np.float64) for v in box)
         self.shape = w.shape
         self.h = (self.hi - self.lo) / np.array(w.shape)
@@ -39,6 +41,15 @@ class GridDensity:
         self.F = step(self.rho * (x1 - x0))
         self.G = step(self.rho * (x1 ** 2 - x0 ** 2) / 2)
         self.K = step(self.rho * (x1 ** 3 - x0 ** 3) / 3)
+        self.domain = domain
+        if domain is not None:
+            v = domain.vertices
+            total = float(polygon_moments(self, v, np.zeros(len(v), dtype=np.int64), 1)[0][0])
+            if not total > 0:
+                raise ValueError("density: expected positive mass inside the domain polygon, found none; the "
+                                 "density vanishes on the domain")
+            for name in ("rho", "F", "G", "K"):
+                setattr(self, name, getattr(self, name) / total)
 
     def split(self, p, q):
         """Pieces of the segments ``p -> q`` between grid lines: ``(a, b, owner, i1, i2)``."""
@@ -79,7 +90,7 @@ class GridDensity:
 def polygon_moments(g: GridDensity, verts: np.ndarray, cell: np.ndarray, n: int):
     r"""Per cell: mass :math:`\int\rho`, first moment :math:`\int\rho x` ``(n, 2)``, second moment
     :math:`\int\rho|x|^2`, for ragged counter-clockwise polygons (contiguous groups in ``cell``)."""
-    from .power2d import next_index
+    from .polygon import next_index
 
     nxt = next_index(cell)
     a, b, own, i1, i2 = g.split(verts, verts[nxt])

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import ConvexHull
 
+from .polygon import ConvexPolygon, clip_ragged, clip_segments_convex, next_index
+
 __all__ = ["PowerDiagram", "power_diagram", "next_index", "clip_segments"]
 
 
@@ -46,19 +48,6 @@ class PowerDiagram:
     cell: np.ndarray
     pairs: np.ndarray
     facets: np.ndarray
-
-
-def next_index(cell: np.ndarray) -> np.ndarray:
-    """Index of the next vertex of the same polygon (cyclic) in a ragged, grouped vertex list."""
-    m = cell.shape[0]
-    if m == 0:
-        return np.zeros(0, dtype=np.int64)
-    change = np.r_[True, cell[1:] != cell[:-1]]
-    starts = np.flatnonzero(change)
-    ends = np.r_[starts[1:], m] - 1
-    nxt = np.arange(1, m + 1)
-    nxt[ends] = starts
-    return nxt
 
 
 def _ghosts(center, diam, psi_max):
@@ -168,8 +157,21 @@ def _facets(centres, tri, nbr, lower, n):
     return np.stack([np.minimum(i, j), np.maximum(i, j)], 1), centres[t], centres[nb]
 
 
-def power_diagram(y: np.ndarray, psi: np.ndarray, box) -> PowerDiagram:
-    """The power diagram of sites ``y (n, 2)`` with weights ``psi (n,)``, clipped to ``box = (lo, hi)``."""
+def _clip_polygon(verts, cell, dom: ConvexPolygon, center, n):
+    """Clip only the cells with a vertex outside the convex domain (shifted by ``-center``)."""
+    off = dom.offsets - dom.normals @ center
+    out = (verts @ dom.normals.T > off).any(1)
+    bad = np.bincount(cell[out], minlength=n) > 0
+    sel = bad[cell]
+    v, c = verts[sel], cell[sel]
+    for nrm, o in zip(dom.normals, off):
+        v, c = clip_ragged(v, c, nrm, o)
+    return np.r_[verts[~sel], v], np.r_[cell[~sel], c]
+
+
+def power_diagram(y: np.ndarray, psi: np.ndarray, box, domain: ConvexPolygon | None = None) -> PowerDiagram:
+    """The power diagram of sites ``y (n, 2)`` with weights ``psi (n,)``, clipped to ``box = (lo, hi)`` or, if
+    given, to the convex polygon ``domain`` (then ``box`` must contain it, e.g. its bounding box)."""
     lo, hi = (np.asarray(v, dtype=np.float64) for v in box)
     n = y.shape[0]
     center = 0.5 * (lo + hi)
@@ -181,7 +183,11 @@ def power_diagram(y: np.ndarray, psi: np.ndarray, box) -> PowerDiagram:
     tri, nbr, lower = _lower_triangles(z, w)
     centres = _power_centres(z, w, tri)
     verts, cell = _cells(centres, tri, lower, n)
-    verts, cell = _clip_box(verts, cell, lo - center, hi - center, n)
     pairs, p, q = _facets(centres, tri, nbr, lower, n)
-    p, q = clip_segments(p, q, lo - center, hi - center)
+    if domain is None:
+        verts, cell = _clip_box(verts, cell, lo - center, hi - center, n)
+        p, q = clip_segments(p, q, lo - center, hi - center)
+    else:
+        verts, cell = _clip_polygon(verts, cell, domain, center, n)
+        p, q = clip_segments_convex(p, q, domain.normals, domain.offsets - domain.normals @ center)
     return PowerDiagram(verts=verts + center, cell=cell, pairs=pairs, facets=np.stack([p, q], 1) + center)
