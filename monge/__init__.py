@@ -32,8 +32,8 @@ from .solvers.exact.lp_barycenter import lp_barycenter
 from .solvers.exact.graph import grid_graph, w1_graph
 from .solvers.exact.network_simplex import NetworkSimplex
 from .solvers.gromov import EntropicGromovWasserstein, GromovWasserstein
-from .solvers.exact.one_d import wasserstein_1d
-from .solvers.exact.sliced import sliced_wasserstein
+from .solvers.exact.one_d import solve_1d, wasserstein_1d
+from .solvers.exact.sliced import max_sliced_wasserstein, sliced_wasserstein
 from .solvers.free_support import FreeSupportBarycenter, FreeSupportResult, free_support_barycenter
 from .solvers.schedules import EpsScaling
 from .solvers.sinkhorn import Sinkhorn
@@ -88,7 +88,9 @@ __all__ = [
     "solve_grid",
     "wasserstein",
     "wasserstein_1d",
+    "solve_1d",
     "sliced_wasserstein",
+    "max_sliced_wasserstein",
     "emd",
     "semidiscrete",
     "w1_graph",
