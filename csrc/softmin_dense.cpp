@@ -185,7 +185,10 @@ Out<T, 2> softmin_dense_binding(In3<T> C, In2<T> h, double eps, int dim, int n_t
 
 }  // namespace monge_softmin
 
+void register_sinkhorn_dense(nb::module_ &m);  // csrc/sinkhorn_dense.cpp: the scaling-domain loop
+
 void register_softmin_dense(nb::module_ &m) {
+  register_sinkhorn_dense(m);
   using namespace monge_softmin;
   static const char *dense_doc =
       "softmin_dense(C, h, eps, dim, n_threads=0) -> out\n\n"

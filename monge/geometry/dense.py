@@ -71,6 +71,14 @@ class DenseCost(Geometry):
         to rounding, see :mod:`monge.geometry._backends.kernel`) unless the call must differentiate w.r.t. ``C``."""
         return self._fast.softmin(self.C, h, eps, dim)
 
+    def scaling_loop(self, eps: float):
+        """The compiled scaling-domain iterations at ``eps`` (a :class:`~monge.geometry._backends.kernel.KernelDense`
+        whose ``run`` does several Sinkhorn iterations per call), for a float64 CPU cost of one problem that needs
+        no gradient; None otherwise. The kernel is shared with :meth:`softmin` (built once per ``eps``)."""
+        if type(self).softmin is not DenseCost.softmin:  # a subclass with its own soft-min: iterate through it
+            return None
+        return self._fast.loop(self.C, eps)
+
     def detach(self) -> "DenseCost":
         """The same geometry on a detached cost (itself when the cost needs no gradient)."""
         return DenseCost(self.C.detach(), symmetric=self._symmetric) if self.C.requires_grad else self

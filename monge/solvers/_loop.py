@@ -264,7 +264,7 @@ class FixedPoint:
 def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: int = 10, omega="auto",
                 fixed_iters: bool = False, freeze=None, verbose: bool = False, name: str = "sinkhorn",
                 finish=None, start: int = 0, quiet: bool = False, criterion: str = "marginal_l1",
-                watch=None, check_start: bool = True, measure=None) -> FixedPoint:
+                watch=None, check_start: bool = True, measure=None, block=None) -> FixedPoint:
     r"""Iterate ``state <- step(state, omega)`` until ``error(state) <= tol`` for every batch element.
 
     Args:
@@ -286,6 +286,8 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
             construction, which would tell the over-relaxation nothing about the transient).
         measure: optional ``state -> (error(state), watch(state))`` in one pass, used at the checks (the scaling
             loops share the first marginal's residual between the two).
+        block: optional ``(state, omega, k) -> state``, ``k`` iterations of ``step`` in one call (a compiled loop):
+            used from check to check (one iteration per call while ``"auto"`` probes), for unbatched states.
 
     The loop never stops before one full step; a NaN/inf error freezes its element, which ends ``"diverged"``.
 
@@ -331,6 +333,11 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
                 continue
         elif relax.wants_probe(it):
             relax.probe(it, watch(state).detach())
+        if block is not None and freeze is None:
+            nxt = it + 1 if relax.wants_probe(it) else min(
+                end, (it // check_every + 1) * check_every, checks.extra if (checks.extra or 0) > it else end)
+            state, it = block(state, relax.omega, nxt - it), nxt
+            continue
         new = step(state, relax.omega)
         if freeze is not None and active is not None and not fixed_iters:
             new = freeze(active, state, new)

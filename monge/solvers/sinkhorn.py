@@ -128,7 +128,38 @@ def sinkhorn_loop(geom, data: SinkhornData, f, g, eps: float, *, tol: float, max
         tol=tol, max_iter=max_iter, check_every=check_every, omega=1.0 if data.symmetric else omega,
         fixed_iters=fixed_iters, freeze=data.freeze if f.dim() > data.k else None, verbose=verbose, name=name,
         finish=finish, start=start, quiet=quiet, watch=lambda s: data.rows(s, eps), check_start=check_start,
-        measure=lambda s: data.measure(s, eps))
+        measure=lambda s: data.measure(s, eps), block=_compiled_block(geom, data, f, eps))
+
+
+def _compiled_block(geom, data: SinkhornData, f, eps: float):
+    """``(state, omega, k) -> state``: ``k`` iterations of :meth:`SinkhornData.step` in one compiled call, where the
+    geometry offers them (``scaling_loop``: a float64 CPU dense cost) for one problem with hard or KL marginals and
+    nothing to differentiate; None elsewhere. Where a compiled sum is unreliable (underflow at small eps), the
+    remaining iterations of the block, and all later ones, run the log-domain step (same iterates up to rounding)."""
+    loop = getattr(geom, "scaling_loop", None)
+    if loop is None or data.symmetric or f.dim() != 1 or data.k != 1 or f.dtype != torch.float64:
+        return None
+    if not all(type(m) in (Hard, KL) for m in (data.ma, data.mb)):
+        return None
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (f, data.ma.w, data.mb.w)):
+        return None
+    kern = loop(eps)
+    if kern is None:
+        return None
+    kappa = [m.kappa(eps) if type(m) is KL else 1.0 for m in (data.ma, data.mb)]
+    lw = [m.lw.contiguous() for m in (data.ma, data.mb)]
+    live = [True]
+
+    def block(state, omega, k):
+        if live[0]:
+            new, done, complete = kern.run(state[0], state[1], state[3], lw[0], lw[1], kappa[0], kappa[1], omega, k)
+            state, k = (new if new is not None else state), k - done
+            live[0] = complete
+        for _ in range(k):
+            state = data.step(geom, state, eps, omega)
+        return state
+
+    return block
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,12 @@ import torch
 from ...ops.logsumexp import dense_softmin
 from .shifted import adapts, certified, shifted_product, underflowed
 
+try:  # the compiled kernel builder and scaling loop (csrc/sinkhorn_dense.cpp); absent in a pure-Python install
+    from ..._core import gibbs_kernel as _gibbs_kernel
+    from ..._core import sinkhorn_kernel_run as _kernel_run
+except ImportError:  # pragma: no cover - depends on the build
+    _gibbs_kernel = _kernel_run = None
+
 __all__ = ["KernelDense", "KernelCache", "KERNEL_MAX_ENTRIES", "adapts", "underflowed"]
 
 #: The fast path keeps the kernel beside the cost: used up to this many entries (128 MB in float64).
@@ -42,10 +48,14 @@ class KernelDense:
 
     def __init__(self, C: torch.Tensor, eps: float):
         self.C, self.eps = C, float(eps)
-        self.c0 = C.amin((-2, -1)).unsqueeze(-1) if C.numel() else C.new_zeros(C.shape[:-2] + (1,))  # (..., 1)
-        shifted = C - self.c0.unsqueeze(-1)
-        self.K = _kernel(shifted, eps, C.dtype)
-        self.K64 = _kernel(shifted.double(), eps, torch.float64) if C.dtype == torch.float32 else None
+        if _compiled(C):  # one threaded pass, no n x m temporaries: the same kernel up to rounding
+            K, c0 = _gibbs_kernel(C.numpy(), self.eps)
+            self.K, self.c0, self.K64 = torch.from_numpy(K), C.new_full((1,), c0), None
+        else:
+            self.c0 = C.amin((-2, -1)).unsqueeze(-1) if C.numel() else C.new_zeros(C.shape[:-2] + (1,))  # (..., 1)
+            shifted = C - self.c0.unsqueeze(-1)
+            self.K = _kernel(shifted, eps, C.dtype)
+            self.K64 = _kernel(shifted.double(), eps, torch.float64) if C.dtype == torch.float32 else None
         self.Kt = (self.K, self.K.transpose(-1, -2))  # the kernel as contracted along dim 0 / dim 1 (views)
         self.event_ndim = 1
         self._state = {"wide": False, "bad_fraction": 0.0}  # float32: products in float64 from the first underflow
@@ -79,6 +89,32 @@ class KernelDense:
         out = certified(h, lambda t: _shifted(t, self.K, eps, dim), exact,
                         redo64 if self.K64 is not None else None, self._state)
         return out + c0
+
+
+    @property
+    def compiled(self) -> bool:
+        """Whether :meth:`run` is available (a float64 CPU cost of one problem, the compiled core present)."""
+        return _kernel_run is not None and self.K.dtype == torch.float64 and self.K.dim() == 2 and self.K.numel() > 0
+
+    def run(self, f, g, Sg, lwa, lwb, ka: float, kb: float, omega: float, iters: int):
+        r"""``iters`` Sinkhorn iterations in one compiled call (:attr:`compiled` only; 1-D float64 CPU tensors):
+
+        .. math::
+            f \leftarrow f + \omega(\kappa_a S_g - f),\quad S_f = \mathrm{softmin}_0(f + \varepsilon \log a),\quad
+            g \leftarrow g + \omega(\kappa_b S_f - g),\quad S_g = \mathrm{softmin}_1(g + \varepsilon \log b)
+
+        each soft-min a shifted product with this kernel, certified as in :func:`_reliable_shifted`. Returns
+        ``((f, g, Sf, Sg), done, complete)``: ``complete`` False when a sum was unreliable at iteration ``done``
+        (the state is then the last certified one, ``None`` if there is none: finish in the log domain)."""
+        f, g, Sf, Sg, done, complete = _kernel_run(self.K.numpy(), float(self.c0), self.eps, lwa.numpy(), lwb.numpy(),
+                                                   f.numpy(), g.numpy(), Sg.numpy(), ka, kb, float(omega), int(iters))
+        state = None if f is None else tuple(map(torch.from_numpy, (f, g, Sf, Sg)))
+        return state, done, complete
+
+
+def _compiled(C: torch.Tensor) -> bool:
+    return (_gibbs_kernel is not None and C.dtype == torch.float64 and C.device.type == "cpu" and C.dim() == 2
+            and C.numel() > 0 and C.is_contiguous() and not C.requires_grad)
 
 
 def _kernel(C: torch.Tensor, eps: float, dtype) -> torch.Tensor:
@@ -170,6 +206,16 @@ class KernelCache:
                     self.kern = None
                 return out
         return dense_softmin(C, h, eps, dim)
+
+    def loop(self, C: torch.Tensor, eps) -> KernelDense | None:
+        """The kernel at ``eps`` for a loop of compiled iterations (:meth:`KernelDense.run`), built at once; None
+        where there is none (not a float64 CPU cost of one problem, too large, a refused ``eps``)."""
+        if not (_compiled(C) and isinstance(eps, (int, float))) or C.numel() > KERNEL_MAX_ENTRIES:
+            return None
+        if float(eps) in self.refused:
+            return None
+        kern = self._get(C, eps, False)
+        return kern if kern is not None and kern.compiled else None
 
     def _get(self, C: torch.Tensor, eps, adapt: bool):
         if not isinstance(eps, (int, float)) or C.numel() > KERNEL_MAX_ENTRIES:
