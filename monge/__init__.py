@@ -47,6 +47,7 @@ _LAZY = {
     "kmeans": "monge.apps.kmeans",
     "KMeans": "monge.apps.kmeans",
     "KMeansResult": "monge.apps.kmeans",
+    "kmeans_inertia": "monge.apps.kmeans",
     "displacement_interpolation": "monge.apps.interpolation",
     "DisplacementInterpolation": "monge.apps.interpolation",
     "gaussian_geodesic": "monge.apps.interpolation",

@@ -19,6 +19,7 @@ _LAZY = {
     "ot_pairs": "minibatch",
     "barycentric_coordinates": "coordinates",
     "displacement_interpolation": "interpolation",
+    "kmeans_inertia": "kmeans",
 }
 _RENAMED = {"sample_complexity": "study", "wmd_knn": "knn"}
 

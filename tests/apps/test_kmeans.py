@@ -180,3 +180,67 @@ def test_one_warning_per_call_pointing_at_the_caller(rng):
         warnings.simplefilter("always")
         kmeans(x, 10, max_iter=1, n_init=3, seed=0)
     assert len(caught) == 1 and caught[0].filename == __file__
+
+
+# --- the differentiable inertia ---------------------------------------------------------------------------------
+
+from monge.apps.kmeans import kmeans_inertia  # noqa: E402
+
+
+def test_inertia_matches_sklearn_and_the_fitted_result(blobs):
+    c0 = kmeans_plusplus(blobs, 5, seed=2)
+    ref = SKKMeans(5, init=c0.numpy(), n_init=1, tol=0.0, algorithm="lloyd").fit(blobs.numpy())
+    c = torch.tensor(ref.cluster_centers_)
+    ones = torch.ones(len(blobs), dtype=torch.float64)
+    assert float(kmeans_inertia(blobs, c, ones)) == pytest.approx(ref.inertia_, rel=1e-10)
+    res = kmeans(blobs, 5, init=c0)
+    assert float(kmeans_inertia(blobs, res.centers)) == pytest.approx(float(res.inertia), rel=1e-10)
+    assert float(kmeans_inertia(blobs, c, chunk=7)) == pytest.approx(ref.inertia_ / len(blobs), rel=1e-10)
+
+
+def test_inertia_gradcheck_hard_and_soft():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    c = torch.randn(3, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    a = torch.rand(9, dtype=torch.float64, generator=g).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda u, v, w: kmeans_inertia(u, v, w), (x, c, a))
+    assert torch.autograd.gradcheck(lambda u, v, w: kmeans_inertia(u, v, w, eps=0.3), (x, c, a))
+    # the hard gradient is 2 a_i (x_i - c_k(i)); the centres' gradient is the (negated) cell sums
+    I = kmeans_inertia(x, c, a)
+    gx, gc = torch.autograd.grad(I, (x, c))
+    lab = torch.cdist(x, c).argmin(-1)
+    torch.testing.assert_close(gx, 2 * a[:, None] * (x - c[lab]))
+    torch.testing.assert_close(gc, -2 * torch.zeros_like(c).index_add(0, lab, a[:, None] * (x - c[lab])))
+
+
+def test_soft_inertia_brackets_the_hard_one_and_converges():
+    g = torch.Generator().manual_seed(1)
+    x, c = torch.randn(50, 3, dtype=torch.float64, generator=g), torch.randn(4, 3, dtype=torch.float64, generator=g)
+    hard = float(kmeans_inertia(x, c))
+    for eps in (1.0, 0.1, 1e-3):
+        soft = float(kmeans_inertia(x, c, eps=eps))
+        assert hard - 1e-12 <= soft <= hard + eps * np.log(4) + 1e-12
+    assert abs(float(kmeans_inertia(x, c, eps=1e-4)) - hard) < 2e-4
+
+
+@pytest.mark.parametrize("B", [3, 5])  # B = d, B = k
+def test_inertia_batched_equals_looped(B):
+    g = torch.Generator().manual_seed(B)
+    x, c = torch.randn(B, 6, 3, generator=g), torch.randn(B, 5, 3, generator=g)
+    out = kmeans_inertia(x, c, eps=0.5)
+    assert out.shape == (B,) and out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.stack([kmeans_inertia(x[i], c[i], eps=0.5) for i in range(B)]))
+    torch.testing.assert_close(kmeans_inertia(x, c[0]), torch.stack([kmeans_inertia(x[i], c[0]) for i in range(B)]))
+
+
+def test_inertia_bad_inputs():
+    x = torch.rand(5, 2)
+    with pytest.raises(ValueError, match="centers: expected shape"):
+        kmeans_inertia(x, torch.rand(3, 3))
+    with pytest.raises(ValueError, match="eps"):
+        kmeans_inertia(x, torch.rand(3, 2), eps=-1.0)
+    with pytest.raises(ValueError, match="center_weights: only"):
+        kmeans_inertia(x, torch.rand(3, 2), center_weights=torch.ones(3))
+    with pytest.raises(ValueError, match="a: expected weights"):
+        kmeans_inertia(x, torch.rand(3, 2), torch.ones(4))
+    assert monge.kmeans_inertia is kmeans_inertia and monge.apps.kmeans_inertia is kmeans_inertia
