@@ -632,72 +632,6 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
   return nb::make_tuple(to_numpy(std::move(flow)), to_numpy(std::move(u)), status, iters, art_flow, tol);
 }
 
-// ------------------------------------------------------------------------------------------------------
-// The certificate scan of the multiscale solver: every reduced cost r_ij = |x_i - y_j|^p - f_i - g_j of two
-// point clouds, without storing the cost. Returns the `per_row` most negative arcs of each row and the most
-// negative arc of each column among those with r < -tol. Rows are split over threads.
-
-void scan_rows(const double *x, const double *y, const double *f, const double *g, int n0, int n1, int m, int d,
-               double p, double tol, int per_row, std::vector<i64> &rows, std::vector<i64> &cols,
-               std::vector<double> &col_val, std::vector<i64> &col_arg) {
-  std::vector<double> r(m);
-  std::vector<std::pair<double, int>> best;
-  for (int i = n0; i < n1; ++i) {
-    const double *xi = x + i64(i) * d;
-    for (int j = 0; j < m; ++j) {
-      const double *yj = y + i64(j) * d;
-      double c = 0.0;
-      for (int k = 0; k < d; ++k) c += (xi[k] - yj[k]) * (xi[k] - yj[k]);
-      r[j] = (p == 2.0 ? c : std::pow(std::sqrt(c), p)) - f[i] - g[j];
-    }
-    best.clear();
-    for (int j = 0; j < m; ++j) {
-      const double v = r[j];
-      if (v < col_val[j]) col_val[j] = v, col_arg[j] = i;
-      if (!(v < -tol)) continue;
-      if (int(best.size()) < per_row) {
-        best.emplace_back(v, j);
-        std::push_heap(best.begin(), best.end());
-      } else if (v < best.front().first) {
-        std::pop_heap(best.begin(), best.end());
-        best.back() = {v, j};
-        std::push_heap(best.begin(), best.end());
-      }
-    }
-    for (auto &b : best) rows.push_back(i), cols.push_back(b.second);
-  }
-}
-
-using F2 = nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
-
-nb::tuple reduced_cost_scan(F2 x, F2 y, F1 f, F1 g, double p, double tol, int per_row, int n_threads) {
-  const int n = int(x.shape(0)), m = int(y.shape(0)), d = int(x.shape(1));
-  if (int(y.shape(1)) != d || int(f.shape(0)) != n || int(g.shape(0)) != m || per_row < 1)
-    throw std::invalid_argument("reduced_cost_scan: expected x (n, d), y (m, d), f (n,), g (m,), per_row >= 1");
-  const int T = std::max(1, std::min(n_threads, std::max(1, n / 64)));
-  std::vector<std::vector<i64>> R(T), C(T), CA(T, std::vector<i64>(m, -1));
-  std::vector<std::vector<double>> CV(T, std::vector<double>(m, kInf));
-  {
-    nb::gil_scoped_release release;
-    std::vector<std::thread> pool;
-    for (int t = 0; t < T; ++t)
-      pool.emplace_back([&, t] {
-        scan_rows(x.data(), y.data(), f.data(), g.data(), i64(n) * t / T, i64(n) * (t + 1) / T, m, d, p, tol,
-                  per_row, R[t], C[t], CV[t], CA[t]);
-      });
-    for (auto &th : pool) th.join();
-    for (int t = 1; t < T; ++t) {
-      for (int j = 0; j < m; ++j)
-        if (CV[t][j] < CV[0][j]) CV[0][j] = CV[t][j], CA[0][j] = CA[t][j];
-      R[0].insert(R[0].end(), R[t].begin(), R[t].end());
-      C[0].insert(C[0].end(), C[t].begin(), C[t].end());
-    }
-    for (int j = 0; j < m; ++j)
-      if (CV[0][j] < -tol) R[0].push_back(CA[0][j]), C[0].push_back(j);
-  }
-  return nb::make_tuple(to_numpy(std::move(R[0])), to_numpy(std::move(C[0])));
-}
-
 }  // namespace
 
 void register_min_cost_flow(nb::module_ &m) {
@@ -708,8 +642,4 @@ void register_min_cost_flow(nb::module_ &m) {
         "u is the dual potential (u_src - u_dst <= cost). status 0 = optimal, 1 = max_iter, 3 = unbounded. "
         "init 0 = greedy basis by reduced cost for potentials pi0 (= -u0; empty: none), 1 = BFS spanning tree "
         "(arcs a and a + m/2 reverse each other), 2 = that tree preferring the edges of largest priority pi0 (m/2,). flow0 (m,): a warm start from a feasible basis' flows (empty: none).");
-  m.def("reduced_cost_scan", &reduced_cost_scan, nb::arg("x"), nb::arg("y"), nb::arg("f"), nb::arg("g"),
-        nb::arg("p"), nb::arg("tol"), nb::arg("per_row"), nb::arg("n_threads"),
-        "Arcs (rows, cols) with |x_i - y_j|^p - f_i - g_j < -tol: the per_row most negative of each row and the "
-        "most negative of each column (may repeat); the cost is never stored.");
 }

@@ -8,6 +8,7 @@ void register_assignment(nb::module_ &m);
 void register_softmin_lazy(nb::module_ &m);
 void register_softmin_dense(nb::module_ &m);
 void register_min_cost_flow(nb::module_ &m);
+void register_reduced_costs(nb::module_ &m);
 
 NB_MODULE(_core, m) {
   m.doc() = "monge's compiled core: exact OT solvers and the CPU soft-min kernels (GIL released)";
@@ -16,4 +17,5 @@ NB_MODULE(_core, m) {
   register_softmin_lazy(m);
   register_softmin_dense(m);
   register_min_cost_flow(m);
+  register_reduced_costs(m);
 }

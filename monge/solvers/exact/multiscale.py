@@ -91,7 +91,7 @@ def _violations(x, y, f, g, p, tol, per_row):
     """Scan of all reduced costs :math:`C_{ij} - f_i - g_j` in the compiled core (the cost is never stored): the
     ``per_row`` most negative arcs of each row and the most negative of each column below ``-tol``, rechecked
     with the same cost formula as the arcs'."""
-    r, c = _core.reduced_cost_scan(x, y, f, g, float(p), float(tol), int(per_row), os.cpu_count() or 1)
+    r, c, _, _ = _core.reduced_cost_scan(x, y, f, g, float(p), float(tol), int(per_row), os.cpu_count() or 1)
     exact = _cost(x, y, r, c, p) - f[r] - g[c] < -tol
     return r[exact], c[exact]
 
