@@ -48,6 +48,7 @@ _LAZY = {
     "KMeans": "monge.apps.kmeans",
     "KMeansResult": "monge.apps.kmeans",
     "kmeans_inertia": "monge.apps.kmeans",
+    "OTDomainAdapter": "monge.apps.domain_adaptation",
     "displacement_interpolation": "monge.apps.interpolation",
     "DisplacementInterpolation": "monge.apps.interpolation",
     "gaussian_geodesic": "monge.apps.interpolation",

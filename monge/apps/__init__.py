@@ -1,6 +1,6 @@
 """Applications and inverse problems built on the solvers: flows, generative models, k-means, interpolation,
 barycentric coordinates, dictionary learning, colour transfer, registration, Gaussian closed forms, Word Mover's
-Distance, sample complexity, minibatch OT, W1 maps. Each module is imported on first use
+Distance, sample complexity, minibatch OT, W1 maps, domain adaptation. Each module is imported on first use
 (``monge.apps.color_transfer`` loads :mod:`monge.apps.color`). A function named like its module (``kmeans``,
 ``w1_map``) is reached as ``monge.kmeans`` / ``monge.w1_map``: ``monge.apps.kmeans`` is the module."""
 
@@ -20,6 +20,7 @@ _LAZY = {
     "barycentric_coordinates": "coordinates",
     "displacement_interpolation": "interpolation",
     "kmeans_inertia": "kmeans",
+    "OTDomainAdapter": "domain_adaptation",
 }
 _RENAMED = {"sample_complexity": "study", "wmd_knn": "knn"}
 
