@@ -105,10 +105,16 @@ class TransportSimplex {
     block_ = int(std::max<i64>(64, std::min<i64>(arcs, i64(std::sqrt(double(arcs))))));
   }
 
-  // Runs the simplex; returns 0 (optimal) or 1 (max_iter pivots done).
-  int solve(i64 max_iter) {
-    build_shortlists();
-    init_tree(greedy_basis());
+  // Runs the simplex; returns 0 (optimal) or 1 (max_iter pivots done). `warm`: a basis to start from (the parent
+  // of every node but R, compacted indices, R for a component root), e.g. the final tree of a solve of the same
+  // marginals with another cost; used when it is a feasible, strongly feasible tree, else the greedy basis is.
+  int solve(i64 max_iter, const int *warm = nullptr) {
+    warm_ = warm != nullptr && init_tree_from(warm);
+    // A warm tree is usually a few pivots from optimal: shortlists would not repay their construction.
+    if (!warm_) {
+      build_shortlists();
+      init_tree(greedy_basis());
+    }
     const i64 refresh = std::max<i64>(1000, N_);  // re-derive potentials from the tree every `refresh` pivots
     while (true) {
       if (max_iter > 0 && iter_ >= max_iter) return 1;
@@ -122,6 +128,9 @@ class TransportSimplex {
   }
 
   i64 iterations() const { return iter_; }
+  bool warm_started() const { return warm_; }
+  // The basis (parent of every node but R), to warm-start the next solve.
+  void basis(int *par) const { std::copy(parent_.begin(), parent_.begin() + R_, par); }
 
   // Pricing strategy: search the shortlists until they hold no improving arc, then the dense matrix; after
   // kBackToShortlist dense pivots, try the shortlists again. Optimality is only declared by a dense pass.
@@ -346,8 +355,13 @@ class TransportSimplex {
         }
       }
     }
-    // `order` is a preorder with contiguous subtrees: whatever is pushed after a node is popped (with its
-    // own subtree) before anything pushed earlier.
+    finish_tree(order);
+  }
+
+  // Thread, reverse thread, subtree sizes, last successors and potentials from a preorder of the tree in which
+  // every subtree is contiguous (what a stack DFS gives: whatever is pushed after a node is popped, with its own
+  // subtree, before anything pushed earlier).
+  void finish_tree(const std::vector<int> &order) {
     for (int k = 0; k < N_; ++k) {
       const int u = order[k], v = order[(k + 1) % N_];
       thread_[u] = v;
@@ -358,6 +372,61 @@ class TransportSimplex {
     for (int k = 0; k < N_; ++k) at[order[k]] = k;
     for (int u = 0; u < N_; ++u) last_succ_[u] = order[at[u] + succ_num_[u] - 1];
     compute_potentials();
+  }
+
+  // The tree of parents `par` (see solve). False, leaving the state to be rebuilt by init_tree, unless it is a
+  // spanning tree rooted at R whose arcs join a supply to a demand node, its flows (the unique ones meeting the
+  // supplies) are >= 0 and 0 on the artificial arcs, and its zero-flow real arcs point towards R (strongly
+  // feasible in the sense of the leaving-arc rule: positive flow can be sent from every node up to R, so the rule
+  // cannot cycle; the final tree of every solve is so). Flows within 1e-13 of the mass of 0 are rounding: set to 0.
+  bool init_tree_from(const int *par) {
+    parent_.assign(N_, -1);
+    std::vector<int> head(N_ + 1, 0), kids(N_ - 1);
+    for (int u = 0; u < R_; ++u) {
+      const int p = par[u];
+      if (p < 0 || p > R_ || p == u || (p != R_ && (u < n_) == (p < n_))) return false;
+      parent_[u] = p;
+      ++head[p + 1];
+    }
+    for (int u = 0; u < N_; ++u) head[u + 1] += head[u];
+    std::vector<int> pos(head.begin(), head.end() - 1);
+    for (int u = 0; u < R_; ++u) kids[pos[parent_[u]]++] = u;
+    std::vector<int> order, stack{R_};
+    order.reserve(N_);
+    while (!stack.empty()) {
+      const int u = stack.back();
+      stack.pop_back();
+      order.push_back(u);
+      for (int k = head[u]; k < head[u + 1]; ++k) stack.push_back(kids[k]);
+    }
+    if (int(order.size()) != N_) return false;  // a cycle: some nodes are not below R
+    double mass = 0.0;
+    for (int i = 0; i < n_; ++i) mass += supply_[i];
+    const double tol = 1e-13 * mass;
+    std::vector<double> excess(supply_);
+    excess.push_back(0.0);
+    flow_.assign(N_, 0.0);
+    for (int k = N_ - 1; k > 0; --k) {
+      const int u = order[k], p = parent_[u];
+      if (p == R_) {
+        if (!(std::fabs(excess[u]) <= tol)) return false;  // an unbalanced component
+        continue;
+      }
+      double x = is_up(u) ? excess[u] : -excess[u];
+      if (!(x > tol)) {
+        if (x < -tol || !is_up(u)) return false;  // infeasible, or a zero flow away from R
+        x = 0.0;
+      }
+      flow_[u] = x;
+      excess[p] += excess[u];
+    }
+    thread_.assign(N_, R_);
+    rev_thread_.assign(N_, R_);
+    succ_num_.assign(N_, 1);
+    last_succ_.assign(N_, R_);
+    pi_.assign(N_, 0.0);
+    finish_tree(order);
+    return true;
   }
 
   // pi[R] = 0 and rc = 0 on every tree arc (artificial arcs cost 0), in thread order (parents first).
@@ -558,6 +627,7 @@ class TransportSimplex {
   int block_ = 64;
   int next_i_ = 0, next_j_ = 0;
   i64 iter_ = 0;
+  bool warm_ = false;
   // Shortlists: the k_ cheapest columns of every row (column index and cost), priced before the dense scan.
   static constexpr int kShortlist = 48;        // measured: 32..64 similar, 48 best on 4000^2 geometric costs
   static constexpr int kBackToShortlist = 50;  // dense pivots before the shortlists are tried again
@@ -595,12 +665,38 @@ struct Result {
   double cost = 0.0;
   int status = 0;
   i64 n_iter = 0;
+  bool warm = false;  // started from the given basis
 };
 
-Result solve_problem(const double *C, int n, int m, const double *a_in, const double *b_in, i64 max_iter) {
+// The basis in the caller's indices (node i < n: row i, n + j: column j, n + m: the root; -1: a dropped node of
+// zero mass) -> the compacted solver's parents; false when it does not fit the kept nodes.
+bool compact_basis(const i64 *basis, int n, int m, const std::vector<int> &ri, const std::vector<int> &cj,
+                   std::vector<int> &par) {
+  const int nn = int(ri.size()), mm = int(cj.size());
+  std::vector<int> to(n + m + 1, -1);
+  for (int k = 0; k < nn; ++k) to[ri[k]] = k;
+  for (int l = 0; l < mm; ++l) to[n + cj[l]] = nn + l;
+  to[n + m] = nn + mm;
+  par.assign(nn + mm, -1);
+  for (int u = 0; u < n + m; ++u) {
+    const i64 p = basis[u];
+    const bool kept = to[u] >= 0 && u < n + m;
+    if (!kept) {
+      if (p != -1) return false;
+      continue;
+    }
+    if (p < 0 || p > n + m || to[p] < 0) return false;
+    par[to[u]] = to[p];
+  }
+  return true;
+}
+
+Result solve_problem(const double *C, int n, int m, const double *a_in, const double *b_in, i64 max_iter,
+                     const i64 *basis_in = nullptr, i64 *basis_out = nullptr) {
   Result res;
   res.f.assign(n, 0.0);
   res.g.assign(m, 0.0);
+  if (basis_out != nullptr) std::fill(basis_out, basis_out + n + m, i64(-1));
   std::vector<int> ri, cj;  // kept (positive-mass) rows and columns
   for (int i = 0; i < n; ++i)
     if (a_in[i] > 0.0) ri.push_back(i);
@@ -640,9 +736,18 @@ Result solve_problem(const double *C, int n, int m, const double *a_in, const do
       ldc = mm;
     }
     TransportSimplex ns(Cs, ldc, nn, mm, a.data(), b.data());
-    const int st = ns.solve(max_iter);
+    std::vector<int> warm;
+    const bool fits = basis_in != nullptr && compact_basis(basis_in, n, m, ri, cj, warm);
+    const int st = ns.solve(max_iter, fits ? warm.data() : nullptr);
     if (res.status == 0) res.status = st;
     res.n_iter = ns.iterations();
+    res.warm = ns.warm_started();
+    if (basis_out != nullptr) {  // back to the caller's indices
+      std::vector<int> par(nn + mm);
+      ns.basis(par.data());
+      auto orig = [&](int v) -> i64 { return v < nn ? ri[v] : v < nn + mm ? n + cj[v - nn] : n + m; };
+      for (int u = 0; u < nn + mm; ++u) basis_out[orig(u)] = orig(par[u]);
+    }
     std::vector<double> f(nn), g(mm);
     ns.extract(f.data(), g.data(), res.rows, res.cols, res.vals);
     for (int k = 0; k < nn; ++k) res.f[ri[k]] = f[k];
@@ -724,6 +829,71 @@ double accurate_dot(const double *x, const double *y, i64 len) {
   return s + comp;
 }
 
+// One problem of a batch into its packed rows (see network_simplex_batch): iq (2K + 2) ints, fq (K + n + m + 3)
+// floats; basis_in / basis_out (n + m, or null): warm start and final basis. Returns whether it started warm.
+bool solve_packed(const double *aq, const double *bq, const double *Cq, size_t n, size_t m, i64 max_iter,
+                  bool rebalance, i64 *iq, double *fq, const i64 *basis_in, i64 *basis_out) {
+  const i64 K = i64(n + m - 1), NF = K + i64(n + m) + 3;
+  std::vector<double> bs;
+  if (rebalance) {
+    double sa = 0.0, sb = 0.0;
+    for (size_t i = 0; i < n; ++i) sa += aq[i];
+    for (size_t j = 0; j < m; ++j) sb += bq[j];
+    const double ratio = sa / sb;
+    if (sb > 0.0 && std::isfinite(ratio) && std::fabs(ratio - 1.0) > 1e-12) {
+      bs.assign(bq, bq + m);
+      for (double &w : bs) w *= ratio;
+      bq = bs.data();
+    }
+  }
+  bool finite = true;
+  const int e = monge::cost_exponent(Cq, i64(n * m), finite);
+  if (!finite) {  // no answer to give (e.g. costs that overflowed when computed from points near 1e300)
+    if (basis_out != nullptr) std::fill(basis_out, basis_out + n + m, i64(-1));
+    iq[2 * K] = 3;
+    std::fill(fq + K, fq + NF, std::numeric_limits<double>::quiet_NaN());
+    return false;
+  }
+  std::vector<double> Cs;  // C / 2^e (exact) when its scale is far from 1
+  if (e != 0) {
+    Cs.resize(n * m);
+    for (size_t t = 0; t < n * m; ++t) Cs[t] = std::ldexp(Cq[t], -e);
+    Cq = Cs.data();
+  }
+  Result r = solve_problem(Cq, int(n), int(m), aq, bq, max_iter, basis_in, basis_out);
+  if (e != 0) monge::centre_duals(r.f.data(), i64(n), r.g.data(), i64(m));  // room for the scale
+  const i64 k = std::min<i64>(K, i64(r.vals.size()));
+  std::copy(r.rows.begin(), r.rows.begin() + k, iq);
+  std::copy(r.cols.begin(), r.cols.begin() + k, iq + K);
+  iq[2 * K] = r.status;
+  iq[2 * K + 1] = r.n_iter;
+  std::copy(r.vals.begin(), r.vals.begin() + k, fq);
+  std::copy(r.f.begin(), r.f.end(), fq + K);
+  std::copy(r.g.begin(), r.g.end(), fq + K + i64(n));
+  std::vector<double> rs(n, 0.0), cs(m, 0.0);
+  for (size_t t = 0; t < r.vals.size(); ++t) {
+    rs[r.rows[t]] += r.vals[t];
+    cs[r.cols[t]] += r.vals[t];
+  }
+  double err = 0.0;
+  for (size_t i = 0; i < n; ++i) err += std::fabs(rs[i] - aq[i]);
+  for (size_t j = 0; j < m; ++j) err += std::fabs(cs[j] - bq[j]);
+  double *tail = fq + K + i64(n + m);
+  tail[0] = r.cost;
+  tail[1] = err;
+  tail[2] = r.cost - accurate_dot(aq, r.f.data(), i64(n)) - accurate_dot(bq, r.g.data(), i64(m));
+  if (e != 0) {  // back to the caller's scale; an answer beyond float64 (inf) is reported as status 3
+    bool ok = true;
+    for (double *x = fq + K; x != fq + NF; ++x) {
+      if (x == tail + 1) continue;  // the marginal error is in units of the weights
+      *x = std::ldexp(*x, e);
+      ok &= std::isfinite(*x);
+    }
+    if (!ok) iq[2 * K] = 3;
+  }
+  return r.warm;
+}
+
 // B independent problems in one call (threads over the batch, none for one problem), with each plan's marginal
 // error and duality gap: what the Python solver reports, without a per-problem round trip through Python.
 // Two packed outputs (K = n + m - 1; few arrays, because each numpy array handed back costs about a
@@ -752,70 +922,51 @@ std::tuple<monge::NumpyOut<i64, 2>, monge::NumpyOut<double, 2>> network_simplex_
   {
     nb::gil_scoped_release release;
     monge::parallel_for(i64(B), n_threads, [&](i64 q) {
-      const double *aq = pa + q * n, *bq = pb + q * m;
-      std::vector<double> bs;
-      if (rebalance) {
-        double sa = 0.0, sb = 0.0;
-        for (size_t i = 0; i < n; ++i) sa += aq[i];
-        for (size_t j = 0; j < m; ++j) sb += bq[j];
-        const double ratio = sa / sb;
-        if (sb > 0.0 && std::isfinite(ratio) && std::fabs(ratio - 1.0) > 1e-12) {
-          bs.assign(bq, bq + m);
-          for (double &w : bs) w *= ratio;
-          bq = bs.data();
-        }
-      }
-      i64 *iq = ints.get() + q * NI;
-      double *fq = flts.get() + q * NF;
-      const double *Cq = pC + q * i64(n * m);
-      bool finite = true;
-      const int e = monge::cost_exponent(Cq, i64(n * m), finite);
-      if (!finite) {  // no answer to give (e.g. costs that overflowed when computed from points near 1e300)
-        iq[2 * K] = 3;
-        std::fill(fq + K, fq + NF, std::numeric_limits<double>::quiet_NaN());
-        return;
-      }
-      std::vector<double> Cs;  // C / 2^e (exact) when its scale is far from 1
-      if (e != 0) {
-        Cs.resize(n * m);
-        for (size_t t = 0; t < n * m; ++t) Cs[t] = std::ldexp(Cq[t], -e);
-        Cq = Cs.data();
-      }
-      Result r = solve_problem(Cq, int(n), int(m), aq, bq, max_iter);
-      if (e != 0) monge::centre_duals(r.f.data(), i64(n), r.g.data(), i64(m));  // room for the scale
-      const i64 k = std::min<i64>(K, i64(r.vals.size()));
-      std::copy(r.rows.begin(), r.rows.begin() + k, iq);
-      std::copy(r.cols.begin(), r.cols.begin() + k, iq + K);
-      iq[2 * K] = r.status;
-      iq[2 * K + 1] = r.n_iter;
-      std::copy(r.vals.begin(), r.vals.begin() + k, fq);
-      std::copy(r.f.begin(), r.f.end(), fq + K);
-      std::copy(r.g.begin(), r.g.end(), fq + K + i64(n));
-      std::vector<double> rs(n, 0.0), cs(m, 0.0);
-      for (size_t t = 0; t < r.vals.size(); ++t) {
-        rs[r.rows[t]] += r.vals[t];
-        cs[r.cols[t]] += r.vals[t];
-      }
-      double err = 0.0;
-      for (size_t i = 0; i < n; ++i) err += std::fabs(rs[i] - aq[i]);
-      for (size_t j = 0; j < m; ++j) err += std::fabs(cs[j] - bq[j]);
-      double *tail = fq + K + i64(n + m);
-      tail[0] = r.cost;
-      tail[1] = err;
-      tail[2] = r.cost - accurate_dot(aq, r.f.data(), i64(n)) - accurate_dot(bq, r.g.data(), i64(m));
-      if (e != 0) {  // back to the caller's scale; an answer beyond float64 (inf) is reported as status 3
-        bool ok = true;
-        for (double *x = fq + K; x != fq + NF; ++x) {
-          if (x == tail + 1) continue;  // the marginal error is in units of the weights
-          *x = std::ldexp(*x, e);
-          ok &= std::isfinite(*x);
-        }
-        if (!ok) iq[2 * K] = 3;
-      }
+      solve_packed(pa + q * n, pb + q * m, pC + q * i64(n * m), n, m, max_iter, rebalance, ints.get() + q * NI,
+                   flts.get() + q * NF, nullptr, nullptr);
     });
   }
   return {monge::owned<i64, 2>(std::move(ints), {B, size_t(NI)}),
           monge::owned<double, 2>(std::move(flts), {B, size_t(NF)})};
+}
+
+using IArray2 = nb::ndarray<const i64, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+
+// network_simplex_batch with a warm start: each problem may start from a basis (e.g. the final basis of a solve of
+// the same marginals with a nearby cost: a conditional-gradient or a Sinkhorn-like outer loop), and hands back
+// its final basis. basis (B, n + m) int64: the parent of every node in the spanning tree (row i: node i, column j:
+// node n + j, the root: n + m; -1 for nodes of zero mass); None: the greedy start.
+std::tuple<monge::NumpyOut<i64, 2>, monge::NumpyOut<double, 2>, monge::NumpyOut<i64, 2>, monge::NumpyOut<i64, 1>>
+network_simplex_warm(CArray2 a, CArray2 b, CArray3 C, IArray2 basis, i64 max_iter, int n_threads, bool rebalance) {
+  const size_t B = C.shape(0), n = C.shape(1), m = C.shape(2);
+  if (a.shape(0) != B || b.shape(0) != B || a.shape(1) != n || b.shape(1) != m)
+    throw std::invalid_argument("network_simplex_warm: expected a (B, n), b (B, m), C (B, n, m)");
+  if (n == 0 || m == 0) throw std::invalid_argument("network_simplex_warm: empty problem");
+  if (n > size_t(std::numeric_limits<int>::max() / 2) || m > size_t(std::numeric_limits<int>::max() / 2))
+    throw std::invalid_argument("network_simplex_warm: problem too large");
+  const bool has_basis = basis.is_valid();
+  if (has_basis && (basis.shape(0) != B || basis.shape(1) != n + m))
+    throw std::invalid_argument("network_simplex_warm: expected basis (B, n + m) int64 or None");
+  const double *pa = a.data(), *pb = b.data(), *pC = C.data();
+  const i64 *pbase = has_basis ? basis.data() : nullptr;
+  check_weights(pa, B * n, "network_simplex_warm: a must be >= 0");
+  check_weights(pb, B * m, "network_simplex_warm: b must be >= 0");
+  const i64 K = i64(n + m - 1), NI = 2 * K + 2, NF = K + i64(n + m) + 3, NB = i64(n + m);
+  auto ints = monge::zeros<i64>(B * NI);
+  auto flts = monge::zeros<double>(B * NF);
+  auto bout = monge::zeros<i64>(B * NB);
+  auto warm = monge::zeros<i64>(B);
+  {
+    nb::gil_scoped_release release;
+    monge::parallel_for(i64(B), n_threads, [&](i64 q) {
+      warm.get()[q] = solve_packed(pa + q * n, pb + q * m, pC + q * i64(n * m), n, m, max_iter, rebalance,
+                                   ints.get() + q * NI, flts.get() + q * NF, pbase ? pbase + q * NB : nullptr,
+                                   bout.get() + q * NB);
+    });
+  }
+  return {monge::owned<i64, 2>(std::move(ints), {B, size_t(NI)}),
+          monge::owned<double, 2>(std::move(flts), {B, size_t(NF)}),
+          monge::owned<i64, 2>(std::move(bout), {B, size_t(NB)}), monge::owned<i64, 1>(std::move(warm), {B})};
 }
 
 }  // namespace
@@ -831,6 +982,14 @@ void register_network_simplex(nb::module_ &m) {
         "the value or a dual beyond float64; costs far from 1 are solved as C / 2^e and scaled back); error: l1 marginal error of the plan; gap:\n"
         "cost - <a, f> - <b, g>. rebalance: b is first rescaled to the mass of a. Threads over the batch\n"
         "(n_threads <= 0: one per hardware thread; one problem runs on the calling thread). Releases the GIL.");
+  m.def("network_simplex_warm", &network_simplex_warm, nb::arg("a"), nb::arg("b"), nb::arg("C"),
+        nb::arg("basis").none(), nb::arg("max_iter") = 0, nb::arg("n_threads") = 0, nb::arg("rebalance") = true,
+        "network_simplex_warm(a, b, C, basis, max_iter=0, n_threads=0, rebalance=True) -> (ints, floats, basis,\n"
+        "warm)\n\nnetwork_simplex_batch started from given bases. basis (B, n + m) int64 or None: the parent of\n"
+        "every node in a spanning tree (row i: node i, column j: node n + j, the root: n + m, -1: a node of zero\n"
+        "mass), e.g. the basis returned by a solve with the same a, b and another C. A basis that is not a\n"
+        "feasible, strongly feasible tree for a, b is ignored (greedy start). Returns ints, floats as\n"
+        "network_simplex_batch, the final bases (B, n + m) and warm (B,): 1 where the given basis was used.");
   m.def("network_simplex", &network_simplex, nb::arg("a"), nb::arg("b"), nb::arg("C"), nb::arg("max_iter") = 0,
         "Exact OT by the network simplex: (rows, cols, vals, f, g, cost, status, n_iter). status 0 = optimal, "
         "1 = max_iter reached (feasible, not proven optimal), 2 = infeasible. max_iter <= 0: no cap.");

@@ -13,7 +13,7 @@ from .barycenter import BarycenterResult
 from .convergence import STATUSES, Convergence
 from .free_support import FreeSupportResult, KMeansResult
 from .graph import GraphW1Result
-from .gromov import GWResult
+from .gromov import ExactGWResult, GWResult
 from .linear import AssignmentResult, ExactResult, SinkhornResult
 from .semidiscrete import LloydResult, SemidiscreteResult
 
@@ -34,6 +34,7 @@ __all__ = [
     "UnmixResult",
     "GraphW1Result",
     "GWResult",
+    "ExactGWResult",
     "SemidiscreteResult",
     "LloydResult",
 ]

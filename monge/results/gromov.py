@@ -8,7 +8,7 @@ import torch
 
 from .convergence import Convergence
 
-__all__ = ["GWResult"]
+__all__ = ["GWResult", "ExactGWResult"]
 
 
 @dataclass(frozen=True)
@@ -38,3 +38,46 @@ class GWResult:
     @property
     def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.plan.sum(-1), self.plan.sum(-2)
+
+
+@dataclass(frozen=True)
+class ExactGWResult:
+    r"""Solution of a (fused) Gromov-Wasserstein problem by the exact conditional-gradient solver: the plan is held
+    sparse, as triplets (a vertex of the transport polytope has at most ``n + m - 1`` nonzeros; a plan the line
+    search left between vertices has the union of their supports), like :class:`~monge.results.ExactResult`.
+
+    Attributes:
+        value, linear_term, quadratic_term, f, g, convergence: as in :class:`GWResult`.
+        rows, cols, vals: the nonzeros of the plan, ``(K,)`` each; ``shape = (n, m)``.
+
+    :attr:`plan` materialises the dense ``(n, m)`` plan on each access; :attr:`plan_sparse` is a coalesced
+    ``torch.sparse_coo_tensor``; :attr:`marginals` never forms the dense plan.
+    """
+
+    value: torch.Tensor
+    linear_term: torch.Tensor
+    quadratic_term: torch.Tensor
+    f: torch.Tensor
+    g: torch.Tensor
+    convergence: Convergence
+    rows: torch.Tensor
+    cols: torch.Tensor
+    vals: torch.Tensor
+    shape: tuple[int, int]
+
+    @property
+    def plan(self) -> torch.Tensor:
+        """The dense plan ``(n, m)`` (materialised on each access; :attr:`plan_sparse` for large ``n m``)."""
+        return self.vals.new_zeros(self.shape).index_put_((self.rows, self.cols), self.vals, accumulate=True)
+
+    @property
+    def plan_sparse(self) -> torch.Tensor:
+        """The plan as a coalesced ``torch.sparse_coo_tensor`` ``(n, m)`` with ``len(vals)`` stored entries."""
+        idx = torch.stack([self.rows, self.cols])
+        return torch.sparse_coo_tensor(idx, self.vals, self.shape).coalesce()
+
+    @property
+    def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n, m = self.shape
+        return (self.vals.new_zeros(n).index_add_(0, self.rows, self.vals),
+                self.vals.new_zeros(m).index_add_(0, self.cols, self.vals))

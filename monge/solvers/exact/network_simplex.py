@@ -16,7 +16,7 @@ from ...problems.linear import LinearProblem
 from ...results import Convergence, ExactResult
 from ._batch import EnvelopeValue, needs_grad, to_numpy64, to_tensor
 
-__all__ = ["NetworkSimplex", "pack_exact"]
+__all__ = ["NetworkSimplex", "pack_exact", "solve_warm"]
 
 _STATUS = {0: "converged", 1: "max_iter", 2: "infeasible", 3: "diverged"}
 
@@ -74,6 +74,39 @@ class NetworkSimplex:
         ints, flts = _core.network_simplex_batch(to_numpy64(a), to_numpy64(b), to_numpy64(C), self.max_iter or 0,
                                                  self.n_threads or 0, True)
         return replace(_pack(*_unpack(ints, flts, *C.shape), C, a, b, shape), problem=prob)  # kept for the maps
+
+
+def solve_warm(C: torch.Tensor, a: torch.Tensor, b: torch.Tensor, basis: np.ndarray | None = None,
+               max_iter: int | None = None, n_threads: int | None = None):
+    r"""The network simplex started from a given basis: ``(ExactResult, basis)``, for loops that solve a sequence of
+    balanced problems with the same weights and nearby costs (conditional gradient, outer loops).
+
+    A basis is the spanning tree of an optimal vertex: an ``int64`` array ``(..., n + m)`` giving the parent of every
+    node (row ``i``: node ``i``, column ``j``: node ``n + j``, root: ``n + m``; ``-1`` for nodes of zero mass). The
+    previous solve's basis is primal feasible for the same ``a, b`` whatever the cost; the solver recomputes its
+    potentials :math:`f_i + g_j = C_{ij}` on the tree for the new ``C`` and pivots on from there. A basis that is not
+    a (strongly) feasible tree for ``a, b`` is ignored (the greedy start is used): never a wrong answer, at worst
+    a cold solve. ``C (..., n, m)``, ``a (..., n)``, ``b (..., m)`` with one batch shape (no broadcasting),
+    ``basis`` ``None`` (cold) or as returned by the previous call.
+
+    Example:
+        >>> import torch
+        >>> C = torch.rand(2, 5, 4, dtype=torch.float64)
+        >>> a, b = torch.full((2, 5), 0.2, dtype=torch.float64), torch.full((2, 4), 0.25, dtype=torch.float64)
+        >>> res, basis = solve_warm(C, a, b)
+        >>> res2, _ = solve_warm(C + 0.01 * torch.rand(2, 5, 4, dtype=torch.float64), a, b, basis)
+        >>> basis.shape, res2.convergence.status
+        ((2, 9), ('converged', 'converged'))
+    """
+    shape = tuple(C.shape[:-2])
+    n, m = C.shape[-2:]
+    C3, a2, b2 = C.reshape(-1, n, m), a.reshape(-1, n), b.reshape(-1, m)
+    if basis is not None:
+        basis = np.ascontiguousarray(basis, dtype=np.int64).reshape(C3.shape[0], n + m)
+    ints, flts, out, _ = _core.network_simplex_warm(to_numpy64(a2), to_numpy64(b2), to_numpy64(C3), basis,
+                                                    max_iter or 0, n_threads or 0, True)
+    res = _pack(*_unpack(ints, flts, *C3.shape), C3, a2, b2, shape)
+    return res, out.reshape(*shape, n + m)
 
 
 def _broadcast(C, a, b):

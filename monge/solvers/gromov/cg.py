@@ -25,13 +25,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ...geometry.dense import DenseCost
-from ...problems.linear import LinearProblem
 from ...problems.quadratic import QuadraticProblem
-from ...results import Convergence
-from ..exact.network_simplex import NetworkSimplex
-from .common import GWResult, Objective, check_init, differentiable_value, dot, user_stacklevel
-from .state import make_state
+from ...results import Convergence, ExactGWResult
+from ..exact._batch import centred
+from ..exact.network_simplex import solve_warm
+from .common import Objective, check_init, differentiable_value, dot, user_stacklevel
+from .state import LowRankState, make_state
 
 __all__ = ["GromovWasserstein", "LinearSolves", "comonotone", "exact_line_search"]
 
@@ -64,7 +63,8 @@ class GromovWasserstein:
         rtol: relative tolerance on the FW gap (``1e-9``).
         max_iter: cap on CG steps (each one network simplex solve). Reaching it is reported and warned once.
 
-    Returns from ``solver(prob, init=None)`` a :class:`GWResult` (float64 loop; results in the input's dtype).
+    Returns from ``solver(prob, init=None)`` an :class:`~monge.results.ExactGWResult` (float64 loop; results in the
+    input's dtype), its plan held sparse (``rows, cols, vals``; ``plan`` densifies, ``plan_sparse`` is a COO tensor).
     ``init``: a feasible plan ``(n, m)`` to start from (default: the product ``a b^T``).
 
     Failure modes: GW is nonconvex; CG finds a stationary point (gap ~ 0), not always the global optimum, and the
@@ -101,15 +101,15 @@ class GromovWasserstein:
         if not isinstance(self.max_iter, int) or isinstance(self.max_iter, bool) or self.max_iter < 1:
             raise ValueError(f"max_iter: expected a positive int, got {self.max_iter!r}")
 
-    def __call__(self, prob: QuadraticProblem, init=None) -> GWResult:
+    def __call__(self, prob: QuadraticProblem, init=None) -> ExactGWResult:
         if not isinstance(prob, QuadraticProblem):
             raise TypeError(f"prob: expected a monge QuadraticProblem, got {type(prob).__name__}")
         if not prob.is_balanced:
             raise ValueError("rho_a/rho_b: the exact GW solver solves balanced problems only; drop rho_a/rho_b")
         obj = Objective(prob, dtype=torch.float64)
-        P = check_init(init, prob, obj.a).clone()
+        P = None if init is None else check_init(init, prob, obj.a).clone()
         atol = self.atol if self.atol is not None else 1e-12 * prob.cost_scale()
-        P, f, g, gap, tol, trace, n_it, stalled, inner = self._loop(obj, P, atol, init is None)
+        state, f, g, gap, tol, trace, n_it, stalled, inner = self._loop(obj, P, atol, init is None)
         conv = Convergence.build(gap, tol, n_it, criterion="fw_gap", errors=torch.tensor(trace), stalled=stalled,
                                  levels=(("network_simplex", inner),))
         if not conv.all_converged:
@@ -117,20 +117,25 @@ class GromovWasserstein:
                           f"with a Frank-Wolfe gap of {gap:.3g} > {tol:.3g}; raise max_iter or loosen atol/rtol. The "
                           "result reports converged=False.", RuntimeWarning, stacklevel=user_stacklevel())
         like = prob.a
-        Pl = P.to(like)
         f, g = f.to(like), g.to(like)
-        value, lin, quad = differentiable_value(prob, Pl, f, g)
-        return GWResult(plan=Pl, value=value, linear_term=lin, quadratic_term=quad, f=f, g=g, convergence=conv)
+        rows, cols, vals = state.triplets()
+        vals = vals.to(like)
+        if isinstance(state, LowRankState):  # from the triplets: no (n, m) plan
+            value, lin, quad = _sparse_value(prob, rows, cols, vals, f, g)
+        else:
+            value, lin, quad = differentiable_value(prob, state.dense().to(like), f, g)
+        return ExactGWResult(value=value, linear_term=lin, quadratic_term=quad, f=f, g=g, convergence=conv, rows=rows,
+                             cols=cols, vals=vals, shape=tuple(prob.shape))
 
-    def _loop(self, obj: Objective, P: torch.Tensor, atol: float, product: bool):
-        """CG steps until the FW gap of the current plan is small; returns the plan and its certificate."""
+    def _loop(self, obj: Objective, P: torch.Tensor | None, atol: float, product: bool):
+        """CG steps until the FW gap of the current plan is small; returns the state and its certificate."""
         lps, trace, state = LinearSolves(obj.a, obj.b), [], make_state(obj, P)
         G = state.grad()
         stalled = False
         for it in range(self.max_iter + 1):
             rank1 = product and it == 0 and (obj.M is None or obj.alpha == 1.0)
             Q, lp_value = lps.solve(G, obj.rank1() if rank1 else None)
-            gap = float(dot(G, state.P)) - lp_value
+            gap = float(state.dot_plan(G)) - lp_value
             tol = max(atol, self.rtol * abs(state.value()))
             trace.append(gap)
             if gap <= tol or it == self.max_iter:
@@ -142,7 +147,24 @@ class GromovWasserstein:
             state.step(t)
             G = state.grad()
         f, g = lps.duals(G)
-        return state.P, f, g, gap, tol, trace, it, stalled, lps.convergence()
+        return state, f, g, gap, tol, trace, it, stalled, lps.convergence()
+
+
+def _sparse_value(prob: QuadraticProblem, rows, cols, vals, f, g):
+    r""":func:`differentiable_value` for low-rank costs and a plan given by its nonzeros: the cores
+    :math:`V_x^\top P V_y`, :math:`U_x^\top P U_y` gathered from the triplets, O((nnz + n + m) r^2)."""
+    obj = Objective(prob, detach=False)
+    n, m = prob.shape
+    obj.a, obj.b = vals.new_zeros(n).index_add_(0, rows, vals), vals.new_zeros(m).index_add_(0, cols, vals)
+    c1, c2 = obj.sx.fvec(obj.a), obj.sy.fvec(obj.b)
+    Hx, Hy, w = obj.sx.H, obj.sy.H, vals.unsqueeze(-1)
+    xp = dot((Hx.V[rows] * w).mT @ Hy.V[cols], (Hx.U[rows] * w).mT @ Hy.U[cols])
+    quad = obj.a @ c1 + obj.b @ c2 - xp
+    lin = obj.M[rows, cols] @ vals if obj.M is not None else quad.new_zeros(())
+    value = obj.value(lin, quad)
+    value = value + (centred(f.detach()) * (prob.a - prob.a.detach())).sum()
+    value = value + (centred(g.detach()) * (prob.b - prob.b.detach())).sum()
+    return value, lin.detach(), quad.detach()
 
 
 class LinearSolves:
@@ -150,12 +172,14 @@ class LinearSolves:
 
     At the product plan the gradient of pure GW is a rank-one matrix :math:`-2 u v^\top` plus row and column
     constants, whose LP optimum is the comonotone (sorted, north-west corner) coupling of ``u`` and ``v`` (the cost
-    :math:`-u_i v_j` is submodular): no simplex there. Every other step: the network simplex (float64, exact).
+    :math:`-u_i v_j` is submodular): no simplex there. Every other step: the network simplex (float64, exact),
+    started from the previous step's optimal basis (feasible for the same marginals; consecutive gradients differ
+    little, so few pivots remain).
     """
 
-    def __init__(self, a: torch.Tensor, b: torch.Tensor):
-        self.a, self.b = a, b
-        self.pivots, self.bad, self.last = 0, 0, None
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, warm: bool = True):
+        self.a, self.b, self.warm = a, b, warm
+        self.pivots, self.bad, self.last, self.basis = 0, 0, None, None
 
     def solve(self, G: torch.Tensor, rank1: tuple | None = None):
         """(vertex ``(rows, cols, vals)``, <G, Q>) of the LP with cost ``G``; ``rank1 = (u, v)``: G = const - u v^T."""
@@ -163,7 +187,9 @@ class LinearSolves:
             rows, cols, vals = comonotone(*rank1, self.a, self.b)
             self.last = None
             return (rows, cols, vals), float(G[rows, cols] @ vals)
-        res = NetworkSimplex()(LinearProblem(DenseCost(G), self.a, self.b))
+        res, basis = solve_warm(G, self.a, self.b, self.basis)
+        if self.warm:
+            self.basis = basis
         self.pivots += int(res.convergence.n_iters)
         self.bad += int(not res.convergence.all_converged)
         self.last = (G, res.f, res.g)

@@ -29,9 +29,12 @@ def densify(Q, n: int, m: int, like: torch.Tensor) -> torch.Tensor:
     return like.new_zeros(n, m).index_put_((rows, cols), vals, accumulate=True)
 
 
-def make_state(obj: Objective, P: torch.Tensor):
+def make_state(obj: Objective, P: torch.Tensor | None):
+    """The state for the objective's costs, from the plan ``P`` (``None``: the product ``a b^T``)."""
     both = isinstance(obj.sx.H, LowRank) and isinstance(obj.sy.H, LowRank)
-    return LowRankState(obj, P) if both else DenseState(obj, P)
+    if both:
+        return LowRankState(obj, P)
+    return DenseState(obj, torch.outer(obj.a, obj.b) if P is None else P)
 
 
 class DenseState:
@@ -61,26 +64,58 @@ class DenseState:
         self.P.add_(self.D, alpha=t)
         self.X.add_(self.XD, alpha=t)
 
+    def dot_plan(self, A: torch.Tensor) -> torch.Tensor:
+        return dot(A, self.P)
+
+    def triplets(self):
+        rows, cols = self.P.nonzero(as_tuple=True)
+        return rows, cols, self.P[rows, cols]
+
+    def dense(self) -> torch.Tensor:
+        return self.P
+
 
 class LowRankState:
-    """Plan ``P`` dense; ``cross(P)`` held by its cores ``K(P)``, ``S(P)`` (``r x r``)."""
+    r"""Plan held as :math:`P = s P_0 + \sum_k w_k Q_k` (the start, scaled, plus sparse vertices, coalesced into one set
+    of triplets); ``cross(P)`` held by its cores ``K(P)``, ``S(P)`` (``r x r``). No ``(n, m)`` plan is ever formed:
+    the product start ``a b^T`` is kept as its marginals, and once a step reaches its vertex (``t = 1``, every step
+    of a concave objective) the start is dropped and the plan is the vertex, ``n + m - 1`` triplets at most.
+    The gradient is written into one reused ``(n, m)`` buffer."""
 
-    def __init__(self, obj: Objective, P: torch.Tensor):
-        self.obj, self.P = obj, P
+    def __init__(self, obj: Objective, P0: torch.Tensor | None):
+        self.obj, self.P0, self.s = obj, P0, 1.0
         self.Hx, self.Hy = obj.sx.H, obj.sy.H
-        self.K, self.S = self.Hx.V.mT @ P @ self.Hy.V, self.Hx.U.mT @ P @ self.Hy.U
+        self.part = tuple(obj.a.new_zeros(0, dtype=t) for t in (torch.int64, torch.int64, obj.a.dtype))
+        if P0 is None:  # the product a b^T: rank one, so are its cores
+            self.K = torch.outer(self.Hx.V.mT @ obj.a, self.Hy.V.mT @ obj.b)
+            self.S = torch.outer(self.Hx.U.mT @ obj.a, self.Hy.U.mT @ obj.b)
+        else:
+            self.K, self.S = self.Hx.V.mT @ P0 @ self.Hy.V, self.Hx.U.mT @ P0 @ self.Hy.U
+        self.G = None
 
     def grad(self) -> torch.Tensor:
-        r""":math:`\nabla F(P) = 2\alpha(c_1 1^\top + 1 c_2^\top - U_x K U_y^\top) + (1 - \alpha) M`, one product."""
+        r""":math:`\nabla F(P) = 2\alpha(c_1 1^\top + 1 c_2^\top - U_x K U_y^\top) + (1 - \alpha) M`, one product, in
+        the state's buffer (overwritten by the next call)."""
         o = self.obj
-        base = torch.add(o.c1.unsqueeze(-1), o.c2.unsqueeze(-2))
-        G = base.addmm_(self.Hx.U, self.K @ self.Hy.U.mT, alpha=-1.0).mul_(2 * o.alpha)  # one (n, m) buffer
+        if self.G is None:
+            self.G = o.a.new_empty(o.a.shape[-1], o.b.shape[-1])
+        G = torch.add(o.c1.unsqueeze(-1), o.c2.unsqueeze(-2), out=self.G)
+        G.addmm_(self.Hx.U, self.K @ self.Hy.U.mT, beta=2 * o.alpha, alpha=-2 * o.alpha)
         return G if o.M is None or o.alpha == 1.0 else G.add_(o.M, alpha=1.0 - o.alpha)
+
+    def dot_plan(self, A: torch.Tensor) -> torch.Tensor:
+        """``<A, P>`` for a dense ``(n, m)`` matrix ``A``."""
+        rows, cols, vals = self.part
+        out = A[rows, cols] @ vals
+        if self.s > 0.0:
+            o = self.obj
+            out = out + self.s * (o.a @ (A @ o.b) if self.P0 is None else dot(A, self.P0))
+        return out
 
     def terms(self):
         o = self.obj
         quad = o.a @ o.c1 + o.b @ o.c2 - dot(self.K, self.S)
-        lin = dot(o.M, self.P) if o.M is not None else quad.new_zeros(())
+        lin = self.dot_plan(o.M) if o.M is not None else quad.new_zeros(())
         return lin, quad
 
     def value(self) -> float:
@@ -99,5 +134,32 @@ class LowRankState:
 
     def step(self, t: float) -> None:
         rows, cols, vals = self.Q
-        self.P.mul_(1.0 - t).index_put_((rows, cols), t * vals, accumulate=True)
+        keep = vals > 0
+        Q = rows[keep], cols[keep], vals[keep]
+        if t >= 1.0:
+            self.s, self.P0, self.part = 0.0, None, Q
+        else:
+            self.s *= 1.0 - t
+            (r0, c0, v0), m = self.part, self.obj.b.shape[-1]
+            vals = torch.cat([v0 * (1.0 - t), Q[2] * t])
+            self.part = _coalesce(torch.cat([r0, Q[0]]), torch.cat([c0, Q[1]]), vals, m)
         self.K, self.S = self.K + t * self.KD, self.S + t * self.SD
+
+    def triplets(self):
+        """The plan as ``(rows, cols, vals)`` (all its nonzeros; dense support while the start is still in it)."""
+        if self.s == 0.0:
+            return self.part
+        P = self.dense()
+        rows, cols = P.nonzero(as_tuple=True)
+        return rows, cols, P[rows, cols]
+
+    def dense(self) -> torch.Tensor:
+        o = self.obj
+        P0 = torch.outer(o.a, o.b) if self.P0 is None else self.P0
+        return densify(self.part, *P0.shape, P0).add_(P0, alpha=self.s)
+
+
+def _coalesce(rows, cols, vals, m: int):
+    """Triplets with duplicate entries summed."""
+    key, inv = torch.unique(rows * m + cols, return_inverse=True)
+    return key // m, key % m, vals.new_zeros(len(key)).index_add_(0, inv, vals)
