@@ -11,19 +11,23 @@ Kolkin & Weinberger 2015):
     \quad \mathrm{WCD} = \Big\|\sum_i a_i w_i - \sum_j b_j w'_j\Big\|
 
 (RWMD drops one marginal constraint; WCD is Jensen's inequality; RWMD is usually, not always, the tighter).
-:func:`knn` computes both bounds from a query to the whole corpus at once (vectorised over the corpus' words),
-visits the documents in increasing bound, solves them exactly in batches (network simplex over zero-padded
-documents) and stops as soon as the bound exceeds the current k-th exact distance: the same neighbours as the
-brute-force search, with most exact solves pruned.
+:func:`knn` computes both bounds between every query and every document at once (over the distinct words), visits
+the documents of each query in increasing bound, solves them exactly (one compiled network simplex per pair, pairs
+in parallel threads, all queries together) and stops a query as soon as its next bound exceeds its current k-th
+exact distance: the same neighbours as the brute-force search, with the exact solves the bounds exclude pruned.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .._validation import check_int
 
 __all__ = ["STOP_WORDS", "bag_of_words", "wmd", "wcd", "rwmd", "wmd_batch", "KNNResult", "knn"]
 
@@ -107,19 +111,45 @@ def wmd(doc1, doc2, embeddings) -> float:
     return float(wmd_batch([doc1], [doc2], emb)[0])
 
 
-def _pad(docs, emb):
-    L = max(len(d[0]) for d in docs)
-    X = emb.new_zeros(len(docs), L, emb.shape[1])
-    W = emb.new_zeros(len(docs), L)
-    for k, d in enumerate(docs):
-        x, w = _doc(d, emb, f"docs[{k}]")
-        X[k, : len(w)], W[k, : len(w)] = x, w
-    return X, W
+def _pair_value(x: np.ndarray, a: np.ndarray, ix: np.ndarray, y: np.ndarray, b: np.ndarray, iy: np.ndarray) -> float:
+    """Exact WMD of one pair by the compiled network simplex, on the Euclidean cost between the word vectors
+    (a matrix product, with identical words at exactly 0). Releases the GIL: pairs run in parallel threads."""
+    from .. import _core
+
+    C = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
+    np.sqrt(np.maximum(C, 0.0, out=C), out=C)
+    C[ix[:, None] == iy[None, :]] = 0.0
+    ints, flts = _core.network_simplex_batch(a[None], b[None], C[None], 0, 1)
+    status = int(ints[0, -2])
+    if status != 0:
+        raise RuntimeError(f"the exact WMD solve failed (network-simplex status {status}: 2 infeasible, 3 not finite); "
+                           "check the embeddings and weights for NaN/inf")
+    return float(flts[0, -3])
+
+
+class _Docs:
+    """Documents as numpy arrays (vectors, weights, word ids), validated once."""
+
+    def __init__(self, docs, emb: torch.Tensor, name: str):
+        parts = [_doc(d, emb, f"{name}[{k}]") for k, d in enumerate(docs)]
+        self.X = [x.numpy() for x, _ in parts]
+        self.w = [w.numpy() for _, w in parts]
+        self.ids = [torch.as_tensor(d[0], dtype=torch.long).numpy() for d in docs]
+
+    def __len__(self):
+        return len(self.X)
+
+
+def _solve_pairs(P: _Docs, Q: _Docs, pairs, pool=None) -> list[float]:
+    args = [(P.X[i], P.w[i], P.ids[i], Q.X[j], Q.w[j], Q.ids[j]) for i, j in pairs]
+    if pool is None or len(args) <= 1:
+        return [_pair_value(*t) for t in args]
+    return list(pool.map(lambda t: _pair_value(*t), args, chunksize=max(1, len(args) // 32)))
 
 
 def wmd_batch(docs1, docs2, embeddings) -> torch.Tensor:
-    """Exact WMD of the pairs ``(docs1[k], docs2[k])`` in one batched network-simplex call (documents padded
-    with zero-weight words), float64.
+    """Exact WMD of the pairs ``(docs1[k], docs2[k])``, float64: one compiled network-simplex solve per pair (no
+    padding to the longest document), pairs in parallel threads.
 
     Example:
         >>> import torch
@@ -127,14 +157,13 @@ def wmd_batch(docs1, docs2, embeddings) -> torch.Tensor:
         >>> wmd_batch([([0], [1.0]), ([0, 1], [1, 1])], [([1], [1.0]), ([0, 1], [1, 1])], E).tolist()
         [1.4142135623730951, 0.0]
     """
-    from ..api import solve
-
     emb = torch.as_tensor(embeddings).double()
     if len(docs1) != len(docs2):
         raise ValueError(f"docs2: expected as many documents as docs1 ({len(docs1)}), got {len(docs2)}")
-    X, A = _pad(docs1, emb)
-    Y, B = _pad(docs2, emb)
-    return solve(torch.cdist(X, Y), A, B).value
+    P, Q = _Docs(docs1, emb, "docs1"), _Docs(docs2, emb, "docs2")
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        vals = _solve_pairs(P, Q, [(k, k) for k in range(len(P))], pool)
+    return torch.tensor(vals, dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -152,75 +181,82 @@ class KNNResult:
         return 1.0 - self.n_exact / self.n_pairs
 
 
-@dataclass(frozen=True)
-class _Flat:
-    """The corpus as one concatenation of words: vectors ``X (T, D)``, weights ``w (T,)``, document ``seg (T,)``."""
-
-    X: torch.Tensor
-    w: torch.Tensor
-    seg: torch.Tensor
-    centroids: torch.Tensor
-
-    @classmethod
-    def of(cls, docs, emb):
-        parts = [_doc(d, emb, f"corpus[{k}]") for k, d in enumerate(docs)]
-        X = torch.cat([x for x, _ in parts])
-        w = torch.cat([a for _, a in parts])
-        seg = torch.cat([torch.full((len(a),), k, dtype=torch.long) for k, (_, a) in enumerate(parts)])
-        cent = torch.zeros(len(docs), emb.shape[1], dtype=emb.dtype).index_add_(0, seg, w[:, None] * X)
-        return cls(X, w, seg, cent)
+def _word_to_doc_min(D: np.ndarray, local: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """``out[w, j] = min over the words of document j of D[w, word]`` (documents as contiguous segments)."""
+    return np.minimum.reduceat(np.take(D, local, axis=1), starts, axis=1)
 
 
-def _bounds(x, a, flat: _Flat, chunk: int = 128) -> torch.Tensor:
-    """max(RWMD, WCD) from one query ``(x, a)`` to every corpus document, vectorised over the corpus' words."""
-    n_docs = flat.centroids.shape[0]
-    row_side = x.new_zeros(n_docs)
-    col_min = torch.full_like(flat.w, float("inf"))
-    for i0 in range(0, len(a), chunk):
-        D = torch.cdist(x[i0 : i0 + chunk], flat.X)  # (c, T)
-        seg_min = D.new_full((D.shape[0], n_docs), float("inf")).scatter_reduce_(
-            1, flat.seg.expand(D.shape[0], -1), D, "amin")
-        row_side += a[i0 : i0 + chunk] @ seg_min
-        col_min = torch.minimum(col_min, D.min(0).values)
-    col_side = x.new_zeros(n_docs).index_add_(0, flat.seg, flat.w * col_min)
-    wcd_ = (flat.centroids - a @ x).norm(dim=-1)
-    return torch.maximum(torch.maximum(row_side, col_side), wcd_)
+def _bound_matrix(Qd: _Docs, Cd: _Docs, emb: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """``max(RWMD, WCD)`` between every query and every corpus document, ``(Q, N)``.
+
+    Over the ``U`` distinct words of both sides, ``M[w, j] = min_{w' in doc j} |w - w'|`` is built block by block
+    of word rows (memory ``O(block * words + U * (Q + N))``); then each side of ``RWMD`` is a weighted sum of its
+    rows. ``Qd is Cd`` (leave-one-out) computes it once.
+    """
+    sides = [Qd] if Qd is Cd else [Qd, Cd]
+    flat = [np.concatenate(S.ids) for S in sides]
+    words, inv = np.unique(np.concatenate(flat), return_inverse=True)
+    local = np.split(inv, np.cumsum([len(f) for f in flat])[:-1])
+    starts = [np.cumsum([0] + [len(i) for i in S.ids[:-1]]) for S in sides]
+    V = emb[torch.from_numpy(words)]
+    M = [np.empty((len(words), len(S))) for S in sides]
+    for r0 in range(0, len(words), block):
+        D = torch.cdist(V[r0 : r0 + block], V).numpy()
+        D[np.arange(len(D)), np.arange(r0, r0 + len(D))] = 0.0  # a word is at distance 0 of itself
+        for Mk, lk, sk in zip(M, local, starts):
+            Mk[r0 : r0 + block] = _word_to_doc_min(D, lk, sk)
+    Mq, Mc = M[0], M[-1]
+    row_side = np.add.reduceat(np.concatenate(Qd.w)[:, None] * Mc[local[0]], starts[0], axis=0)
+    col_side = np.add.reduceat(np.concatenate(Cd.w)[:, None] * Mq[local[-1]], starts[-1], axis=0)
+    cq = torch.from_numpy(np.stack([w @ x for x, w in zip(Qd.X, Qd.w)]))
+    cc = torch.from_numpy(np.stack([w @ x for x, w in zip(Cd.X, Cd.w)]))
+    rw = torch.from_numpy(np.maximum(row_side, col_side.T))
+    return torch.maximum(rw, torch.cdist(cq, cc))
 
 
-def _one_query(q, corpus, emb, flat, k, batch, exclude, cache):
-    """Prefetch and prune for one query: candidates in increasing lower bound; exact WMDs until the bound exceeds
-    the k-th exact distance found so far (every later candidate is then farther)."""
-    x, a = _doc(q, emb, "query")
-    bound = _bounds(x, a, flat)
-    order = [int(i) for i in torch.argsort(bound, stable=True) if int(i) != exclude]
-    found: dict[int, float] = {}
+class _Search:
+    """The pruned kNN search, all queries at once, in rounds: each round, every unfinished query proposes its next
+    candidates in increasing lower bound that its bound cannot exclude (the first round: its ``k`` best bounds);
+    the distinct pairs are solved exactly in parallel; a query is done when its next bound exceeds its ``k``-th
+    exact distance (every later candidate is then farther)."""
 
-    def solve(idx):
-        known = {i: cache[(min(i, exclude), max(i, exclude))] for i in idx
-                 if (min(i, exclude), max(i, exclude)) in cache}
-        todo = [i for i in idx if i not in known]
-        if todo:
-            vals = wmd_batch([q] * len(todo), [corpus[i] for i in todo], emb).tolist()
-            known.update(zip(todo, vals))
-            if exclude >= 0:  # the query is corpus[exclude]: WMD is symmetric, later queries reuse the value
-                cache.update({(min(i, exclude), max(i, exclude)): v for i, v in zip(todo, vals)})
-        found.update(known)
-        return len(todo)
+    def __init__(self, bound: torch.Tensor, k: int, batch: int, exclude_self: bool):
+        self.bound, self.k, self.batch, self.exclude_self = bound.numpy(), k, batch, exclude_self
+        self.order = torch.argsort(bound, dim=1, stable=True).numpy()
+        self.pos = np.zeros(len(bound), dtype=np.int64)
+        self.found: list[dict[int, float]] = [{} for _ in range(len(bound))]
+        self.known: dict[tuple[int, int], float] = {}  # exact values, by unordered pair when queries are corpus docs
 
-    n_solved = solve(order[:k])
-    pos = k
-    while pos < len(order):
-        kth = sorted(found.values())[k - 1]
-        # prune only what is strictly farther (ties are solved, then broken by index); the slack covers the rounding
-        # of distances through matrix products (torch.cdist: ~1e-8 absolute near 0, ~1e-15 relative elsewhere)
-        slack = 1e-6 * (1.0 + kth)
-        chunk = [i for i in order[pos : pos + batch] if float(bound[i]) <= kth + slack]
-        if not chunk:
-            break
-        pos += len(chunk)
-        n_solved += solve(chunk)
-    best = sorted(found.items(), key=lambda t: (t[1], t[0]))[:k]
-    return [i for i, _ in best], [v for _, v in best], n_solved
+    def key(self, q: int, j: int) -> tuple[int, int]:
+        return (min(q, j), max(q, j)) if self.exclude_self else (q, j)
+
+    def propose(self, q: int) -> list[int]:
+        found, row, order = self.found[q], self.bound[q], self.order[q]
+        if len(found) < self.k:
+            lim, want = np.inf, self.k - len(found)
+        else:  # prune only what is strictly farther (ties are solved, then broken by index); the slack covers the
+            kth = sorted(found.values())[self.k - 1]  # rounding of distances through matrix products (~1e-8 near 0)
+            lim, want = kth + 1e-6 * (1.0 + kth), self.batch
+        take = []
+        while self.pos[q] < len(order) and len(take) < want:
+            j = int(order[self.pos[q]])
+            if row[j] > lim:
+                break
+            self.pos[q] += 1
+            if not (self.exclude_self and j == q) and j not in found:
+                take.append(j)
+        return take
+
+    def record(self, pairs: list[tuple[int, int]], values: list[float]) -> None:
+        for (q, j), v in zip(pairs, values):
+            self.known[self.key(q, j)] = v
+            self.found[q][j] = v
+            if self.exclude_self and j < len(self.found):  # WMD is symmetric: query j learns it too
+                self.found[j][q] = v
+
+    def result(self):
+        best = [sorted(f.items(), key=lambda t: (t[1], t[0]))[: self.k] for f in self.found]
+        return [[i for i, _ in b] for b in best], [[v for _, v in b] for b in best]
 
 
 def knn(queries, corpus, embeddings, k: int = 5, *, batch: int = 16, exclude_self: bool = False) -> KNNResult:
@@ -230,8 +266,11 @@ def knn(queries, corpus, embeddings, k: int = 5, *, batch: int = 16, exclude_sel
         queries, corpus: lists of documents ``(ids, weights)`` (see :func:`bag_of_words`).
         embeddings: ``(V, D)`` word vectors. k: neighbours. batch: exact solves per network-simplex batch.
         exclude_self: queries are ``corpus[i]`` for ``i = 0..q-1`` and must not return themselves
-            (leave-one-out classification); exact distances are then cached by unordered pair, since the WMD is
+            (leave-one-out classification); exact distances are then shared by unordered pair, since the WMD is
             symmetric (``n_exact`` counts the solves made).
+
+    The lower bounds of every pair come first, at once (:func:`_bound_matrix`); then rounds of exact solves, all
+    queries together, run in parallel threads (one compiled network simplex per pair, no padding).
 
     Example:
         >>> import torch
@@ -243,12 +282,23 @@ def knn(queries, corpus, embeddings, k: int = 5, *, batch: int = 16, exclude_sel
     emb = torch.as_tensor(embeddings).double()
     if not isinstance(k, int) or not 1 <= k <= len(corpus) - int(exclude_self):
         raise ValueError(f"k: expected an int in [1, {len(corpus) - int(exclude_self)}] (corpus size), got {k!r}")
-    flat = _Flat.of(corpus, emb)
-    idx, dist, n_exact, cache = [], [], 0, {}
-    for qi, q in enumerate(queries):
-        i, d, n = _one_query(q, corpus, emb, flat, k, batch, qi if exclude_self else -1, cache)
-        idx.append(i)
-        dist.append(d)
-        n_exact += n
+    check_int(batch, "batch", minimum=1)
+    if exclude_self and len(queries) > len(corpus):
+        raise ValueError(f"queries: with exclude_self=True the queries are corpus[:q], expected at most "
+                         f"{len(corpus)} of them, got {len(queries)}")
+    Qd = _Docs(queries, emb, "queries")
+    Cd = Qd if queries is corpus else _Docs(corpus, emb, "corpus")
+    search = _Search(_bound_matrix(Qd, Cd, emb), k, batch, exclude_self)
+    n_exact, active = 0, list(range(len(Qd)))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        while active:
+            proposals = {q: search.propose(q) for q in active}
+            active = [q for q, take in proposals.items() if take]
+            pairs = [(q, j) for q in active for j in proposals[q]]
+            todo = list({search.key(q, j): (q, j) for q, j in pairs if search.key(q, j) not in search.known}.values())
+            search.record(todo, _solve_pairs(Qd, Cd, todo, pool))
+            search.record(pairs, [search.known[search.key(q, j)] for q, j in pairs])
+            n_exact += len(todo)
+    idx, dist = search.result()
     n_pairs = len(queries) * (len(corpus) - int(exclude_self))
     return KNNResult(torch.tensor(idx), torch.tensor(dist, dtype=torch.float64), n_exact, n_pairs)

@@ -71,10 +71,21 @@ def test_bag_of_words_and_errors():
 
 
 def test_vectorised_bounds_match_the_pairwise_ones(rng):
-    from monge.apps.wmd import _bounds, _doc, _Flat
+    from monge.apps.wmd import _bound_matrix, _Docs
 
     E, docs = _corpus(rng, n_docs=15)
-    x, a = _doc(docs[0], E, "q")
-    b = _bounds(x, a, _Flat.of(docs, E), chunk=3)
-    ref = [max(rwmd(docs[0], d, E), wcd(docs[0], d, E)) for d in docs]
+    b = _bound_matrix(_Docs(docs[:4], E, "q"), _Docs(docs, E, "c"), E, block=7)
+    ref = [[max(rwmd(q, d, E), wcd(q, d, E)) for d in docs] for q in docs[:4]]
     np.testing.assert_allclose(b.numpy(), ref, rtol=1e-12, atol=1e-7)  # cdist's matrix-product rounding near 0
+
+
+def test_knn_general_queries_and_batch_one(rng):
+    E, docs = _corpus(rng, n_docs=30)
+    queries = docs[25:]  # queries are not corpus documents: no symmetry shortcut, no self-exclusion
+    res = knn(queries, docs[:25], E, k=3, batch=1)
+    for q, doc in enumerate(queries):
+        d = wmd_batch([doc] * 25, docs[:25], E)
+        order = sorted(range(25), key=lambda t: (float(d[t]), t))[:3]
+        assert res.indices[q].tolist() == order
+    with pytest.raises(ValueError, match="batch"):
+        knn(queries, docs, E, k=3, batch=0)
