@@ -141,3 +141,13 @@ def test_box_other_than_the_unit_cube_and_transport_is_the_power_argmin():
     x = torch.tensor(lo + (hi - lo) * rng.random((500, 3)))
     j = (torch.cdist(x, y).square() - r.psi).argmin(1)
     assert torch.equal(r.transport(x), y[j])
+
+
+def test_clustered_diracs_with_skewed_masses_converge():
+    g = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.rand(80, 3, dtype=D, generator=g) * 0.01 + 0.5, torch.rand(80, 3, dtype=D, generator=g)])
+    y[0] = torch.tensor([0.0, 0.0, 0.0], dtype=D)  # on a corner of the cube
+    y[1] = torch.tensor([1.0, 0.5, 0.0], dtype=D)  # on an edge
+    b = torch.rand(160, dtype=D, generator=g) ** 3 + 1e-3
+    r = semidiscrete(y, b / b.sum())
+    assert r.convergence.all_converged and _rel_err(r) <= 1e-9
