@@ -11,6 +11,8 @@ batches ``(B, n, ...)`` solved at once (``batch_dims=1``).
 
 Methods:
 
+- ``"auto"`` (default): the fastest exact path for the input's device: the compiled LAPJV for CPU tensors, the
+  batched torch auction (certified by its duality gap) for tensors on an accelerator, without a copy to the host.
 - ``"exact"``: the compiled LAPJV (float64 on the CPU; the pairing comes back on the input's device).
 - ``"auction"``: the batched torch auction (:class:`~monge.solvers.exact.auction.Auction`): stays on the input's
   device (GPU), certified within ``n * eps`` of the optimum (exact for integer costs).
@@ -26,7 +28,7 @@ from .._validation import as_tensor
 
 __all__ = ["ot_match", "ot_pairs"]
 
-_METHODS = ("exact", "auction", "sinkhorn")
+_METHODS = ("auto", "exact", "auction", "sinkhorn")
 
 
 def _flat_cost(x0: torch.Tensor, x1: torch.Tensor, batch_dims: int) -> torch.Tensor:
@@ -45,14 +47,14 @@ def _flat_cost(x0: torch.Tensor, x1: torch.Tensor, batch_dims: int) -> torch.Ten
     return sq.clamp(min=0)
 
 
-def ot_match(x0, x1, *, method: str = "exact", batch_dims: int = 0, eps_rel: float = 0.05, generator=None,
+def ot_match(x0, x1, *, method: str = "auto", batch_dims: int = 0, eps_rel: float = 0.05, generator=None,
              **options) -> torch.Tensor:
     r"""The index ``sigma`` (int64, ``(n,)`` or ``(B, n)``) pairing ``x0[i]`` with ``x1[sigma[i]]``.
 
     Args:
         x0, x1: minibatches ``(*batch, n, ...)`` of the same shape, dtype and device (samples of any shape,
             e.g. images ``(n, C, H, W)``; scalars as ``(n, 1)``).
-        method: ``"exact"``, ``"auction"`` or ``"sinkhorn"`` (see the module).
+        method: ``"auto"``, ``"exact"``, ``"auction"`` or ``"sinkhorn"`` (see the module).
         batch_dims: how many leading dims index independent minibatches solved at once (0: one minibatch).
         eps_rel: sinkhorn only: eps as a fraction of the mean cost.
         generator: sinkhorn only: the ``torch.Generator`` of the sampling.
@@ -68,6 +70,8 @@ def ot_match(x0, x1, *, method: str = "exact", batch_dims: int = 0, eps_rel: flo
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
     C = _flat_cost(x0.detach(), x1.detach(), batch_dims)
+    if method == "auto":
+        method = "exact" if C.device.type == "cpu" else "auction"
     if method == "exact":
         from ..api import assignment
         return assignment(C, **options).cols
@@ -82,7 +86,7 @@ def ot_match(x0, x1, *, method: str = "exact", batch_dims: int = 0, eps_rel: flo
     return torch.multinomial(rows, 1, generator=generator).reshape(C.shape[:-1])
 
 
-def ot_pairs(x0, x1, *, method: str = "exact", batch_dims: int = 0, **options) -> tuple[torch.Tensor, torch.Tensor]:
+def ot_pairs(x0, x1, *, method: str = "auto", batch_dims: int = 0, **options) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Minibatch OT coupling: ``(x0, x1[sigma])`` with ``sigma`` from :func:`ot_match` (same options).
 
     Gradients flow through the returned tensors (the pairing itself is a discrete choice).

@@ -12,7 +12,7 @@ def _cost(x0, x1):
     return ((x0.reshape(len(x0), -1)[:, None] - x1.reshape(len(x1), -1)[None]) ** 2).sum(-1)
 
 
-@pytest.mark.parametrize("method", ["exact", "auction"])
+@pytest.mark.parametrize("method", ["auto", "exact", "auction"])
 def test_pairs_are_optimal(method):
     g = torch.Generator().manual_seed(0)
     x0, x1 = torch.randn(40, 3, 2, generator=g, dtype=torch.float64), torch.randn(40, 3, 2, generator=g,
@@ -28,7 +28,8 @@ def test_pairs_are_optimal(method):
 def test_batched_equals_looped():
     g = torch.Generator().manual_seed(1)
     x0, x1 = torch.randn(5, 16, 2, generator=g), torch.randn(5, 16, 2, generator=g)
-    s = ot_match(x0, x1, method="auction", batch_dims=1)
+    s = ot_match(x0, x1, method="auction", batch_dims=1, engine="torch")  # the bidding loop a GPU runs
+    assert torch.equal(ot_match(x0, x1, batch_dims=1), ot_match(x0, x1, method="exact", batch_dims=1))  # B = 5 = d + 3
     looped = torch.stack([ot_match(a, b, method="exact") for a, b in zip(x0, x1)])
     costs = torch.stack([_cost(a, b) for a, b in zip(x0, x1)])
     v = costs.gather(-1, s[..., None]).sum((-1, -2))

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..._validation import as_tensor, check_cost_matrix, check_int, check_positive
@@ -128,6 +129,9 @@ class Auction:
         max_iter: cap on the bidding rounds over all phases (then the free rows get the free columns in order,
             and the measured gap says how far from optimal that is: ``converged=False``).
         check_every: bidding rounds between synchronisations with the device.
+        engine: ``"auto"`` (default): CPU tensors go to the compiled LAPJV batch (exact, threads over the batch,
+            20-100x faster than torch bidding there), other devices to the torch auction; ``"torch"``: the torch
+            auction on any device. Both report the duality gap measured by the same float64 certificate.
 
     Returns an :class:`~monge.results.AssignmentResult`; ``convergence.criterion == "duality_gap"``, ``error``
     and ``duality_gap`` hold the measured gap (input dtype), ``n_iters`` the bidding rounds.
@@ -145,8 +149,12 @@ class Auction:
     scaling: float = 5.0
     max_iter: int = 100_000
     check_every: int = 8
+    engine: str = "auto"
 
     def __post_init__(self):
+        if self.engine not in ("auto", "torch"):
+            raise ValueError(f"engine: expected 'auto' (compiled LAPJV on CPU, torch auction elsewhere) or 'torch', "
+                             f"got {self.engine!r}")
         check_positive(self.eps, "eps", allow_none=True)
         check_positive(self.tol, "tol", allow_none=True)
         if not self.scaling > 1:
@@ -167,7 +175,8 @@ class Auction:
         batch = C.shape[:-2]
         Cf = C.detach().reshape(-1, n, m)
         with torch.no_grad():
-            cols, p, rounds, integer, done, eps_final = self._solve(Cf)
+            solve = self._solve_compiled if self.engine == "auto" and Cf.device.type == "cpu" else self._solve
+            cols, p, rounds, integer, done, eps_final = solve(Cf)
             value, f, g, gap = _certificate(Cf, cols, p, n == m)
         proof = integer and eps_final * m < 1  # the gap bound m * eps < 1 proves optimality
         tol = 1.0 - 1e-9 if proof else (self.tol if self.tol is not None else m * eps_final)
@@ -183,10 +192,13 @@ class Auction:
         return AssignmentResult(cols=tcols, value=value, f=f.reshape(*batch, n).to(C.dtype),
                                 g=g.reshape(*batch, m).to(C.dtype), convergence=conv, shape=(n, m))
 
-    def _eps_final(self, C, integer: bool) -> float:
+    def _eps_final(self, C, integer: bool, stats=None) -> float:
+        """``stats``: ``(max - min, max |C|)`` when already known."""
         n = C.shape[-2]
-        spread = float(C.amax() - C.amin()) if C.numel() else 0.0
-        floor = 64 * torch.finfo(C.dtype).eps * (float(C.abs().amax()) + spread + 1e-300) if C.numel() else 0.0
+        if stats is None:
+            stats = (float(C.amax() - C.amin()), float(C.abs().amax())) if C.numel() else (0.0, 0.0)
+        spread = stats[0]
+        floor = 64 * torch.finfo(C.dtype).eps * (stats[1] + spread + 1e-300) if C.numel() else 0.0
         if self.eps is not None:
             eps = self.eps
         elif integer:
@@ -227,6 +239,21 @@ class Auction:
         done = (obj[:, :N] >= 0).all(1)
         cols = _complete(obj, owner, N, m) if not bool(done.all()) else obj[:, :N]
         return cols[:, :n], p, rounds, integer, done, eps_final
+
+    def _solve_compiled(self, C):
+        """The CPU path: the compiled LAPJV on the whole batch (exact; its column duals are the prices, so the
+        certificate measures the same gap as for an auction, ~0 up to rounding). Reductions in numpy, one copy."""
+        from ... import _core
+        from ._batch import to_numpy64
+
+        B, n, m = C.shape
+        C64 = to_numpy64(C)
+        cols, _, v, _, _ = _core.assignment_batch(C64, 0)
+        lo, hi = (float(C64.min()), float(C64.max())) if C64.size else (0.0, 0.0)
+        integer = C64.size > 0 and bool(np.array_equal(C64, np.round(C64)))
+        eps_final = self._eps_final(C, integer, (hi - lo, max(abs(lo), abs(hi))))
+        return (torch.from_numpy(cols.astype(np.int64, copy=False)).reshape(B, n), torch.from_numpy(-v).reshape(B, m),
+                0, integer, torch.ones(B, dtype=torch.bool), eps_final)
 
     def _phase(self, C, p, owner, obj, eps, rounds: int):
         """Bid until every row is matched (checked every ``check_every`` rounds) or the cap is reached."""

@@ -19,9 +19,13 @@ def _is_matching(cols, m):
     return all(len(set(r.tolist())) == len(r) and 0 <= min(r.tolist()) and max(r.tolist()) < m for r in flat)
 
 
+ENGINES = ["auto", "torch"]  # auto on CPU: the compiled LAPJV batch; torch: the bidding loop (what CUDA runs)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("kind", ["float", "integer", "ties"])
-def test_batched_values_equal_lapjv_and_scipy(dtype, kind):
+def test_batched_values_equal_lapjv_and_scipy(dtype, kind, engine):
     g = torch.Generator().manual_seed(1)
     n = 24
     B = n  # batched with B = n
@@ -31,7 +35,7 @@ def test_batched_values_equal_lapjv_and_scipy(dtype, kind):
         C = torch.randint(-50, 200, (B, n, n), generator=g).to(dtype)
     else:  # massive ties: three cost levels
         C = torch.randint(0, 3, (B, n, n), generator=g).to(dtype)
-    res = monge.assignment(C, method="auction")
+    res = monge.assignment(C, method="auction", engine=engine)
     lap = monge.assignment(C)
     ref = _scipy_values(C)
     assert res.cols.shape == (B, n) and res.cols.dtype == torch.int64 and _is_matching(res.cols, n)
@@ -57,7 +61,7 @@ def test_real_costs_gap_within_bound_and_suboptimality():
     g = torch.Generator().manual_seed(2)
     C = torch.randn(6, 40, 40, generator=g, dtype=torch.float64)
     eps = 1e-3
-    res = Auction(eps=eps)(C)
+    res = Auction(eps=eps, engine="torch")(C)
     ref = _scipy_values(C)
     gap = res.convergence.duality_gap.numpy()
     assert (gap <= 40 * eps + 1e-9).all() and (gap >= -1e-9).all()
@@ -65,10 +69,11 @@ def test_real_costs_gap_within_bound_and_suboptimality():
     assert (sub >= -1e-9).all() and (sub <= gap + 1e-9).all()
 
 
-def test_rectangular_unbatched_and_gradient():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rectangular_unbatched_and_gradient(engine):
     g = torch.Generator().manual_seed(3)
     C = torch.randint(0, 30, (7, 11), generator=g).double().requires_grad_()
-    res = monge.assignment(C, method="auction")
+    res = monge.assignment(C, method="auction", engine=engine)
     assert res.cols.shape == (7,) and _is_matching(res.cols, 11)
     assert float(res.value.detach()) == _scipy_values(C.detach())
     assert bool((res.g <= 1e-12).all()) and float(res.convergence.duality_gap) < 1
@@ -76,12 +81,13 @@ def test_rectangular_unbatched_and_gradient():
     np.testing.assert_array_equal(C.grad.numpy(), res.plan.detach().numpy())
 
 
-def test_batched_equals_looped_and_batch_shape():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_batched_equals_looped_and_batch_shape(engine):
     g = torch.Generator().manual_seed(4)
     C = torch.randint(0, 9, (2, 3, 10, 10), generator=g).float()
-    res = Auction()(C)
+    res = Auction(engine=engine)(C)
     assert res.value.shape == (2, 3) and res.convergence.converged.shape == (2, 3)
-    looped = torch.stack([Auction()(c).value for c in C.reshape(6, 10, 10)]).reshape(2, 3)
+    looped = torch.stack([Auction(engine=engine)(c).value for c in C.reshape(6, 10, 10)]).reshape(2, 3)
     assert torch.equal(res.value, looped)
 
 
@@ -89,7 +95,7 @@ def test_max_iter_reports_not_converged():
     g = torch.Generator().manual_seed(5)
     C = torch.rand(2, 30, 30, generator=g, dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="max_iter"):
-        res = Auction(max_iter=2, check_every=1)(C)
+        res = Auction(max_iter=2, check_every=1, engine="torch")(C)
     assert _is_matching(res.cols, 30)  # still a matching, completed in order
     assert not res.convergence.all_converged and set(res.convergence.status) == {"max_iter"}
 
@@ -101,14 +107,26 @@ def test_errors_name_the_argument():
         Auction(scaling=1.0)
     with pytest.raises(ValueError, match="method"):
         monge.assignment(torch.zeros(2, 2), method="hungarian")
+    with pytest.raises(ValueError, match="engine: expected 'auto'"):
+        Auction(engine="gpu")
 
 
 def test_float32_integer_costs_beyond_resolution_warn_and_keep_the_bound():
     g = torch.Generator().manual_seed(6)
     C = torch.randint(0, 10**6, (2, 40, 40), generator=g).float()
     with pytest.warns(RuntimeWarning, match="optimality is not proven"):
-        res = Auction()(C)
+        res = Auction(engine="torch")(C)
     ref = _scipy_values(C)
     gap = res.convergence.duality_gap.double().numpy()
     assert res.convergence.all_converged and (gap >= 1).any()  # no proof: the gap is above 1, within n * eps
     assert (res.value.double().numpy() - ref <= gap + 1e-3 * np.abs(ref)).all()
+
+
+def test_cpu_batch_goes_to_the_compiled_solver_with_the_same_certificate():
+    """engine="auto" on CPU: the LAPJV batch, exact (values equal to scipy), the gap measured as for the auction."""
+    g = torch.Generator().manual_seed(7)
+    C = torch.rand(5, 5, 5, generator=g, dtype=torch.float64)  # B = n = m
+    auto, bid = Auction()(C), Auction(engine="torch")(C)
+    np.testing.assert_allclose(auto.value.numpy(), _scipy_values(C), atol=1e-12)
+    assert (auto.value <= bid.value + 1e-12).all() and auto.convergence.all_converged
+    assert float(auto.convergence.duality_gap.abs().max()) < 1e-12 and int(auto.convergence.n_iters.max()) == 0
