@@ -7,6 +7,7 @@ void register_network_simplex(nb::module_ &m);
 void register_assignment(nb::module_ &m);
 void register_softmin_lazy(nb::module_ &m);
 void register_softmin_dense(nb::module_ &m);
+void register_softmin_blocks(nb::module_ &m);
 void register_min_cost_flow(nb::module_ &m);
 void register_reduced_costs(nb::module_ &m);
 
@@ -16,6 +17,7 @@ NB_MODULE(_core, m) {
   register_assignment(m);
   register_softmin_lazy(m);
   register_softmin_dense(m);
+  register_softmin_blocks(m);
   register_min_cost_flow(m);
   register_reduced_costs(m);
 }

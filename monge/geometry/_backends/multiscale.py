@@ -34,7 +34,13 @@ import torch
 
 from ..costs import Cosine, Cost, Euclidean, SqEuclidean
 from .clustering import Clusters
-from .lazy import _k_bwd, _k_fwd, kernel_available
+from .lazy import kernel_available
+
+try:
+    from ..._core import softmin_sqeuclid_blocks as _b_fwd
+    from ..._core import softmin_sqeuclid_blocks_backward as _b_bwd
+except ImportError:  # pragma: no cover - a build without the block kernel: the torch tiles
+    _b_fwd = _b_bwd = None
 
 __all__ = ["MultiscaleSoftmin", "DEFAULT_RTOL", "default_leaf_size", "coarse_view"]
 
@@ -91,7 +97,7 @@ class MultiscaleSoftmin:
         self.cost_fn, self.symmetric = cost_fn, y is x
         self.leaf_size = leaf_size or default_leaf_size(max(x.shape[0], y.shape[0]))
         self.rtol = rtol if rtol is not None else DEFAULT_RTOL.get(x.dtype, 1e-7)
-        self.kernel = isinstance(cost_fn, SqEuclidean) and kernel_available(x)
+        self.kernel = isinstance(cost_fn, SqEuclidean) and kernel_available(x) and _b_fwd is not None
         self.sides = None
         self._lists: dict = {}  # dim -> (eps, keep mask, plan)
         self._last: dict = {}  # dim -> the last certified output, by row tile (K,)
@@ -153,7 +159,7 @@ class MultiscaleSoftmin:
                 est = torch.minimum(est, self._last[dim] + 2.0 * eps)
             mask = self._select(L, low, est, eps, logr)
         for attempt in range(3):
-            plan = _plan(mask)
+            plan = _csr(mask) if self.kernel else _plan(mask)
             out = self._reduce(xp, yp, hp, plan, eps)
             top = torch.where(valid, out, -math.inf).double().amax(1)  # (Kr,): the largest output of each tile
             lse = torch.logsumexp(torch.where(mask, -math.inf, (L[None, :] - low) / eps), 1)
@@ -180,21 +186,19 @@ class MultiscaleSoftmin:
         return mask
 
     def _reduce(self, xp, yp, hp, plan, eps):
-        """The truncated soft-min of every row tile ``(Kr, Sr)`` (no autograd)."""
+        """The truncated soft-min of every row tile ``(Kr, Sr)`` (no autograd): the compiled block kernel over
+        the CSR list ``plan = (ptr, cols)`` (squared Euclidean), else torch over groups of gathered tiles."""
+        if self.kernel:
+            s = self.cost_fn.scale
+            ptr, cols = plan
+            return s * torch.from_numpy(_b_fwd(xp.numpy(), yp.numpy(), (hp / s).numpy(), ptr.numpy(), cols.numpy(),
+                                               eps / s, self.threads))
         out = xp.new_empty(xp.shape[:2])
         for rows, ids in plan:
             xg, yg, hg = _gather(xp, yp, hp, rows, ids)
-            out[rows] = self._tile(xg, yg, hg, eps)
+            Cm = self.cost_fn(xg, yg)
+            out[rows] = -eps * torch.logsumexp((hg[:, None, :] - Cm) / eps, -1)
         return out
-
-    def _tile(self, xg, yg, hg, eps):
-        if self.kernel:
-            s = self.cost_fn.scale
-            nt = self.threads if xg.numel() * yg.shape[1] > (1 << 21) else 1
-            o = _k_fwd(xg.numpy(), yg.numpy(), (hg / s).numpy(), eps / s, nt)
-            return s * torch.from_numpy(o)
-        Cm = self.cost_fn(xg, yg)
-        return -eps * torch.logsumexp((hg[:, None, :] - Cm) / eps, -1)
 
 
 def _ball_bounds(R: Clusters, pts, c, r):
@@ -226,6 +230,13 @@ class _one_thread:
 
     def __exit__(self, *exc):
         torch.set_num_threads(self.prev)
+
+
+def _csr(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept column leaves of every row leaf as CSR ``(ptr (Kr + 1,), cols (nnz,))`` (int64, by row)."""
+    ptr = torch.zeros(mask.shape[0] + 1, dtype=torch.long)
+    torch.cumsum(mask.sum(1), 0, out=ptr[1:])
+    return ptr, mask.nonzero()[:, 1].contiguous()
 
 
 def _plan(mask: torch.Tensor) -> list:
@@ -284,23 +295,28 @@ class _BlockSoftmin(torch.autograd.Function):
 def _block_backward(red, plan, eps, xp, yp, hp, o, u, gx, gy_ext, gh_ext):
     """Accumulates the gradients of ``sum_i u_i o_i`` tile group by tile group (in place)."""
     Kc, Sc, d = yp.shape
+    if red.kernel:
+        s = red.cost_fn.scale
+        args = [t.detach().contiguous() for t in (xp, yp, hp / s)]
+        o, u = (o / s).contiguous(), u.contiguous()
+        if o.dtype == torch.float32 and float(o.abs().max()) * 1.4427 / (eps / s) > 2.0**18:
+            args, o, u = [t.double() for t in args], o.double(), u.double()  # out's rounding would skew p
+        a, b, e = _b_bwd(*(t.numpy() for t in args), *(t.numpy() for t in plan), o.numpy(), u.numpy(), eps / s,
+                         red.threads)
+        gx += s * torch.from_numpy(a).to(gx.dtype)
+        gy_ext[:Kc] += s * torch.from_numpy(b).to(gx.dtype)
+        gh_ext[:Kc] += torch.from_numpy(e).to(gx.dtype)
+        return
     for rows, ids in plan:
         B, c = ids.shape
         xg, yg, hg = _gather(xp.detach(), yp.detach(), hp.detach(), rows, ids)
-        if red.kernel:
-            s = red.cost_fn.scale
-            nt = red.threads if xg.numel() * yg.shape[1] > (1 << 21) else 1
-            a, b, e = _k_bwd(xg.numpy(), yg.numpy(), (hg / s).contiguous().numpy(),
-                             (o[rows] / s).contiguous().numpy(), u[rows].contiguous().numpy(), eps / s, nt)
-            a, b, e = s * torch.from_numpy(a), s * torch.from_numpy(b), torch.from_numpy(e)
-        else:
-            with torch.enable_grad():
-                xg, yg = xg.requires_grad_(), yg.requires_grad_()
-                Cm = red.cost_fn(xg, yg)
-                p = torch.softmax((hg[:, None, :] - Cm) / eps, -1).detach()  # d o_i / d h_j = -p_ij
-                val = (p * Cm).sum(-1)  # d o_i / d (x, y) = sum_j p_ij dC_ij
-                a, b = torch.autograd.grad((val * u[rows]).sum(), (xg, yg))
-                e = -(p * u[rows][:, :, None]).sum(1)
+        with torch.enable_grad():
+            xg, yg = xg.requires_grad_(), yg.requires_grad_()
+            Cm = red.cost_fn(xg, yg)
+            p = torch.softmax((hg[:, None, :] - Cm) / eps, -1).detach()  # d o_i / d h_j = -p_ij
+            val = (p * Cm).sum(-1)  # d o_i / d (x, y) = sum_j p_ij dC_ij
+            a, b = torch.autograd.grad((val * u[rows]).sum(), (xg, yg))
+            e = -(p * u[rows][:, :, None]).sum(1)
         gx[rows] += a
         gy_ext.index_add_(0, ids.reshape(-1), b.reshape(B * c, Sc, d))
         gh_ext.index_add_(0, ids.reshape(-1), e.reshape(B * c, Sc))

@@ -1,0 +1,425 @@
+// Block-sparse squared-Euclidean soft-min and its backward: the multiscale backend's fine level.
+//
+//   out_i = -eps log sum_{J in K_I} sum_{j in J} exp((h_j - |x_i - y_j|^2) / eps),   i in leaf I
+//
+// Layout: both clouds in padded leaf tiles, x (Kr, Sr, d), y (Kc, Sc, d), h (Kc, Sc) (padding slots: h = -inf,
+// their x rows are computed and ignored by the caller); the kept column leaves of each row leaf as CSR
+// (ptr (Kr + 1), cols (nnz)). Work ~ Sr Sc nnz d instead of n m d.
+//
+// Design (the style of softmin_lazy.cpp, whose notes on rounding apply here unchanged)
+// - y and h are packed once per call into one structure-of-arrays tile per leaf, padded to a multiple of the
+//   SIMD width (Sp): leaf J's coordinates and potentials are contiguous, so a kept block is a plain vector loop.
+// - Row leaves are handed to std::threads one at a time through an atomic counter (kept counts vary per
+//   leaf); the GIL is released. Inside a leaf, blocks of R rows share the loads of y, and walk the kept leaves.
+// - Forward: online log-sum-exp in base 2 with one running shift per row, the same rounded product for the
+//   shift and the exponent (hence -ffp-contract=off); vector partial sums are flushed into float64 every
+//   FLUSH_VEC vectors.
+// - Backward: p_ij = 2^((h_j - C_ij) s + out_i s), s = log2(e)/eps. Row sums (sum_j p_ij y_j) in registers,
+//   flushed into float64 like the forward; column sums (sum_i u_i p_ij, sum_i u_i p_ij x_i) accumulated per
+//   thread in a tile buffer of the input precision over the rows of one leaf (R rows at a time), then added
+//   to per-thread float64 totals (O(threads m d) memory) and reduced across threads at the end. Rows whose
+//   |out_i s| exceeds 2^(digits - 6) lose the normalisation to out's rounding: the caller passes float64 then.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/tuple.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "softmin_common.hpp"
+
+namespace nb = nanobind;
+
+namespace monge_blocks {
+
+using namespace monge_softmin;
+
+constexpr int FLUSH_VEC = 128;  // vectors summed in the input precision before a float64 flush
+
+// One tile of (d + 1) rows of Sp entries per column leaf: coordinates, then h (padding: y = 0, h = -inf).
+template <class T>
+void pack_leaves(const T *y, const T *h, int64_t Kc, int64_t Sc, int d, int64_t Sp, T *dst) {
+  for (int64_t J = 0; J < Kc; ++J) {
+    T *tile = dst + J * (d + 1) * Sp;
+    for (int k = 0; k < d; ++k) {
+      T *row = tile + k * Sp;
+      for (int64_t j = 0; j < Sc; ++j) row[j] = y[(J * Sc + j) * d + k];
+      for (int64_t j = Sc; j < Sp; ++j) row[j] = T(0);
+    }
+    T *hr = tile + static_cast<int64_t>(d) * Sp;
+    std::memcpy(hr, h + J * Sc, sizeof(T) * Sc);
+    for (int64_t j = Sc; j < Sp; ++j) hr[j] = -std::numeric_limits<T>::infinity();
+  }
+}
+
+struct Csr {
+  const int64_t *ptr, *cols;
+};
+
+// Calls body(t, I) for every row leaf I, leaves handed out one at a time.
+template <class F>
+void parallel_leaves(int nt, int64_t K, F &&body) {
+  std::atomic<int64_t> next{0};
+  auto run = [&](int t) {
+    for (int64_t I = next.fetch_add(1); I < K; I = next.fetch_add(1)) body(t, I);
+  };
+  if (nt <= 1) {
+    run(0);
+    return;
+  }
+  std::vector<std::thread> pool;
+  for (int t = 1; t < nt; ++t) pool.emplace_back(run, t);
+  run(0);
+  for (auto &th : pool) th.join();
+}
+
+// The rows of leaf I: their soft-min over the kept leaves (out: Sr entries).
+template <class T, int D, int R>
+void forward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const int64_t *cb, const int64_t *ce,
+                  T inv_eps, T *out) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  constexpr int KD = D > 0 ? D : 1;
+  const int dd = D > 0 ? D : d;
+  const int64_t tile = static_cast<int64_t>(dd + 1) * Sp;
+  const V vinv = set1(inv_eps), vninf = set1(-std::numeric_limits<T>::infinity());
+  const double scale_back = 1.0 / static_cast<double>(inv_eps);
+  for (int64_t ib = 0; ib < Sr; ib += R) {
+    const T *xr[R];
+    V xb[R][KD];
+    T M[R];
+    double Sd[R];
+    V negM[R], acc[R];
+    for (int r = 0; r < R; ++r) {
+      xr[r] = x + std::min<int64_t>(ib + r, Sr - 1) * dd;
+      if constexpr (D > 0)
+        for (int k = 0; k < D; ++k) xb[r][k] = set1(xr[r][k]);
+      M[r] = -std::numeric_limits<T>::infinity();
+      Sd[r] = 0.0;
+      negM[r] = set1(-M[r]);
+      acc[r] = set1(T(0));
+    }
+    int count = 0;
+    for (const int64_t *c = cb; c != ce; ++c) {
+      const T *yl = ys + *c * tile;
+      const T *hrow = yl + static_cast<int64_t>(dd) * Sp;
+      for (int64_t j = 0; j < Sp; j += W) {
+        const V hv = load(hrow + j);
+        V a[R];
+        for (int r = 0; r < R; ++r) a[r] = hv;
+        for (int k = 0; k < dd; ++k) {
+          const V yk = load(yl + k * Sp + j);
+          for (int r = 0; r < R; ++r) {
+            V df;
+            if constexpr (D > 0)
+              df = sub(xb[r][k], yk);
+            else
+              df = sub(set1(xr[r][k]), yk);
+            a[r] = fnmadd(df, df, a[r]);
+          }
+        }
+        V p[R], t[R];
+        bool any = false;
+        for (int r = 0; r < R; ++r) {
+          p[r] = mul(a[r], vinv);
+          t[r] = add(p[r], negM[r]);
+          any |= any_pos(t[r]);
+        }
+        if (SM_UNLIKELY(any)) {
+          for (int r = 0; r < R; ++r) {
+            if (!any_pos(t[r])) continue;
+            const T newM = std::max(M[r], reduce_max(maxv(p[r], vninf)) + S::HEAD);
+            const T scale = std::exp2(M[r] - newM);
+            acc[r] = mul(acc[r], set1(scale));
+            Sd[r] *= static_cast<double>(scale);
+            M[r] = newM;
+            negM[r] = set1(-newM);
+            t[r] = add(p[r], negM[r]);
+          }
+        }
+        for (int r = 0; r < R; ++r) acc[r] = add(acc[r], vexp2(t[r]));
+        if (++count == FLUSH_VEC) {
+          for (int r = 0; r < R; ++r) {
+            Sd[r] += reduce_add(acc[r]);
+            acc[r] = set1(T(0));
+          }
+          count = 0;
+        }
+      }
+    }
+    for (int r = 0; r < R && ib + r < Sr; ++r) {
+      const double lse = static_cast<double>(M[r]) + std::log2(Sd[r] + reduce_add(acc[r]));
+      out[ib + r] = static_cast<T>(-scale_back * lse);  // no kept weight: +inf
+    }
+  }
+}
+
+// The gradients of sum_i u_i out_i for the rows of leaf I: gx (Sr, d) written, column sums added to the
+// thread's tile buffer colT and flushed into its float64 totals colD (both (Kc, d + 1, Sp)).
+template <class T, int D, int R>
+void backward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const int64_t *cb, const int64_t *ce,
+                   const T *out, const T *u, T inv_eps, T *gx, T *colT, double *colD) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  constexpr int KD = D > 0 ? D : 1;
+  const int dd = D > 0 ? D : d;
+  const int64_t tile = static_cast<int64_t>(dd + 1) * Sp;
+  constexpr T NEG_INF = -std::numeric_limits<T>::infinity();
+  const V vinv = set1(inv_eps);
+  std::vector<double> racc(static_cast<size_t>(Sr) * dd, 0.0);
+  std::vector<V> rsd(D > 0 ? 0 : static_cast<size_t>(R) * dd), xwd(D > 0 ? 0 : static_cast<size_t>(R) * dd);
+  V rsf[R][KD];  // row sums in registers when d is known at compile time
+  auto RS = [&](int r, int k) SM_INLINE_LAMBDA -> V & {
+    if constexpr (D > 0)
+      return rsf[r][k];
+    else
+      return rsd[r * dd + k];
+  };
+  for (int64_t ib = 0; ib < Sr; ib += R) {
+    const T *xr[R];
+    V xb[R][KD], ob[R], ub[R];
+    T xw[R][KD];
+    for (int r = 0; r < R; ++r) {
+      const bool valid = ib + r < Sr;
+      const int64_t ii = std::min<int64_t>(ib + r, Sr - 1);
+      xr[r] = x + ii * dd;
+      const T oi = out[ii], ui = valid ? u[ii] : T(0);
+      const bool live = valid && std::isfinite(oi) && ui != T(0);
+      ob[r] = set1(live ? static_cast<T>(static_cast<double>(oi) * static_cast<double>(inv_eps)) : NEG_INF);
+      ub[r] = set1(live ? ui : T(0));
+      for (int k = 0; k < dd; ++k) {
+        RS(r, k) = set1(T(0));
+        if constexpr (D > 0) {
+          xb[r][k] = set1(xr[r][k]);
+          xw[r][k] = live ? ui * xr[r][k] : T(0);
+        } else {
+          xwd[r * dd + k] = set1(live ? ui * xr[r][k] : T(0));
+        }
+      }
+    }
+    int count = 0;
+    for (const int64_t *c = cb; c != ce; ++c) {
+      const T *yl = ys + *c * tile;
+      const T *hrow = yl + static_cast<int64_t>(dd) * Sp;
+      T *tp0 = colT + *c * tile;
+      for (int64_t j = 0; j < Sp; j += W) {
+        const V hv = load(hrow + j);
+        V a[R];
+        for (int r = 0; r < R; ++r) a[r] = hv;
+        for (int k = 0; k < dd; ++k) {
+          const V yk = load(yl + k * Sp + j);
+          for (int r = 0; r < R; ++r) {
+            V df;
+            if constexpr (D > 0)
+              df = sub(xb[r][k], yk);
+            else
+              df = sub(set1(xr[r][k]), yk);
+            a[r] = fnmadd(df, df, a[r]);
+          }
+        }
+        T *tp = tp0 + j;
+        V col = load(tp + static_cast<int64_t>(dd) * Sp);
+        for (int r = 0; r < R; ++r) {
+          const V p = vexp2(add(mul(a[r], vinv), ob[r]));
+          col = fmadd(ub[r], p, col);
+          for (int k = 0; k < dd; ++k) {
+            const V yk = load(yl + k * Sp + j);
+            RS(r, k) = fmadd(p, yk, RS(r, k));
+            const V w = D > 0 ? set1(xw[r][k]) : xwd[r * dd + k];
+            store(tp + k * Sp, fmadd(w, p, load(tp + k * Sp)));
+          }
+        }
+        store(tp + static_cast<int64_t>(dd) * Sp, col);
+        if (++count == FLUSH_VEC) {
+          for (int r = 0; r < R && ib + r < Sr; ++r)
+            for (int k = 0; k < dd; ++k) {
+              racc[(ib + r) * dd + k] += reduce_add(RS(r, k));
+              RS(r, k) = set1(T(0));
+            }
+          count = 0;
+        }
+      }
+    }
+    for (int r = 0; r < R && ib + r < Sr; ++r)
+      for (int k = 0; k < dd; ++k) racc[(ib + r) * dd + k] += reduce_add(RS(r, k));
+  }
+  for (const int64_t *c = cb; c != ce; ++c) {  // the leaf's column sums into float64, the tiles cleared
+    T *src = colT + *c * tile;
+    double *dst = colD + *c * tile;
+    for (int64_t q = 0; q < tile; ++q) dst[q] += static_cast<double>(src[q]);
+    std::fill(src, src + tile, T(0));
+  }
+  for (int64_t i = 0; i < Sr; ++i) {
+    const T oi = out[i], ui = u[i];
+    const bool live = std::isfinite(oi) && ui != T(0);
+    for (int k = 0; k < dd; ++k) {
+      const double s = live ? racc[i * dd + k] : 0.0;
+      gx[i * dd + k] = static_cast<T>(2.0 * static_cast<double>(ui) * (static_cast<double>(x[i * dd + k]) - s));
+    }
+  }
+}
+
+template <class T>
+using FwdFn = void (*)(const T *, const T *, int, int64_t, int64_t, const int64_t *, const int64_t *, T, T *);
+template <class T>
+using BwdFn = void (*)(const T *, const T *, int, int64_t, int64_t, const int64_t *, const int64_t *, const T *,
+                       const T *, T, T *, T *, double *);
+
+template <class T>
+FwdFn<T> pick_forward(int d) {
+  switch (d) {
+    case 1: return &forward_leaf<T, 1, 4>;
+    case 2: return &forward_leaf<T, 2, 4>;
+    case 3: return &forward_leaf<T, 3, 4>;
+    case 4: return &forward_leaf<T, 4, 4>;
+    case 5: return &forward_leaf<T, 5, 2>;
+    case 6: return &forward_leaf<T, 6, 2>;
+    case 8: return &forward_leaf<T, 8, 2>;
+    case 10: return &forward_leaf<T, 10, 2>;
+    default: return &forward_leaf<T, 0, 2>;
+  }
+}
+template <class T>
+BwdFn<T> pick_backward(int d) {
+  switch (d) {
+    case 1: return &backward_leaf<T, 1, 4>;
+    case 2: return &backward_leaf<T, 2, 4>;
+    case 3: return &backward_leaf<T, 3, 4>;
+    case 4: return &backward_leaf<T, 4, 2>;
+    case 5: return &backward_leaf<T, 5, 2>;
+    case 6: return &backward_leaf<T, 6, 2>;
+    case 8: return &backward_leaf<T, 8, 2>;
+    case 10: return &backward_leaf<T, 10, 2>;
+    default: return &backward_leaf<T, 0, 1>;
+  }
+}
+
+using I1 = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+template <class T>
+void check(const In3<T> &x, const In3<T> &y, const In2<T> &h, const I1 &ptr, const I1 &cols, double eps,
+           const char *name) {
+  auto fail = [&](const std::string &what) { throw nb::value_error((std::string(name) + ": " + what).c_str()); };
+  if (y.shape(2) != x.shape(2) || x.shape(2) < 1) fail("x (Kr, Sr, d) and y (Kc, Sc, d) must share d >= 1");
+  if (h.shape(0) != y.shape(0) || h.shape(1) != y.shape(1)) fail("h must be (Kc, Sc), the shape of y's tiles");
+  if (ptr.shape(0) != x.shape(0) + 1) fail("ptr must hold Kr + 1 offsets");
+  const int64_t Kr = x.shape(0), Kc = y.shape(0), nnz = cols.shape(0);
+  if (ptr.data()[0] != 0 || ptr.data()[Kr] != nnz) fail("ptr must run from 0 to len(cols)");
+  for (int64_t I = 0; I < Kr; ++I)
+    if (ptr.data()[I + 1] < ptr.data()[I]) fail("ptr must be nondecreasing");
+  for (int64_t e = 0; e < nnz; ++e)
+    if (cols.data()[e] < 0 || cols.data()[e] >= Kc) fail("cols must hold column leaves in [0, Kc)");
+  if (!(eps > 0.0) || !std::isfinite(eps)) fail("eps must be positive and finite");
+}
+
+template <class T>
+Out<T, 2> forward_binding(In3<T> x, In3<T> y, In2<T> h, I1 ptr, I1 cols, double eps, int n_threads) {
+  check<T>(x, y, h, ptr, cols, eps, "softmin_sqeuclid_blocks");
+  const int64_t Kr = x.shape(0), Sr = x.shape(1), Kc = y.shape(0), Sc = y.shape(1);
+  const int d = static_cast<int>(x.shape(2));
+  const int64_t Sp = padded<T>(Sc), tile = (d + 1) * Sp;
+  auto out = std::make_unique<T[]>(std::max<int64_t>(1, Kr * Sr));
+  {
+    nb::gil_scoped_release release;
+    std::vector<T> ys(static_cast<size_t>(std::max<int64_t>(1, Kc * tile)));
+    pack_leaves(y.data(), h.data(), Kc, Sc, d, Sp, ys.data());
+    const int64_t nnz = cols.shape(0);
+    const int nt = resolve_threads(n_threads, Kr, nnz * Sr * Sp * d);
+    const T inv_eps = static_cast<T>(LOG2E / eps);
+    FwdFn<T> fn = pick_forward<T>(d);
+    const int64_t *p = ptr.data(), *c = cols.data();
+    parallel_leaves(nt, Kr, [&](int, int64_t I) {
+      fn(x.data() + I * Sr * d, ys.data(), d, Sr, Sp, c + p[I], c + p[I + 1], inv_eps, out.get() + I * Sr);
+    });
+  }
+  return owned<T, 2>(std::move(out), {static_cast<size_t>(Kr), static_cast<size_t>(Sr)});
+}
+
+template <class T>
+std::tuple<Out<T, 3>, Out<T, 3>, Out<T, 2>> backward_binding(In3<T> x, In3<T> y, In2<T> h, I1 ptr, I1 cols,
+                                                             In2<T> out, In2<T> u, double eps, int n_threads) {
+  check<T>(x, y, h, ptr, cols, eps, "softmin_sqeuclid_blocks_backward");
+  const int64_t Kr = x.shape(0), Sr = x.shape(1), Kc = y.shape(0), Sc = y.shape(1);
+  const int d = static_cast<int>(x.shape(2));
+  if (out.shape(0) != size_t(Kr) || out.shape(1) != size_t(Sr) || u.shape(0) != size_t(Kr) ||
+      u.shape(1) != size_t(Sr))
+    throw nb::value_error("softmin_sqeuclid_blocks_backward: out and u must be (Kr, Sr), the rows of x");
+  const int64_t Sp = padded<T>(Sc), tile = (d + 1) * Sp;
+  auto gx = std::make_unique<T[]>(std::max<int64_t>(1, Kr * Sr * d));
+  auto gy = std::make_unique<T[]>(std::max<int64_t>(1, Kc * Sc * d));
+  auto gh = std::make_unique<T[]>(std::max<int64_t>(1, Kc * Sc));
+  {
+    nb::gil_scoped_release release;
+    std::vector<T> ys(static_cast<size_t>(std::max<int64_t>(1, Kc * tile)));
+    pack_leaves(y.data(), h.data(), Kc, Sc, d, Sp, ys.data());
+    const int64_t nnz = cols.shape(0);
+    const int nt = resolve_threads(n_threads, Kr, nnz * Sr * Sp * d);
+    const T inv_eps = static_cast<T>(LOG2E / eps);
+    BwdFn<T> fn = pick_backward<T>(d);
+    std::vector<std::vector<T>> colT(nt);
+    std::vector<std::vector<double>> colD(nt);
+    const int64_t *p = ptr.data(), *c = cols.data();
+    parallel_leaves(nt, Kr, [&](int t, int64_t I) {
+      if (colT[t].empty()) {
+        colT[t].assign(static_cast<size_t>(std::max<int64_t>(1, Kc * tile)), T(0));
+        colD[t].assign(static_cast<size_t>(std::max<int64_t>(1, Kc * tile)), 0.0);
+      }
+      fn(x.data() + I * Sr * d, ys.data(), d, Sr, Sp, c + p[I], c + p[I + 1], out.data() + I * Sr,
+         u.data() + I * Sr, inv_eps, gx.get() + I * Sr * d, colT[t].data(), colD[t].data());
+    });
+    std::vector<double> tot(static_cast<size_t>(std::max<int64_t>(1, Kc * tile)), 0.0);
+    for (auto &acc : colD)
+      for (size_t q = 0; q < acc.size(); ++q) tot[q] += acc[q];
+    for (int64_t J = 0; J < Kc; ++J) {
+      const double *lin = tot.data() + J * tile, *col = lin + static_cast<int64_t>(d) * Sp;
+      for (int64_t j = 0; j < Sc; ++j) {
+        const int64_t q = J * Sc + j;
+        gh[q] = static_cast<T>(-col[j]);
+        for (int k = 0; k < d; ++k)
+          gy[q * d + k] = static_cast<T>(2.0 * (col[j] * static_cast<double>(y.data()[q * d + k]) - lin[k * Sp + j]));
+      }
+    }
+  }
+  return {owned<T, 3>(std::move(gx), {size_t(Kr), size_t(Sr), size_t(d)}),
+          owned<T, 3>(std::move(gy), {size_t(Kc), size_t(Sc), size_t(d)}),
+          owned<T, 2>(std::move(gh), {size_t(Kc), size_t(Sc)})};
+}
+
+}  // namespace monge_blocks
+
+void register_softmin_blocks(nb::module_ &m) {
+  using namespace monge_blocks;
+  static const char *fwd_doc =
+      "softmin_sqeuclid_blocks(x, y, h, ptr, cols, eps, n_threads=0) -> out\n\n"
+      "out[I, i] = -eps * log sum_{J in cols[ptr[I]:ptr[I+1]]} sum_j exp((h[J, j] - |x[I, i] - y[J, j]|^2) / eps)\n"
+      "over the kept column leaves of each row leaf (block-sparse, online log-sum-exp). x: (Kr, Sr, d),\n"
+      "y: (Kc, Sc, d), h: (Kc, Sc) (padding slots h = -inf), ptr: (Kr + 1,) int64, cols: (nnz,) int64; all\n"
+      "float32 or all float64, C-contiguous, CPU. A row with no kept weight gives +inf. Releases the GIL.";
+  static const char *bwd_doc =
+      "softmin_sqeuclid_blocks_backward(x, y, h, ptr, cols, out, u, eps, n_threads=0) -> (gx, gy, gh)\n\n"
+      "Vector-Jacobian product of softmin_sqeuclid_blocks for the cotangent u (Kr, Sr) over the same blocks:\n"
+      "gx_i = 2 u_i (x_i - sum_j p_ij y_j), gh_j = -sum_i u_i p_ij, gy_j = 2 (c_j y_j - sum_i u_i p_ij x_i),\n"
+      "c_j = sum_i u_i p_ij, p_ij = exp((h_j - |x_i - y_j|^2 + out_i) / eps). Column sums in float64.";
+  m.def("softmin_sqeuclid_blocks", &forward_binding<float>, nb::arg("x").noconvert(), nb::arg("y").noconvert(),
+        nb::arg("h").noconvert(), nb::arg("ptr").noconvert(), nb::arg("cols").noconvert(), nb::arg("eps"),
+        nb::arg("n_threads") = 0, fwd_doc);
+  m.def("softmin_sqeuclid_blocks", &forward_binding<double>, nb::arg("x").noconvert(), nb::arg("y").noconvert(),
+        nb::arg("h").noconvert(), nb::arg("ptr").noconvert(), nb::arg("cols").noconvert(), nb::arg("eps"),
+        nb::arg("n_threads") = 0);
+  m.def("softmin_sqeuclid_blocks_backward", &backward_binding<float>, nb::arg("x").noconvert(),
+        nb::arg("y").noconvert(), nb::arg("h").noconvert(), nb::arg("ptr").noconvert(), nb::arg("cols").noconvert(),
+        nb::arg("out").noconvert(), nb::arg("u").noconvert(), nb::arg("eps"), nb::arg("n_threads") = 0, bwd_doc);
+  m.def("softmin_sqeuclid_blocks_backward", &backward_binding<double>, nb::arg("x").noconvert(),
+        nb::arg("y").noconvert(), nb::arg("h").noconvert(), nb::arg("ptr").noconvert(), nb::arg("cols").noconvert(),
+        nb::arg("out").noconvert(), nb::arg("u").noconvert(), nb::arg("eps"), nb::arg("n_threads") = 0);
+}
