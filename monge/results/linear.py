@@ -79,7 +79,8 @@ class ExactResult:
 
     def _map(self, q, inverse: bool, extension: str, bandwidth):
         if self.problem is None:
-            raise TypeError("transport: this result keeps no problem (solved from a bare cost matrix); solve points "
+            raise TypeError("transport: this result keeps no problem (solved from a cost matrix, or by a solver that keeps "
+                            "none: sparse, multiscale); solve points "
                             "with monge.solve_points(x, y) or NetworkSimplex()(LinearProblem(PointCloud(x, y)))")
         xs, ys = self.problem.geom.points()
         rows, cols = (self.cols, self.rows) if inverse else (self.rows, self.cols)

@@ -300,7 +300,12 @@ def _staircase(ca, cb):
     n, m = ca.shape[-1], cb.shape[-1]
     batch = ca.shape[:-1]
     breaks = torch.cat([ca[..., :-1], cb[..., :-1]], -1)  # the row (column) changes after level ca_i (cb_j)
-    order = torch.sort(breaks, stable=True).indices  # ties: row step first (a zero-mass cell between)
+    # merge the two sorted runs (ties: row step first, a zero-mass cell between); numpy's stable sort on the CPU
+    # finds the two runs and merges them in linear time (3x faster than torch.sort at 10^5)
+    if breaks.device.type == "cpu":
+        order = torch.from_numpy(np.argsort(breaks.numpy(), axis=-1, kind="stable"))
+    else:
+        order = torch.sort(breaks, stable=True).indices
     levels = breaks.gather(-1, order)
     j_step = order >= n - 1
     zero = torch.zeros((*batch, 1), dtype=torch.int64, device=ca.device)
@@ -361,7 +366,7 @@ def solve_1d(x, y, a=None, b=None, p: float = 2):
     batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], wa.shape[:-1], wb.shape[:-1])
     xe, ye = x.expand(*batch, n), y.expand(*batch, m)
     wa, wb = wa.expand(*batch, n), wb.expand(*batch, m)
-    px, py = torch.sort(xe.detach(), stable=True).indices, torch.sort(ye.detach(), stable=True).indices
+    px, py = _sort(xe.detach(), True)[1], _sort(ye.detach(), True)[1]  # numpy's sort on the CPU
     rows_s, cols_s, vals, j_step = _staircase(torch.cumsum(wa.detach().gather(-1, px), -1),
                                               torch.cumsum(wb.detach().gather(-1, py), -1))
     rows, cols = px.gather(-1, rows_s), py.gather(-1, cols_s)
