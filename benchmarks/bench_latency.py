@@ -8,7 +8,7 @@ the mean time of ``--calls`` back-to-back calls, the libraries interleaved round
 the calling thread's CPU time instead of the wall clock: on a machine shared with other jobs it leaves out the
 time the benchmark waits for a core (every solver here runs on the calling thread for one problem). Usage:
     OMP_NUM_THREADS=1 python benchmarks/bench_latency.py [--sizes 16 32 64 128 256] [--calls 200] [--repeat 7]
-        [--clock wall|cpu]
+        [--clock wall|cpu] [--only exact assignment entropic]
 """
 
 from __future__ import annotations
@@ -93,17 +93,16 @@ def main():
     ap.add_argument("--eps", type=float, default=0.05)
     ap.add_argument("--tol", type=float, default=1e-6)
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    ap.add_argument("--only", nargs="+", choices=["exact", "assignment", "entropic"],
+                    default=["exact", "assignment", "entropic"])
     args = ap.parse_args()
     global CLOCK
     CLOCK = time.thread_time if args.clock == "cpu" else time.perf_counter
     warnings.simplefilter("ignore", UserWarning)
     print(f"# per-call latency ({args.clock} clock) on {machine()}")
-    for n in args.sizes:
-        bench_exact(n, args.calls, args.repeat)
-    for n in args.sizes:
-        bench_assignment(n, args.calls, args.repeat)
-    for n in args.sizes:
-        bench_entropic(n, args.calls, args.repeat, args.eps, args.tol)
+    for family, bench in (("exact", bench_exact), ("assignment", bench_assignment), ("entropic", bench_entropic)):
+        for n in args.sizes if family in args.only else ():
+            bench(n, args.calls, args.repeat, *((args.eps, args.tol) if family == "entropic" else ()))
 
 
 if __name__ == "__main__":

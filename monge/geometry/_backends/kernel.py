@@ -49,7 +49,7 @@ class KernelDense:
     def __init__(self, C: torch.Tensor, eps: float):
         self.C, self.eps = C, float(eps)
         if _compiled(C):  # one threaded pass, no n x m temporaries: the same kernel up to rounding
-            K, c0 = _gibbs_kernel(C.numpy(), self.eps)
+            K, c0 = _gibbs_kernel(C.numpy(), self.eps, torch.get_num_threads())
             self.K, self.c0, self.K64 = torch.from_numpy(K), C.new_full((1,), c0), None
         else:
             self.c0 = C.amin((-2, -1)).unsqueeze(-1) if C.numel() else C.new_zeros(C.shape[:-2] + (1,))  # (..., 1)
@@ -107,7 +107,8 @@ class KernelDense:
         ``((f, g, Sf, Sg), done, complete)``: ``complete`` False when a sum was unreliable at iteration ``done``
         (the state is then the last certified one, ``None`` if there is none: finish in the log domain)."""
         f, g, Sf, Sg, done, complete = _kernel_run(self.K.numpy(), float(self.c0), self.eps, lwa.numpy(), lwb.numpy(),
-                                                   f.numpy(), g.numpy(), Sg.numpy(), ka, kb, float(omega), int(iters))
+                                                   f.numpy(), g.numpy(), Sg.numpy(), ka, kb, float(omega), int(iters),
+                                                   torch.get_num_threads())
         state = None if f is None else tuple(map(torch.from_numpy, (f, g, Sf, Sg)))
         return state, done, complete
 
