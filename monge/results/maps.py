@@ -29,8 +29,15 @@ _ROWS_PER_TILE = 2048
 
 def plan_projection(rows, cols, vals, y, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(T (..., n, d), mass (..., n))``: the barycentric projection of a plan given as padded triplets ``(..., K)``
-    onto target points ``y (..., m, d)``; rows without mass map to themselves' NaN-free placeholder 0 (callers
-    extend the map there)."""
+    onto target points ``y (..., m, d)``; rows without mass get 0 (callers extend the map there).
+
+    Example:
+        >>> import torch
+        >>> rows, cols, vals = torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), torch.tensor([0.25, 0.25, 0.5])
+        >>> T, mass = plan_projection(rows, cols, vals, torch.tensor([[0.0], [4.0]]), 2)
+        >>> T.flatten().tolist(), mass.tolist()
+        ([2.0, 4.0], [0.5, 0.5])
+    """
     batch = torch.broadcast_shapes(rows.shape[:-1], y.shape[:-2])
     d = y.shape[-1]
     rows, cols, vals = (t.expand(*batch, t.shape[-1]) for t in (rows, cols, vals))
@@ -57,7 +64,14 @@ def extend_map(q, xs, Ts, mass, extension: str = "nearest", bandwidth: float | N
     r"""Map new points ``q (..., k, d)`` with the displacements ``Ts - xs`` of the samples ``xs (..., n, d)`` that
     carry mass (``mass (..., n) > 0``): nearest-neighbour translation or a Gaussian-kernel average (module doc).
     ``bandwidth`` (kernel only): :math:`\sigma` in data units (``None``: the median distance from a sample to its
-    nearest other sample). Computed by tiles of query points; differentiable w.r.t. ``q`` and ``Ts``."""
+    nearest other sample). Computed by tiles of query points; differentiable w.r.t. ``q`` and ``Ts``.
+
+    Example:
+        >>> import torch
+        >>> xs, Ts = torch.tensor([[0.0], [1.0]]), torch.tensor([[5.0], [7.0]])
+        >>> extend_map(torch.tensor([[0.2], [1.5]]), xs, Ts, torch.ones(2)).flatten().tolist()
+        [5.199999809265137, 7.5]
+    """
     if extension not in EXTENSIONS:
         raise ValueError(f"extension: expected one of {EXTENSIONS}, got {extension!r}")
     if bandwidth is not None and not (isinstance(bandwidth, (int, float)) and bandwidth > 0):
