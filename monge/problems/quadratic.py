@@ -89,8 +89,8 @@ def _intra(geom, name: str, loss: str):
             raise ValueError(f"{name}: expected an intra-domain geometry PointCloud(x) (y=None), got a PointCloud "
                              f"between two different clouds of {n} and {m} points")
         if len(geom.batch_shape):
-            raise ValueError(f"{name}: expected points of shape (n, d) (batches are not supported by GW yet), got a "
-                             f"batch of shape {tuple(geom.batch_shape)}")
+            raise ValueError(f"{name}: expected points of shape (n, d) (a batch: pass tensors (B, n, d) to "
+                             f"monge.gromov_wasserstein), got a batch of shape {tuple(geom.batch_shape)}")
         factors = geom.cost_factors() if loss == "sqeuclidean" else None  # s |x - y|^2 = U V^T (the geometry's)
         if factors is not None:
             return LowRank(*factors), n
@@ -106,8 +106,8 @@ def _intra(geom, name: str, loss: str):
 
 def check_square_symmetric(C: torch.Tensor, name: str) -> None:
     if C.dim() != 2 or C.shape[0] != C.shape[1]:
-        raise ValueError(f"{name}: expected a square intra-domain cost of shape (n, n) (batches are not supported by "
-                         f"GW yet), got shape {tuple(C.shape)}")
+        raise ValueError(f"{name}: expected a square intra-domain cost of shape (n, n) (a batch: pass tensors "
+                         f"(B, n, n) to monge.gromov_wasserstein), got shape {tuple(C.shape)}")
     Cd = C.detach()
     asym = float((Cd - Cd.mT).abs().max())
     tol = 100 * torch.finfo(C.dtype).eps * max(float(Cd.abs().max()), 1e-300)
@@ -153,8 +153,8 @@ class QuadraticProblem:
         geom_xy: the fused (feature) cost ``M (n, m)`` between the two domains (tensor or geometry); ``None`` = pure GW.
         alpha: weight of the structure term in ``[0, 1]``; ``None`` = 1 without ``geom_xy``, 0.5 with it.
         loss: ``"sqeuclidean"`` :math:`L(s, t) = (s - t)^2` or ``"kl"`` :math:`s \log(s/t) - s + t`.
-        rho_a, rho_b: KL marginal penalties (``None`` = hard constraint); accepted for the entropic solver's
-            later unbalanced mode, rejected by the solvers of this release.
+        rho_a, rho_b: KL marginal penalties (``None`` = hard constraint; one side alone is allowed): solved by
+            :class:`~monge.solvers.gromov.EntropicGromovWasserstein`, rejected by the exact solver.
 
     Raises:
         ValueError: a non-square or asymmetric cost, NaN/inf, sizes that do not match ``a``/``b``/``M``, negative
@@ -197,8 +197,8 @@ class QuadraticProblem:
         a = check_weights(a, "a", n, like, size_name="n")
         b = a if same else check_weights(b, "b", m, like, size_name="m")
         if a.dim() != 1 or b.dim() != 1:
-            raise ValueError(f"a, b: expected weights of shape (n,), (m,) (batches are not supported by GW yet), got "
-                             f"{tuple(a.shape)} and {tuple(b.shape)}")
+            raise ValueError(f"a, b: expected weights of shape (n,), (m,) (a batch: pass tensors (B, n) to "
+                             f"monge.gromov_wasserstein), got {tuple(a.shape)} and {tuple(b.shape)}")
         check_positive(rho_a, "rho_a", allow_none=True)
         check_positive(rho_b, "rho_b", allow_none=True)
         if rho_a is None and rho_b is None and not same:

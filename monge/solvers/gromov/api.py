@@ -8,14 +8,17 @@ r"""One-line Gromov-Wasserstein entry points: inputs -> :class:`~monge.problems.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
+
+import torch
 
 from ..._validation import as_tensor, check_cost_matrix, check_points
 from ...geometry.base import Geometry
 from ...geometry.pointcloud import PointCloud
 from ...problems.quadratic import QuadraticProblem, check_square_symmetric
 from .cg import GromovWasserstein
-from .common import GWResult
+from .common import GWResult, stack_results, user_stacklevel
 from .entropic import EntropicGromovWasserstein
 
 __all__ = ["gromov_wasserstein", "fused_gromov_wasserstein"]
@@ -39,7 +42,8 @@ def _solver(eps, solver_kw):
 
 
 def gromov_wasserstein(x, y, a=None, b=None, *, eps: float | None = None, loss: str = "sqeuclidean",
-                       cost="sqeuclidean", init=None, **solver_kw) -> GWResult:
+                       cost="sqeuclidean", init=None, rho_a: float | None = None, rho_b: float | None = None,
+                       **solver_kw) -> GWResult:
     r"""Gromov-Wasserstein between two spaces: exact (conditional gradient) when ``eps`` is None, else entropic.
 
     .. math::
@@ -55,8 +59,14 @@ def gromov_wasserstein(x, y, a=None, b=None, *, eps: float | None = None, loss: 
             (``"sqeuclidean"``: held in low rank, O((n + m) d) memory besides the plan; any monge cost), or
             ``"precomputed"``.
         init: a starting plan ``(n, m)`` (default: the product ``a b^T``).
+        rho_a, rho_b: KL penalties replacing the marginal constraints (unbalanced GW, entropic only; one side alone
+            is allowed).
         **solver_kw: ``atol``, ``rtol``, ``max_iter`` (exact) or ``tol``, ``max_iter``, ``inner_tol``,
-            ``inner_max_iter`` (entropic).
+            ``inner_max_iter``, ``backend``, ``grad`` (entropic).
+
+    Batches: ``x (B, n, d)`` / ``(B, n, n)``, ``y``, ``a (B, n)``, ``b``, ``init (B, n, m)`` (any of them; the
+    others are shared) solve ``B`` problems of equal sizes, one after another; the result's fields get a leading
+    ``B`` and ``convergence`` is per problem.
 
     Returns:
         :class:`~monge.solvers.gromov.GWResult`: ``plan``, ``value`` (differentiable), ``quadratic_term`` (the GW
@@ -74,13 +84,19 @@ def gromov_wasserstein(x, y, a=None, b=None, *, eps: float | None = None, loss: 
         >>> float(res.value) < 1e-12, res.plan.argmax(1).tolist() == perm.argsort().tolist()
         (True, True)
     """
-    with _named(geom_xx="x", geom_yy="y"):
-        prob = QuadraticProblem(_intra(x, "x", cost), _intra(y, "y", cost), a, b, loss=loss)
-    return _solver(eps, solver_kw)(prob, init=init)
+    def one(x, y, a, b, init):
+        with _named(geom_xx="x", geom_yy="y"):
+            prob = QuadraticProblem(_intra(x, "x", cost), _intra(y, "y", cost), a, b, loss=loss, rho_a=rho_a,
+                                    rho_b=rho_b)
+        return solver(prob, init=init)
+
+    solver = _solver(eps, solver_kw)
+    return _batched(one, x=(x, 2), y=(y, 2), a=(a, 1), b=(b, 1), init=(init, 2))
 
 
 def fused_gromov_wasserstein(M, Cx, Cy, a=None, b=None, *, alpha: float = 0.5, eps: float | None = None,
-                             loss: str = "sqeuclidean", init=None, **solver_kw) -> GWResult:
+                             loss: str = "sqeuclidean", init=None, rho_a: float | None = None,
+                             rho_b: float | None = None, **solver_kw) -> GWResult:
     r"""Fused Gromov-Wasserstein: a feature cost between the domains and the structure of each, traded by ``alpha``.
 
     .. math::
@@ -92,7 +108,8 @@ def fused_gromov_wasserstein(M, Cx, Cy, a=None, b=None, *, alpha: float = 0.5, e
         M: feature cost ``(n, m)`` (tensor or geometry). Cx, Cy: intra-domain costs ``(n, n)``, ``(m, m)``
             (symmetric; tensors or geometries, e.g. ``PointCloud(x)`` for the low-rank squared Euclidean cost).
         a, b: weights. alpha: weight of the structure term in ``[0, 1]`` (1: pure GW, 0: linear OT on ``M``).
-        eps, loss, init, **solver_kw: as in :func:`gromov_wasserstein`.
+        eps, loss, init, rho_a, rho_b, **solver_kw: as in :func:`gromov_wasserstein` (batches too: ``M (B, n, m)``,
+            ``Cx (B, n, n)``, ...).
 
     Returns:
         :class:`~monge.solvers.gromov.GWResult` with ``value = (1 - alpha) linear_term + alpha quadratic_term``
@@ -106,10 +123,40 @@ def fused_gromov_wasserstein(M, Cx, Cy, a=None, b=None, *, alpha: float = 0.5, e
         >>> float(res.value), (res.plan * 3).round().tolist()
         (0.0, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     """
-    with _named(geom_xx="Cx", geom_yy="Cy", geom_xy="M"):
-        prob = QuadraticProblem(_intra(Cx, "Cx", "precomputed"), _intra(Cy, "Cy", "precomputed"), a, b,
-                                geom_xy=M if isinstance(M, Geometry) else _fused(M), alpha=alpha, loss=loss)
-    return _solver(eps, solver_kw)(prob, init=init)
+    def one(M, Cx, Cy, a, b, init):
+        with _named(geom_xx="Cx", geom_yy="Cy", geom_xy="M"):
+            prob = QuadraticProblem(_intra(Cx, "Cx", "precomputed"), _intra(Cy, "Cy", "precomputed"), a, b,
+                                    geom_xy=M if isinstance(M, Geometry) else _fused(M), alpha=alpha, loss=loss,
+                                    rho_a=rho_a, rho_b=rho_b)
+        return solver(prob, init=init)
+
+    solver = _solver(eps, solver_kw)
+    return _batched(one, M=(M, 2), Cx=(Cx, 2), Cy=(Cy, 2), a=(a, 1), b=(b, 1), init=(init, 2))
+
+
+def _batched(one, **inputs):
+    """``one(*inputs)``, or a batch of them stacked: an input ``(t, k)`` with ``t.dim() == k + 1`` is batched."""
+    sizes = {name: t.shape[0] for name, (t, k) in inputs.items()
+             if isinstance(t, torch.Tensor) and not isinstance(t, Geometry) and t.dim() == k + 1}
+    plain = [t for t, _ in inputs.values()]
+    if not sizes:
+        return one(*plain)
+    first = next(iter(sizes))
+    for name, B in sizes.items():
+        if B != sizes[first]:
+            raise ValueError(f"{name}: expected a batch of {sizes[first]} problems (as {first}), got a leading "
+                             f"dimension of {B}; give every batched input the same batch size")
+    results = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for k in range(sizes[first]):
+            results.append(one(*[t[k] if name in sizes else t for name, (t, _) in zip(inputs, inputs.values())]))
+    out = stack_results(results)
+    if caught:
+        bad = [i for i, ok in enumerate(out.convergence.converged.tolist()) if not ok]
+        warnings.warn(f"gromov_wasserstein: problems {bad} of the batch did not converge ({caught[0].message})",
+                      RuntimeWarning, stacklevel=user_stacklevel())
+    return out
 
 
 @contextmanager

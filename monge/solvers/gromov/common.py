@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..._warnings import user_stacklevel
 from ...problems.quadratic import LowRank, QuadraticProblem, cross
+from ...results import Convergence
 from ...results.gromov import GWResult
 from ..exact._batch import centred
 
-__all__ = ["GWResult", "Objective", "differentiable_value", "check_init", "dot", "user_stacklevel"]
+__all__ = ["GWResult", "Objective", "differentiable_value", "check_init", "dot", "user_stacklevel", "stack_results",
+           "stack_convergence"]
 
 
 class Objective:
@@ -92,3 +96,26 @@ def check_init(init, prob: QuadraticProblem, like: torch.Tensor) -> torch.Tensor
         raise ValueError(f"init: expected a feasible plan (finite, >= 0, marginals a and b), got a marginal error of "
                          f"{err:.3g}; start from a.outer(b) or project your plan onto the marginals")
     return P
+
+
+def stack_convergence(convs) -> Convergence:
+    """One record for a batch of independent solves: their per-problem verdicts (each made against its own
+    tolerance), errors, iterations and traces (NaN-padded), and their inner levels stacked the same way."""
+    err = torch.stack([c.error.reshape(()) for c in convs])
+    ok = torch.stack([c.converged.reshape(()) for c in convs])
+    tol = torch.where(ok, err, torch.full_like(err, -math.inf))
+    stalled = torch.tensor([c.status[0] == "stalled" for c in convs])
+    traces = [c.errors.reshape(-1) if c.errors is not None else err.new_zeros(0) for c in convs]
+    n = max(len(t) for t in traces)
+    trace = torch.stack([torch.cat([t.to(err), err.new_full((n - len(t),), math.nan)]) for t in traces], -1)
+    levels = tuple((name, stack_convergence([c.level(name) for c in convs])) for name, _ in convs[0].levels)
+    return Convergence.build(err, tol, torch.stack([c.n_iters.reshape(()) for c in convs]),
+                             criterion=convs[0].criterion, errors=trace, stalled=stalled, levels=levels)
+
+
+def stack_results(results) -> GWResult:
+    """The results of a batch of equal-size problems as one :class:`GWResult` with a leading batch dimension."""
+    st = lambda name: torch.stack([getattr(r, name) for r in results])  # noqa: E731
+    return GWResult(plan=st("plan"), value=st("value"), linear_term=st("linear_term"),
+                    quadratic_term=st("quadratic_term"), f=st("f"), g=st("g"),
+                    convergence=stack_convergence([r.convergence for r in results]))
