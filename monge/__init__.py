@@ -31,7 +31,7 @@ from .solvers.exact.assignment import Assignment
 from .solvers.exact.lp_barycenter import lp_barycenter
 from .solvers.exact.graph import grid_graph, w1_graph
 from .solvers.exact.network_simplex import NetworkSimplex
-from .solvers.gromov import EntropicGromovWasserstein, GromovWasserstein
+from .solvers.gromov import EntropicGromovWasserstein, GromovWasserstein, gromov_barycenter
 from .solvers.exact.one_d import solve_1d, wasserstein_1d
 from .solvers.exact.sliced import max_sliced_wasserstein, sliced_wasserstein
 from .solvers.free_support import FreeSupportBarycenter, FreeSupportResult, free_support_barycenter
@@ -98,6 +98,7 @@ __all__ = [
     "w1_graph",
     "grid_graph",
     "gromov_wasserstein",
+    "gromov_barycenter",
     "fused_gromov_wasserstein",
     "GromovWasserstein",
     "EntropicGromovWasserstein",
