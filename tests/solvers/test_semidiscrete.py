@@ -152,7 +152,7 @@ def test_gradients_match_finite_differences():
     (dict(y=torch.tensor([[0.2, 0.5], [0.8, 0.5]], dtype=D), b=torch.tensor([0.3, 0.3], dtype=D)), "summing to 1"),
     (dict(y=torch.tensor([[0.2, 0.5], [0.2, 0.5]], dtype=D)), "distinct"),
     (dict(y=torch.full((2, 4), 0.5, dtype=D)), "method='sgd'"),
-    (dict(y=torch.full((1, 3), 0.5, dtype=D), density=torch.ones(2, 2, 2)), "uniform density"),
+    (dict(y=torch.full((1, 3), 0.5, dtype=D), density=torch.ones(2, 2)), r"\(n_1, ..., n_d\) with d = 3"),
     (dict(y=torch.tensor([[0.2, 0.5]], dtype=D), cost="euclidean"), "method='sgd' with cost='euclidean'"),
     (dict(y=torch.tensor([[0.2, 0.5]], dtype=D), cost="cosine"), "cost"),
     (dict(y=torch.tensor([[0.2, 0.5]], dtype=D), domain=torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 0.0],

@@ -1,5 +1,5 @@
-"""Semi-discrete OT in 3-D (exact power diagrams from a lifted 4-D hull): closed forms, symmetry, voxel
-estimates, the Hessian and the value's gradients against finite differences."""
+"""Semi-discrete OT in 3-D (exact power diagrams from a lifted 4-D hull), uniform and grid densities: closed
+forms, symmetry, voxel estimates, the Hessian and the value's gradients against finite differences."""
 
 import itertools
 
@@ -151,3 +151,63 @@ def test_clustered_diracs_with_skewed_masses_converge():
     b = torch.rand(160, dtype=D, generator=g) ** 3 + 1e-3
     r = semidiscrete(y, b / b.sum())
     assert r.convergence.all_converged and _rel_err(r) <= 1e-9
+
+
+def test_grid_density_equal_to_uniform_gives_the_uniform_solution():
+    rng = np.random.default_rng(5)
+    y = torch.tensor(rng.random((60, 3)))
+    r, ref = semidiscrete(y, density=torch.ones(3, 4, 5, dtype=D)), semidiscrete(y)
+    assert torch.allclose(r.psi, ref.psi, atol=1e-10) and float(r.value) == pytest.approx(float(ref.value), abs=1e-12)
+
+
+def test_grid_density_split_on_a_plane_closed_form():
+    w = torch.tensor([0.25, 0.75], dtype=D).reshape(2, 1, 1)  # rho = 1/2 on x1 < 1/2, 3/2 beyond
+    a, c = 0.3, 0.8
+    y = torch.tensor([[a, 0.5, 0.5], [c, 0.5, 0.5]], dtype=D)
+    r = semidiscrete(y, density=w, tol=1e-13)
+    s = 0.5 + 0.25 / 1.5  # mass 1/4 left of 1/2, then 3/2 per unit length
+    assert r.masses.tolist() == pytest.approx([0.5, 0.5], rel=1e-12)
+    assert float(r.psi[0] - r.psi[1]) == pytest.approx((s - a) ** 2 - (s - c) ** 2, abs=1e-12)
+    cube = lambda u, v: (v ** 3 - u ** 3) / 3  # noqa: E731
+    value = 0.5 * cube(-a, 0.5 - a) + 1.5 * (cube(0.5 - a, s - a) + cube(s - c, 1 - c)) + 2 / 12
+    assert float(r.value) == pytest.approx(value, abs=1e-12)
+
+
+def test_grid_density_cells_against_voxels_and_hessian():
+    rng = np.random.default_rng(6)
+    n = 12
+    y = rng.random((n, 3))
+    psi = 0.02 * rng.standard_normal(n)
+    w = rng.random((3, 4, 5)) + 0.1
+    from monge.solvers.semidiscrete.integrate3d import GridDensity3D
+    dens = GridDensity3D(w, CUBE)
+    c = power_cells3d(y, psi, CUBE, dens)
+    k = 60  # a multiple of every grid size: each voxel sees one density value
+    u = (np.arange(k) + 0.5) / k
+    X = np.stack(np.meshgrid(u, u, u, indexing="ij"), -1).reshape(-1, 3)
+    rho = dens.rho[tuple((X * np.array(w.shape)).astype(int).T)]
+    j = (torch.cdist(torch.tensor(X), torch.tensor(y)).square() - torch.tensor(psi)).argmin(1).numpy()
+    assert c.mass.sum() == pytest.approx(1.0, abs=1e-13)
+    assert np.abs(c.mass - np.bincount(j, rho, minlength=n) / k ** 3).max() < 3e-4  # uniform: 3e-2
+    assert np.abs(c.cost - np.bincount(j, rho * ((X - y[j]) ** 2).sum(1), minlength=n) / k ** 3).max() < 5e-5
+    i0, j0 = c.pairs.T
+    L = graph_laplacian(n, c.pairs, c.weight / (2 * np.linalg.norm(y[i0] - y[j0], axis=1))).toarray()
+    h = 1e-6
+    for m in (0, 5):
+        e = np.zeros(n)
+        e[m] = h
+        fd = (power_cells3d(y, psi + e, CUBE, dens).mass - power_cells3d(y, psi - e, CUBE, dens).mass) / (2 * h)
+        assert fd == pytest.approx(L[:, m], abs=1e-7)
+
+
+def test_grid_density_newton_and_zero_mass_start():
+    rng = np.random.default_rng(7)
+    y = torch.tensor(rng.random((100, 3)))
+    r = semidiscrete(y, density=torch.tensor(rng.random((4, 5, 6)) ** 2 + 0.01))
+    assert r.convergence.all_converged and _rel_err(r) <= 1e-9
+    w = torch.ones(4, 2, 2, dtype=D)
+    w[:2] = 0.0  # no mass on x1 < 1/2: the first Voronoi cell is empty, the continuation solves it
+    y2 = torch.tensor([[0.1, 0.5, 0.5], [0.9, 0.5, 0.5]], dtype=D)
+    r2 = semidiscrete(y2, density=w)
+    assert r2.convergence.all_converged and r2.masses.tolist() == pytest.approx([0.5, 0.5], rel=1e-12)
+    assert float(r2.psi[0] - r2.psi[1]) == pytest.approx(0.65 ** 2 - 0.15 ** 2, abs=1e-12)

@@ -28,6 +28,7 @@ import torch
 from ...results.convergence import Convergence
 from ...results.semidiscrete import SemidiscreteResult
 from .integrate import GridDensity
+from .integrate3d import GridDensity3D
 from .newton import evaluate, kmt_homotopy, kmt_newton, kmt_newton3d
 from .polygon import ConvexPolygon
 from .sgd import averaged_sgd, power_scores
@@ -103,13 +104,14 @@ def _domain(domain, d):
 
 
 def _grid(density, box, d, domain=None):
+    make = (lambda w: GridDensity3D(w, box)) if d == 3 else (lambda w: GridDensity(w, box, domain))  # noqa: E731
     if density is None:
-        return GridDensity(np.ones((1,) * d), box, domain)
+        return make(np.ones((1,) * d))
     w = torch.as_tensor(density).detach().cpu().double().numpy()
     if w.ndim != d or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ValueError(f"density: expected nonnegative finite cell masses of shape (n_1, ..., n_d) with d = {d} "
                          f"and a positive sum, got shape {w.shape}")
-    return GridDensity(w, box, domain)
+    return make(w)
 
 
 def _sampler(density, box, y, domain=None):
@@ -176,8 +178,8 @@ def semidiscrete(y, b=None, density=None, *, method: str = "newton", box=None, d
     Args:
         y: ``(m, d)`` distinct points inside the box. b: ``(m,)`` positive masses summing to 1 (None: uniform).
         density: None (uniform), cell masses ``(n_1, ..., n_d)`` of a piecewise-constant density on a regular
-            grid of the box (axis k along coordinate k; Newton: d = 2), or, for ``"sgd"``, a sampler ``k -> (k, d)``.
-        method: ``"newton"`` (exact; d = 2, or d = 3 with the uniform density) or ``"sgd"`` (any d).
+            grid of the box (axis k along coordinate k), or, for ``"sgd"``, a sampler ``k -> (k, d)``.
+        method: ``"newton"`` (exact; d = 2 or 3) or ``"sgd"`` (any d).
         box: ``(lo, hi)``, default ``[0, 1]^d``. domain: 2-D only, the vertices ``(k, 2)`` of a convex polygon;
             mu is then restricted to it (and renormalised), the box is its bounding box, the cells are clipped to it.
         cost: ``"sqeuclidean"`` :math:`|x - y|^2` or ``"euclidean"`` :math:`|x - y|` (``"sgd"`` only: its cells
@@ -247,25 +249,23 @@ def _newton(y, b, density, box, tol, max_iter, psi0, dom=None):
     if d not in (2, 3):
         raise ValueError(f"y: method='newton' computes exact power diagrams in 2-D and 3-D, got d = {d}; use "
                          "method='sgd' in other dimensions")
-    if d == 3 and density is not None:
-        raise ValueError("density: method='newton' in 3-D integrates the uniform density on the box only "
-                         "(density=None); use method='sgd' for a grid density or a sampler in 3-D")
     yn = y.detach().cpu().double().numpy()
     if len(np.unique(yn, axis=0)) < len(yn):
         raise ValueError("y: expected distinct Dirac positions, found duplicates; merge them and add their masses")
     p0 = None if psi0 is None else torch.as_tensor(psi0).detach().cpu().double().numpy()
     b64 = b.detach().cpu().double().numpy()
     b64 = b64 / b64.sum()  # float32 b: renormalised in float64
+    dens = _grid(density, box, d, dom)
+    uniform = dens.shape == (1,) * d
+    cap = max_iter if uniform else min(max_iter, 30)
     if d == 3:
-        st = kmt_newton3d(yn, b64, box, p0, tol, max_iter)
+        st = kmt_newton3d(yn, b64, box, p0, tol, cap, None if uniform else dens)
     else:
-        dens = _grid(density, box, 2, dom)
-        uniform = dens.shape == (1, 1)
-        st = kmt_newton(yn, b64, dens, p0, tol, max_iter if uniform else min(max_iter, 30))
-        if st.status != "converged" and not uniform:  # slow damping from a poor start: continuation
-            first = st.n_iters
-            st = kmt_homotopy(yn, b64, dens, p0, tol, max_iter)
-            st.n_iters += first
+        st = kmt_newton(yn, b64, dens, p0, tol, cap)
+    if st.status != "converged" and not uniform:  # slow damping from a poor start: continuation
+        first = st.n_iters
+        st = kmt_homotopy(yn, b64, dens, p0, tol, max_iter)
+        st.n_iters += first
     value = float((st.second - 2 * (yn * st.moments).sum(1) + (yn ** 2).sum(1) * st.masses).sum())
     err = float("inf") if st.status == "diverged" else st.error  # an initial cell carries no mass
     conv = Convergence.build(torch.tensor(err, dtype=torch.float64), tol, st.n_iters, criterion="relative_mass_error",

@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import cg, splu
 
 from .integrate import GridDensity, polygon_moments, segment_mass
+from .integrate3d import GridDensity3D
 from .power2d import PowerDiagram, power_diagram
 from .power3d import power_cells3d
 
@@ -143,18 +144,18 @@ def kmt_newton(y, b, dens: GridDensity, psi0=None, tol: float = 1e-9, max_iter: 
     return NewtonState(psi, mass, mom, sec, diag, errors[-1], it, errors, status)
 
 
-def kmt_newton3d(y, b, box, psi0=None, tol: float = 1e-9, max_iter: int = 100) -> NewtonState:
-    r"""Damped Newton in 3-D, uniform density on ``box``; ``second`` is :math:`\int_{\mathrm{Lag}_j} |x|^2 d\mu`."""
-    rho = 1.0 / float(np.prod(box[1] - box[0]))
+def kmt_newton3d(y, b, box, psi0=None, tol: float = 1e-9, max_iter: int = 100, dens=None) -> NewtonState:
+    r"""Damped Newton in 3-D, uniform density on ``box`` or a grid density ``dens``; ``second`` is
+    :math:`\int_{\mathrm{Lag}_j} |x|^2 d\mu`."""
     psi = np.zeros(len(y)) if psi0 is None else np.asarray(psi0, dtype=np.float64).copy()
 
     def direction(c, resid):
         i, j = c.pairs[:, 0], c.pairs[:, 1]
-        w = rho * c.area / (2 * np.linalg.norm(y[i] - y[j], axis=1))
+        w = c.weight / (2 * np.linalg.norm(y[i] - y[j], axis=1))
         return solve_grounded(graph_laplacian(len(y), c.pairs, w), resid, "cg")
 
-    psi, c, mass, errors, it, status = damped_newton(lambda p: (lambda c: (c, c.mass))(power_cells3d(y, p, box)),
-                                                     direction, b, psi, tol, max_iter)
+    psi, c, mass, errors, it, status = damped_newton(
+        lambda p: (lambda c: (c, c.mass))(power_cells3d(y, p, box, dens)), direction, b, psi, tol, max_iter)
     second = c.cost + 2 * (y * c.moment).sum(1) - (y ** 2).sum(1) * c.mass
     return NewtonState(psi, mass, c.moment, second, None, errors[-1], it, errors, status)
 
@@ -164,11 +165,15 @@ def kmt_homotopy(y, b, dens: GridDensity, psi0=None, tol: float = 1e-9, max_iter
     r"""Newton along the densities :math:`(1 - t)\,\mathrm{uniform} + t\rho`, each solve warm-started from the
     last: the fallback when the damping crawls from a poor start (tiny initial cells on a rough density).
     Steps of every stage are counted in ``n_iters``; the state is the last stage's."""
-    cells = dens.rho * dens.h[0] * dens.h[1]
+    cells = dens.rho * np.prod(dens.h)
     psi, total, errors = psi0, 0, []
     for t in ts:
-        stage = GridDensity((1 - t) / cells.size + t * cells, (dens.lo, dens.hi), dens.domain)
-        st = kmt_newton(y, b, stage, psi, tol if t == ts[-1] else max(tol, 1e-6), max_iter)
+        w = (1 - t) / cells.size + t * cells
+        tol_t = tol if t == ts[-1] else max(tol, 1e-6)
+        if isinstance(dens, GridDensity3D):
+            st = kmt_newton3d(y, b, (dens.lo, dens.hi), psi, tol_t, max_iter, GridDensity3D(w, (dens.lo, dens.hi)))
+        else:
+            st = kmt_newton(y, b, GridDensity(w, (dens.lo, dens.hi), dens.domain), psi, tol_t, max_iter)
         total, errors = total + st.n_iters, errors + st.errors
         if st.status != "converged":
             break

@@ -37,13 +37,13 @@ __all__ = ["Cells3D", "power_cells3d"]
 
 @dataclass(frozen=True)
 class Cells3D:
-    """Per-cell integrals of the uniform density on the box, and the adjacency with facet areas.
+    r"""Per-cell integrals of the density on the box, and the adjacency with facet areas.
 
     Attributes:
-        mass: ``(n,)`` :math:`\\mu(\\mathrm{Lag}_i)`. moment: ``(n, 3)`` :math:`\\int_{\\mathrm{Lag}_i} x\\, d\\mu`.
-        cost: ``(n,)`` :math:`\\int_{\\mathrm{Lag}_i} |x - y_i|^2 d\\mu`.
+        mass: ``(n,)`` :math:`\mu(\mathrm{Lag}_i)`. moment: ``(n, 3)`` :math:`\int_{\mathrm{Lag}_i} x\, d\mu`.
+        cost: ``(n,)`` :math:`\int_{\mathrm{Lag}_i} |x - y_i|^2 d\mu`.
         pairs: ``(E, 2)`` adjacent sites ``i < j`` whose facet meets the box. area: ``(E,)`` the clipped facets'
-        areas (unweighted).
+        areas. weight: ``(E,)`` their masses under the density, :math:`\int_{F_{ij}} \rho\, dS`.
     """
 
     mass: np.ndarray
@@ -51,6 +51,7 @@ class Cells3D:
     cost: np.ndarray
     pairs: np.ndarray
     area: np.ndarray
+    weight: np.ndarray
 
 
 def _ghosts(diam):
@@ -142,32 +143,64 @@ def _box_faces(acc, y, psi, lo, hi):
             _accumulate(acc, owner, y[owner], A, B, C, area, sign * (c - y[owner, a]))
 
 
-def power_cells3d(y: np.ndarray, psi: np.ndarray, box) -> Cells3D:
-    """The power diagram of ``y (n, 3)`` with weights ``psi (n,)``, clipped to ``box = (lo, hi)``, integrated
-    against the uniform density on the box."""
-    lo, hi = (np.asarray(v, dtype=np.float64) for v in box)
+def _facets(y, psi, lo, hi):
+    """Adjacent pairs ``(E, 2)``, unit normals ``(E, 3)`` from ``i`` to ``j`` and the facet polygons clipped to
+    the box (ragged, grouped by pair)."""
     n = y.shape[0]
     centre, diam = 0.5 * (lo + hi), float(np.linalg.norm(hi - lo))
+    g, psi_g = _ghosts(diam)
+    z = np.r_[y - centre, g]
+    tets, centres = _lower_tets(z, np.r_[psi, psi_g])
+    pairs, u, v, grp = _edge_rings(z, tets, centres, n)
+    v, grp = _clip_box(v, grp, lo - centre, hi - centre, len(pairs))
+    return pairs, u, v + centre, grp
+
+
+def _grid_cells(y, psi, lo, hi, dens, pairs, u, v, grp):
+    """Divergence-theorem integrals against a grid density: only the facets and the face x1 = hi carry flux."""
+    n, E = y.shape[0], len(pairs)
+    mass, mom, sec = np.zeros(n), np.zeros((n, 3)), np.zeros(n)
+    if E:
+        fm, fmom, fsec = dens.flux(v, grp, u[:, 0], E)
+        for side, sign in ((0, 1.0), (1, -1.0)):
+            mass += sign * np.bincount(pairs[:, side], fm, minlength=n)
+            sec += sign * np.bincount(pairs[:, side], fsec, minlength=n)
+            for k in range(3):
+                mom[:, k] += sign * np.bincount(pairs[:, side], fmom[:, k], minlength=n)
+    d2 = power_diagram(y[:, 1:], psi - (hi[0] - y[:, 0]) ** 2, (lo[1:], hi[1:]))
+    face = np.c_[np.full(len(d2.verts), hi[0]), d2.verts]
+    fm, fmom, fsec = dens.flux(face, d2.cell, np.ones(n), n)
+    mass, mom, sec = mass + fm, mom + fmom, sec + fsec
+    weight = dens.surface_mass(v, grp, E) if E else np.zeros(0)
+    cost = sec - 2 * (y * mom).sum(1) + (y ** 2).sum(1) * mass
+    return mass, mom, cost, weight
+
+
+def power_cells3d(y: np.ndarray, psi: np.ndarray, box, dens=None) -> Cells3D:
+    """The power diagram of ``y (n, 3)`` with weights ``psi (n,)``, clipped to ``box = (lo, hi)``, integrated
+    against the uniform density on the box, or a :class:`~.integrate3d.GridDensity3D` ``dens`` on it."""
+    lo, hi = (np.asarray(v, dtype=np.float64) for v in box)
+    n = y.shape[0]
     psi = np.asarray(psi, dtype=np.float64)
     psi = psi - psi.max()
-    acc = [np.zeros(n), np.zeros((n, 3)), np.zeros(n)]
-    pairs, area = np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    pairs, u = np.zeros((0, 2), dtype=np.int64), np.zeros((0, 3))
+    v, grp = np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
     if n > 1:
-        g, psi_g = _ghosts(diam)
-        z = np.r_[y - centre, g]
-        tets, centres = _lower_tets(z, np.r_[psi, psi_g])
-        pairs, u, v, grp = _edge_rings(z, tets, centres, n)
-        v, grp = _clip_box(v, grp, lo - centre, hi - centre, len(pairs))
-        s, p, q = fan(grp)
-        A, B, C = v[s] + centre, v[p] + centre, v[q] + centre
-        owner = grp[s]
-        tri = 0.5 * np.abs((np.cross(B - A, C - A) * u[owner]).sum(1))
+        pairs, u, v, grp = _facets(y, psi, lo, hi)
+    s, p, q = fan(grp)
+    A, B, C, owner = v[s], v[p], v[q], grp[s]
+    tri = 0.5 * np.abs((np.cross(B - A, C - A) * u[owner]).sum(1))
+    area = np.bincount(owner, tri, minlength=len(pairs))
+    if dens is not None:
+        mass, mom, cost, weight = _grid_cells(y, psi, lo, hi, dens, pairs, u, v, grp)
+    else:
+        acc = [np.zeros(n), np.zeros((n, 3)), np.zeros(n)]
         for side, sign in ((0, 1.0), (1, -1.0)):  # the facet bounds both cells, outward normal +-u
             site = pairs[owner, side]
             h = sign * ((A - y[site]) * u[owner]).sum(1)
             _accumulate(acc, site, y[site], A, B, C, tri, h)
-        area = np.bincount(owner, tri, minlength=len(pairs))
-        pairs, area = pairs[area > 0], area[area > 0]
-    _box_faces(acc, y, psi, lo, hi)
-    rho = 1.0 / float(np.prod(hi - lo))
-    return Cells3D(mass=rho * acc[0], moment=rho * acc[1], cost=rho * acc[2], pairs=pairs, area=area)
+        _box_faces(acc, y, psi, lo, hi)
+        rho = 1.0 / float(np.prod(hi - lo))
+        mass, mom, cost, weight = rho * acc[0], rho * acc[1], rho * acc[2], rho * area
+    keep = area > 0
+    return Cells3D(mass=mass, moment=mom, cost=cost, pairs=pairs[keep], area=area[keep], weight=weight[keep])
