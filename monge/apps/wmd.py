@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,14 +112,28 @@ def wmd(doc1, doc2, embeddings) -> float:
     return float(wmd_batch([doc1], [doc2], emb)[0])
 
 
-def _pair_value(x: np.ndarray, a: np.ndarray, ix: np.ndarray, y: np.ndarray, b: np.ndarray, iy: np.ndarray) -> float:
-    """Exact WMD of one pair by the compiled network simplex, on the Euclidean cost between the word vectors
-    (a matrix product, with identical words at exactly 0). Releases the GIL: pairs run in parallel threads."""
+def _pair_cost(x: torch.Tensor, ix: torch.Tensor, y: torch.Tensor, iy: torch.Tensor) -> np.ndarray:
+    """The Euclidean cost between the word vectors of two documents (identical words at exactly 0)."""
+    C = torch.cdist(x, y)
+    C[ix[:, None] == iy[None, :]] = 0.0
+    return C.numpy()
+
+
+@contextmanager
+def _one_torch_thread():
+    """torch on one thread (its pool would fight the solver threads for the cores on small products)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _exact_value(a: np.ndarray, b: np.ndarray, C: np.ndarray) -> float:
+    """Exact OT value by the compiled network simplex (releases the GIL: pairs run in parallel threads)."""
     from .. import _core
 
-    C = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
-    np.sqrt(np.maximum(C, 0.0, out=C), out=C)
-    C[ix[:, None] == iy[None, :]] = 0.0
     ints, flts = _core.network_simplex_batch(a[None], b[None], C[None], 0, 1)
     status = int(ints[0, -2])
     if status != 0:
@@ -132,19 +147,24 @@ class _Docs:
 
     def __init__(self, docs, emb: torch.Tensor, name: str):
         parts = [_doc(d, emb, f"{name}[{k}]") for k, d in enumerate(docs)]
-        self.X = [x.numpy() for x, _ in parts]
+        self.X = [x for x, _ in parts]
         self.w = [w.numpy() for _, w in parts]
-        self.ids = [torch.as_tensor(d[0], dtype=torch.long).numpy() for d in docs]
+        self.ids = [torch.as_tensor(d[0], dtype=torch.long) for d in docs]
 
     def __len__(self):
         return len(self.X)
 
 
-def _solve_pairs(P: _Docs, Q: _Docs, pairs, pool=None) -> list[float]:
-    args = [(P.X[i], P.w[i], P.ids[i], Q.X[j], Q.w[j], Q.ids[j]) for i, j in pairs]
-    if pool is None or len(args) <= 1:
-        return [_pair_value(*t) for t in args]
-    return list(pool.map(lambda t: _pair_value(*t), args, chunksize=max(1, len(args) // 32)))
+def _solve_pairs(P: _Docs, Q: _Docs, pairs, pool=None, chunk: int = 256) -> list[float]:
+    """Exact WMDs of ``pairs`` of (P, Q) indices: costs built on the calling thread (a BLAS product per pair; in
+    worker threads BLAS's own threads would oversubscribe the cores), solves spread over ``pool``."""
+    out = []
+    for c0 in range(0, len(pairs), chunk):
+        part = pairs[c0 : c0 + chunk]
+        args = [(P.w[i], Q.w[j], _pair_cost(P.X[i], P.ids[i], Q.X[j], Q.ids[j])) for i, j in part]
+        out += [_exact_value(*t) for t in args] if pool is None or len(args) == 1 else list(
+            pool.map(lambda t: _exact_value(*t), args))
+    return out
 
 
 def wmd_batch(docs1, docs2, embeddings) -> torch.Tensor:
@@ -161,7 +181,7 @@ def wmd_batch(docs1, docs2, embeddings) -> torch.Tensor:
     if len(docs1) != len(docs2):
         raise ValueError(f"docs2: expected as many documents as docs1 ({len(docs1)}), got {len(docs2)}")
     P, Q = _Docs(docs1, emb, "docs1"), _Docs(docs2, emb, "docs2")
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with _one_torch_thread(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         vals = _solve_pairs(P, Q, [(k, k) for k in range(len(P))], pool)
     return torch.tensor(vals, dtype=torch.float64)
 
@@ -194,7 +214,7 @@ def _bound_matrix(Qd: _Docs, Cd: _Docs, emb: torch.Tensor, block: int = 256) -> 
     rows. ``Qd is Cd`` (leave-one-out) computes it once.
     """
     sides = [Qd] if Qd is Cd else [Qd, Cd]
-    flat = [np.concatenate(S.ids) for S in sides]
+    flat = [torch.cat(S.ids).numpy() for S in sides]
     words, inv = np.unique(np.concatenate(flat), return_inverse=True)
     local = np.split(inv, np.cumsum([len(f) for f in flat])[:-1])
     starts = [np.cumsum([0] + [len(i) for i in S.ids[:-1]]) for S in sides]
@@ -208,8 +228,8 @@ def _bound_matrix(Qd: _Docs, Cd: _Docs, emb: torch.Tensor, block: int = 256) -> 
     Mq, Mc = M[0], M[-1]
     row_side = np.add.reduceat(np.concatenate(Qd.w)[:, None] * Mc[local[0]], starts[0], axis=0)
     col_side = np.add.reduceat(np.concatenate(Cd.w)[:, None] * Mq[local[-1]], starts[-1], axis=0)
-    cq = torch.from_numpy(np.stack([w @ x for x, w in zip(Qd.X, Qd.w)]))
-    cc = torch.from_numpy(np.stack([w @ x for x, w in zip(Cd.X, Cd.w)]))
+    cq = torch.stack([torch.from_numpy(w) @ x for x, w in zip(Qd.X, Qd.w)])
+    cc = torch.stack([torch.from_numpy(w) @ x for x, w in zip(Cd.X, Cd.w)])
     rw = torch.from_numpy(np.maximum(row_side, col_side.T))
     return torch.maximum(rw, torch.cdist(cq, cc))
 
@@ -288,9 +308,9 @@ def knn(queries, corpus, embeddings, k: int = 5, *, batch: int = 16, exclude_sel
                          f"{len(corpus)} of them, got {len(queries)}")
     Qd = _Docs(queries, emb, "queries")
     Cd = Qd if queries is corpus else _Docs(corpus, emb, "corpus")
-    search = _Search(_bound_matrix(Qd, Cd, emb), k, batch, exclude_self)
     n_exact, active = 0, list(range(len(Qd)))
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with _one_torch_thread(), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        search = _Search(_bound_matrix(Qd, Cd, emb), k, batch, exclude_self)
         while active:
             proposals = {q: search.propose(q) for q in active}
             active = [q for q, take in proposals.items() if take]

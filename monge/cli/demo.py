@@ -27,6 +27,7 @@ from .sections.registration import section_registration
 from .sections.sample_complexity import section_sample_complexity
 from .sections.semidiscrete import section_semidiscrete
 from .sections.w1_map import section_w1_map
+from .sections.wmd import section_wmd
 
 __all__ = ["run_demo", "SECTIONS"]
 
@@ -149,7 +150,7 @@ def section_entropic(out_dir: Path) -> Section:
 SECTIONS = [section_matching, section_digits, section_exact_scale, section_entropic, section_semidiscrete,
             section_w1_map, section_flows, section_barycenters, section_free_support, section_dictionary,
             section_multilabel, section_gromov, section_generative, section_gaussian, section_color, section_registration,
-            section_sample_complexity]
+            section_wmd, section_sample_complexity]
 
 
 def run_demo(out_dir: str | Path = "report", verbose: bool = True) -> Path:

@@ -5,17 +5,21 @@
 - :func:`shape`: 2-D point clouds sampled from generated shapes (deterministic given ``seed``).
 - :func:`digit_cloud`: a digit image as a weighted point cloud (pixel centres weighted by intensity).
 - :func:`circle_labels`: a multi-label task whose labels live on a circle (for Wasserstein losses).
+- :func:`newsgroups`: 200 newsgroup posts (alt.atheism / sci.space, gensim's bundled set) as bags of words over
+  the GloVe 6B 50-d vectors of their 7403 words, shipped as ``newsgroups.npz`` (1.5 MB; written by
+  ``benchmarks/gen_newsgroups.py``), for Word Mover's Distance.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["digits", "digit_cloud", "circle_labels", "shape", "SHAPES"]
+__all__ = ["digits", "digit_cloud", "circle_labels", "shape", "SHAPES", "newsgroups", "Newsgroups"]
 
 _HERE = Path(__file__).parent
 
@@ -123,3 +127,39 @@ def circle_labels(n: int, n_labels: int, seed: int = 0, dtype=torch.float64):
     phi = torch.arange(n_labels, dtype=torch.float64) * (2 * np.pi / n_labels)
     d = torch.remainder(th[:, None] - phi[None] + np.pi, 2 * np.pi) - np.pi
     return x.to(dtype), (d.abs() <= 2 * np.pi / n_labels).to(dtype), phi.to(dtype)
+
+
+@dataclass(frozen=True)
+class Newsgroups:
+    """Posts as documents ``(word rows, normalised counts)`` over ``embeddings (U, 50)`` (float64), their
+    ``labels`` (0 / 1, named by ``label_names``), the vocabulary ``words``, and each post's ``subjects`` and the
+    start of its body (``snippets``)."""
+
+    docs: list
+    embeddings: torch.Tensor
+    labels: torch.Tensor
+    label_names: tuple
+    words: tuple
+    subjects: tuple
+    snippets: tuple
+
+
+@lru_cache(maxsize=1)
+def newsgroups() -> Newsgroups:
+    """The 200-post two-class newsgroup set as bags of GloVe words (stop words dropped, headers dropped).
+
+    Example:
+        >>> ng = newsgroups()
+        >>> len(ng.docs), tuple(ng.embeddings.shape), ng.label_names
+        (200, (7403, 50), ('alt.atheism', 'sci.space'))
+    """
+    with np.load(_HERE / "newsgroups.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    ends = np.cumsum(arrays["lens"])
+    ids = np.split(arrays["ids"].astype(np.int64), ends[:-1])
+    counts = np.split(arrays["counts"].astype(np.float64), ends[:-1])
+    docs = [(torch.from_numpy(i), torch.from_numpy(c / c.sum())) for i, c in zip(ids, counts)]
+    return Newsgroups(docs, torch.from_numpy(arrays["vectors"].astype(np.float64)),
+                      torch.from_numpy(arrays["labels"].astype(np.int64)), tuple(arrays["label_names"].tolist()),
+                      tuple(arrays["words"].tolist()), tuple(arrays["subjects"].tolist()),
+                      tuple(arrays["snippets"].tolist()))
