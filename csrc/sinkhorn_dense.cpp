@@ -120,14 +120,29 @@ inline void relax(double *pot, const double *S, int64_t len, double kappa, doubl
   }
 }
 
-// (f, g, Sf, Sg, iterations run, complete): `iters` iterations f <- ka Sg, Sf, g <- kb Sf, Sg (over-relaxed by
+// sum_k |w_k e^{lw_k + (pot_k - S_k)/eps} - w_k e^{-pot_k / rho}|: the l1 residual of one marginal's optimality
+// condition (rho = inf: a hard constraint, target w), as monge/solvers/marginals.py measures it.
+double residual(const double *pot, const double *S, const double *lw, const double *w, int64_t len, double eps,
+                double rho) {
+  double r = 0.0;
+  const bool hard = std::isinf(rho);
+  for (int64_t k = 0; k < len; ++k) {
+    const double m = std::exp(lw[k] + (pot[k] - S[k]) / eps);
+    r += std::fabs(m - (hard ? w[k] : w[k] * std::exp(-pot[k] / rho)));
+  }
+  return r;
+}
+
+// (f, g, Sf, Sg, iterations run, complete, rows, cols): `iters` iterations f <- ka Sg, Sf, g <- kb Sf, Sg (over-relaxed by
 // omega) from the state given. complete = false: a soft-min was unreliable at iteration `iterations run`; the
-// state returned is the one before it.
+// state returned is the one before it. rows, cols: the residuals of the two marginals at the state returned
+// (weights wa, wb; penalties rho_a, rho_b, inf for hard constraints), NaN when there is no state.
 nb::tuple sinkhorn_kernel_run(Mat K, double c0, double eps, Vec1 lwa, Vec1 lwb, Vec1 f0, Vec1 g0, Vec1 Sg0,
-                              double ka, double kb, double omega, int64_t iters, int n_threads) {
+                              double ka, double kb, double omega, int64_t iters, Vec1 wa, Vec1 wb, double rho_a,
+                              double rho_b, int n_threads) {
   const int64_t n = K.shape(0), m = K.shape(1);
   if (lwa.shape(0) != size_t(n) || f0.shape(0) != size_t(n) || Sg0.shape(0) != size_t(n) ||
-      lwb.shape(0) != size_t(m) || g0.shape(0) != size_t(m))
+      lwb.shape(0) != size_t(m) || g0.shape(0) != size_t(m) || wa.shape(0) != size_t(n) || wb.shape(0) != size_t(m))
     throw nb::value_error("sinkhorn_kernel_run: lwa, f, Sg must have n entries and lwb, g m entries (K: n x m)");
   if (!(eps > 0.0)) throw nb::value_error("sinkhorn_kernel_run: eps must be positive");
   auto f = monge::zeros<double>(n), g = monge::zeros<double>(m), Sf = monge::zeros<double>(m),
@@ -158,9 +173,12 @@ nb::tuple sinkhorn_kernel_run(Mat K, double c0, double eps, Vec1 lwa, Vec1 lwb, 
   }
   if (done == 0 && iters > 0) Sf.reset();  // nothing valid to return for Sf: the caller keeps its own
   auto vec = [](std::unique_ptr<double[]> p, int64_t len) { return monge::owned<double, 1>(std::move(p), {size_t(len)}); };
-  if (!Sf) return nb::make_tuple(nb::none(), nb::none(), nb::none(), nb::none(), done, complete);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (!Sf) return nb::make_tuple(nb::none(), nb::none(), nb::none(), nb::none(), done, complete, nan, nan);
+  const double rows = residual(f.get(), Sg.get(), lwa.data(), wa.data(), n, eps, rho_a);
+  const double cols = residual(g.get(), Sf.get(), lwb.data(), wb.data(), m, eps, rho_b);
   return nb::make_tuple(vec(std::move(f), n), vec(std::move(g), m), vec(std::move(Sf), m), vec(std::move(Sg), n),
-                        done, complete);
+                        done, complete, rows, cols);
 }
 
 // (K, c0): K = exp(-(C - c0) / eps), c0 = min C, entries below the smallest normal flushed to 0.
@@ -202,11 +220,13 @@ void register_sinkhorn_dense(nb::module_ &m) {
   m.def("sinkhorn_kernel_run", &sinkhorn_kernel_run, nb::arg("K").noconvert(), nb::arg("c0"), nb::arg("eps"),
         nb::arg("lwa").noconvert(), nb::arg("lwb").noconvert(), nb::arg("f").noconvert(), nb::arg("g").noconvert(),
         nb::arg("Sg").noconvert(), nb::arg("ka"), nb::arg("kb"), nb::arg("omega"), nb::arg("iters"),
+        nb::arg("wa").noconvert(), nb::arg("wb").noconvert(), nb::arg("rho_a"), nb::arg("rho_b"),
         nb::arg("n_threads") = 0,
-        "sinkhorn_kernel_run(K, c0, eps, lwa, lwb, f, g, Sg, ka, kb, omega, iters, n_threads=0)\n"
-        "  -> (f, g, Sf, Sg, iterations, complete)\n\n"
+        "sinkhorn_kernel_run(K, c0, eps, lwa, lwb, f, g, Sg, ka, kb, omega, iters, wa, wb, rho_a, rho_b, n_threads=0)\n"
+        "  -> (f, g, Sf, Sg, iterations, complete, rows, cols)\n\n"
         "`iters` scaling-domain Sinkhorn iterations in one call (float64, CPU, GIL released): f <- relaxed(f, ka Sg),\n"
         "Sf = softmin_0(f + eps lwa), g <- relaxed(g, kb Sf), Sg = softmin_1(g + eps lwb), each soft-min a shifted\n"
         "product with K = exp(-(C - c0)/eps). complete = False: a sum was unreliable (under/overflow, NaN) at\n"
-        "iteration `iterations`; the state returned is the last certified one (all None when there is none).");
+        "iteration `iterations`; the state returned is the last certified one (all None when there is none).\n"
+        "rows, cols: l1 residuals of the marginals' optimality conditions there (rho = inf: hard; NaN: no state).");
 }

@@ -14,6 +14,7 @@ r"""Entropic OT by Sinkhorn iterations in the log domain, over any geometry's ``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -123,43 +124,65 @@ def sinkhorn_loop(geom, data: SinkhornData, f, g, eps: float, *, tol: float, max
     """The Sinkhorn iterations at ``eps`` from ``(f, g)`` over :func:`~monge.solvers._loop.fixed_point`, for any
     pair of marginal updates (balanced, unbalanced, semi-unbalanced, the JKO step). ``finish(state)`` makes the
     returned object and its error (default: the state ``(f, g, Sf, Sg)`` and its error)."""
+    fast = _CompiledLoop.of(geom, data, f, eps)  # first: the start's soft-mins then share its kernel
     return fixed_point(
         lambda s, w: data.step(geom, s, eps, w), lambda s: data.error(s, eps), data.start(geom, f, g, eps),
         tol=tol, max_iter=max_iter, check_every=check_every, omega=1.0 if data.symmetric else omega,
         fixed_iters=fixed_iters, freeze=data.freeze if f.dim() > data.k else None, verbose=verbose, name=name,
-        finish=finish, start=start, quiet=quiet, watch=lambda s: data.rows(s, eps), check_start=check_start,
-        measure=lambda s: data.measure(s, eps), block=_compiled_block(geom, data, f, eps))
+        finish=finish, start=start, quiet=quiet, check_start=check_start,
+        watch=fast.watch if fast else lambda s: data.rows(s, eps),
+        measure=fast.measure if fast else lambda s: data.measure(s, eps), block=fast.block if fast else None)
 
 
-def _compiled_block(geom, data: SinkhornData, f, eps: float):
-    """``(state, omega, k) -> state``: ``k`` iterations of :meth:`SinkhornData.step` in one compiled call, where the
-    geometry offers them (``scaling_loop``: a float64 CPU dense cost) for one problem with hard or KL marginals and
-    nothing to differentiate; None elsewhere. Where a compiled sum is unreliable (underflow at small eps), the
-    remaining iterations of the block, and all later ones, run the log-domain step (same iterates up to rounding)."""
-    loop = getattr(geom, "scaling_loop", None)
-    if loop is None or data.symmetric or f.dim() != 1 or data.k != 1 or f.dtype != torch.float64:
-        return None
-    if not all(type(m) in (Hard, KL) for m in (data.ma, data.mb)):
-        return None
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (f, data.ma.w, data.mb.w)):
-        return None
-    kern = loop(eps)
-    if kern is None:
-        return None
-    kappa = [m.kappa(eps) if type(m) is KL else 1.0 for m in (data.ma, data.mb)]
-    lw = [m.lw.contiguous() for m in (data.ma, data.mb)]
-    live = [True]
+class _CompiledLoop:
+    """:meth:`SinkhornData.step` ``k`` times in one compiled call (:meth:`block`), where the geometry offers it
+    (``scaling_loop``: a float64 CPU dense cost) for one problem with hard or KL marginals and nothing to
+    differentiate. The call also returns the two marginals' residuals at its final state, which :meth:`watch` and
+    :meth:`measure` hand to the driver for that state (any other state is measured in torch). Where a compiled sum
+    is unreliable (underflow at small eps), the rest of the block, and every later one, runs the log-domain step
+    (the same iterates up to rounding)."""
 
-    def block(state, omega, k):
-        if live[0]:
-            new, done, complete = kern.run(state[0], state[1], state[3], lw[0], lw[1], kappa[0], kappa[1], omega, k)
-            state, k = (new if new is not None else state), k - done
-            live[0] = complete
+    def __init__(self, geom, data: SinkhornData, kern, eps: float):
+        self.geom, self.data, self.kern, self.eps, self.live, self.last = geom, data, kern, eps, True, None
+        ms = (data.ma, data.mb)
+        self.kappa = [m.kappa(eps) if type(m) is KL else 1.0 for m in ms]
+        self.rho = [m.rho if type(m) is KL else math.inf for m in ms]
+        self.lw = [m.lw.contiguous() for m in ms]
+        self.w = [m.w.contiguous() for m in ms]
+
+    @classmethod
+    def of(cls, geom, data: SinkhornData, f, eps: float):
+        """The compiled loop for this problem, or None where it does not apply."""
+        loop = getattr(geom, "scaling_loop", None)
+        if loop is None or data.symmetric or f.dim() != 1 or data.k != 1 or f.dtype != torch.float64:
+            return None
+        if not all(type(m) in (Hard, KL) for m in (data.ma, data.mb)):
+            return None
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (f, data.ma.w, data.mb.w)):
+            return None
+        kern = loop(eps)
+        return None if kern is None else cls(geom, data, kern, eps)
+
+    def block(self, state, omega, k: int):
+        if self.live:
+            new, done, self.live, rows, cols = self.kern.run(state[0], state[1], state[3], self.lw[0], self.lw[1],
+                                                             *self.kappa, omega, k, *self.w, *self.rho)
+            if new is not None:
+                state, k = new, k - done
+                self.last = (new, rows, cols)
         for _ in range(k):
-            state = data.step(geom, state, eps, omega)
+            state = self.data.step(self.geom, state, self.eps, omega)
         return state
 
-    return block
+    def measure(self, state):
+        """``(error, rows)`` of ``state`` (:meth:`SinkhornData.measure`)."""
+        if self.last is not None and state is self.last[0]:
+            _, rows, cols = self.last
+            return state[0].new_tensor(rows + cols), state[0].new_tensor(rows)
+        return self.data.measure(state, self.eps)
+
+    def watch(self, state):
+        return self.measure(state)[1]
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,8 @@ class KernelDense:
         """Whether :meth:`run` is available (a float64 CPU cost of one problem, the compiled core present)."""
         return _kernel_run is not None and self.K.dtype == torch.float64 and self.K.dim() == 2 and self.K.numel() > 0
 
-    def run(self, f, g, Sg, lwa, lwb, ka: float, kb: float, omega: float, iters: int):
+    def run(self, f, g, Sg, lwa, lwb, ka: float, kb: float, omega: float, iters: int, wa, wb, rho_a: float,
+            rho_b: float):
         r"""``iters`` Sinkhorn iterations in one compiled call (:attr:`compiled` only; 1-D float64 CPU tensors):
 
         .. math::
@@ -104,13 +105,15 @@ class KernelDense:
             g \leftarrow g + \omega(\kappa_b S_f - g),\quad S_g = \mathrm{softmin}_1(g + \varepsilon \log b)
 
         each soft-min a shifted product with this kernel, certified as in :func:`_reliable_shifted`. Returns
-        ``((f, g, Sf, Sg), done, complete)``: ``complete`` False when a sum was unreliable at iteration ``done``
-        (the state is then the last certified one, ``None`` if there is none: finish in the log domain)."""
-        f, g, Sf, Sg, done, complete = _kernel_run(self.K.numpy(), float(self.c0), self.eps, lwa.numpy(), lwb.numpy(),
-                                                   f.numpy(), g.numpy(), Sg.numpy(), ka, kb, float(omega), int(iters),
-                                                   torch.get_num_threads())
+        ``((f, g, Sf, Sg), done, complete, rows, cols)``: ``complete`` False when a sum was unreliable at iteration
+        ``done`` (the state is then the last certified one, ``None`` if there is none: finish in the log domain);
+        ``rows``, ``cols`` the l1 residuals of the two marginals' optimality conditions at the returned state
+        (weights ``wa``, ``wb``; KL penalties ``rho``, ``inf`` for a hard constraint)."""
+        f, g, Sf, Sg, done, complete, rows, cols = _kernel_run(
+            self.K.numpy(), float(self.c0), self.eps, lwa.numpy(), lwb.numpy(), f.numpy(), g.numpy(), Sg.numpy(),
+            ka, kb, float(omega), int(iters), wa.numpy(), wb.numpy(), rho_a, rho_b, torch.get_num_threads())
         state = None if f is None else tuple(map(torch.from_numpy, (f, g, Sf, Sg)))
-        return state, done, complete
+        return state, done, complete, rows, cols
 
 
 def _compiled(C: torch.Tensor) -> bool:
