@@ -143,7 +143,10 @@ def solve_points(x, y, a=None, b=None, *, cost="sqeuclidean", p: float | None = 
     ``cost``: ``"sqeuclidean"`` (default), ``"euclidean"`` (with power ``p``), ``"cosine"``, a
     :class:`~monge.geometry.Cost` or a callable. ``backend`` (entropic): ``"dense"``, ``"lazy"`` (O(n + m)
     memory) or ``"auto"``. Other keyword arguments (``eps``, ``rho``, ...) go to :func:`solve`. The value is
-    differentiable w.r.t. the points (through the cost) and the weights.
+    differentiable w.r.t. the points (through the cost) and the weights. Exact OT (no ``eps``) between two
+    unbatched clouds whose dense cost would exceed 1 GiB (``multiscale.DENSE_BUDGET``) runs the multiscale solver
+    (``method="multiscale"``, also selectable explicitly); a problem that fits no exact solver raises before
+    allocating, with the estimated memory.
 
     Example:
         >>> import torch
@@ -151,9 +154,10 @@ def solve_points(x, y, a=None, b=None, *, cost="sqeuclidean", p: float | None = 
         >>> float(solve_points(x, y).value)  # ((2-0)^2 + (3-1)^2) / 2
         4.0
     """
-    if kwargs.get("method") == "multiscale":  # exact, coarse to fine, never the dense cost
-        from .solvers.exact.multiscale import solve_points_multiscale
+    from .solvers.exact.multiscale import prefer_multiscale, solve_points_multiscale
 
+    if kwargs.get("method") == "multiscale" or prefer_multiscale(x, y, cost, p, backend, kwargs):
+        # exact, coarse to fine, never the dense cost (method="auto": when the dense one would exceed 1 GiB)
         return solve_points_multiscale(x, y, a, b, cost=cost, p=p, **{k: v for k, v in kwargs.items() if k != "method"})
     if backend in ("dense", "lazy", "multiscale") and kwargs.get("eps") is None:
         raise ValueError(f"backend: {backend!r} is an entropic (eps=...) option; the exact solver materialises the "
@@ -170,8 +174,10 @@ def solve_grid(a, b, *, eps: float | None = None, rho=None, spacing=None, p: flo
     Args:
         a, b: histograms ``(..., n_1, ..., n_d)`` on the same grid (the last ``d`` dims); ``d`` is taken from
             ``spacing`` if it is a tuple, else ``a.dim()`` (so batch them by passing ``spacing=(s_1, ..., s_d)``).
-        eps: temperature in cost units; ``None``: exact OT (p = 2) by the multiscale solver on the cell centres
-            (:func:`monge.solvers.exact.multiscale.solve_grid_exact`, an ExactResult over flattened cells).
+        eps: temperature in cost units; ``None``: exact OT (p = 2), an ExactResult over flattened cells: the
+            (d+1)-partite flow (:func:`monge.solvers.exact.grid_flow.solve_grid_flow`) up to N sum_k n_k = 2^21
+            arcs, beyond that the multiscale solver on the cell centres
+            (:func:`monge.solvers.exact.multiscale.solve_grid_exact`).
             rho: KL marginal penalty (``None``: balanced).
         spacing: cell sizes per axis: ``d`` floats, one float for every axis, or ``None`` (``1 / n_k``: the grid
             covers [0, 1)^d).
@@ -188,6 +194,11 @@ def solve_grid(a, b, *, eps: float | None = None, rho=None, spacing=None, p: flo
     from .geometry.grid import Grid
 
     if eps is None:  # exact OT, never the N x N cost
+        shape = tuple(getattr(a, "shape", ()))
+        if p == 2 and rho is None and not kwargs and shape and int(np.prod(shape)) * sum(shape) <= 2**21:
+            from .solvers.exact.grid_flow import solve_grid_flow  # (d+1)-partite flow: <= 2M arcs (100 x 100)
+
+            return solve_grid_flow(a, b, spacing=spacing)
         from .solvers.exact.multiscale import solve_grid_exact
 
         return solve_grid_exact(a, b, spacing=spacing, p=p, rho=rho, **kwargs)

@@ -4,12 +4,15 @@ r"""Exact OT between point clouds, coarse to fine, without a dense cost (sparse 
     \min_{P \in \Pi(a, b)} \sum_{ij} P_{ij} \|x_i - y_j\|^p
 
 A hierarchy of dyadic cells (level k: the cells of side 2^-k of the joint bounding box) clusters both clouds.
-The coarsest problem is solved on all its arcs; each finer level solves on the children of the previous level's
-active arcs (a feasible arc set: the coarse plan splits proportionally over them), warm-started from the coarse
-potentials. On the points themselves the loop adds back every arc whose reduced cost
-:math:`C_{ij} - f_i - g_j` is negative, found by a scan (compiled, row-parallel) that never stores the cost, and re-solves until
-there is none: then :math:`f_i + g_j \le C_{ij}` everywhere, the plan is feasible and the duality gap is zero,
-i.e. the result is the exact optimum (a certificate, not an approximation). Memory O((n + m) k).
+The coarsest problem is solved on all its arcs. Each finer level (the last one: the points) solves on the
+children of the previous level's active arcs (a feasible arc set: the coarse plan splits over them) and, per
+point on both sides, the few arcs of smallest reduced cost for the prolonged potentials (c-transforms of the
+coarse ones), warm-started from those potentials. On the points the loop then adds back every arc whose reduced
+cost :math:`C_{ij} - f_i - g_j` is below the solver's pricing tolerance, found by a blocked scan (compiled,
+kd-trees, ``csrc/reduced_costs.cpp``) that prunes block pairs by a lower bound and never stores the cost, and
+re-solves from the last optimum until there is none: then :math:`f_i + g_j \le C_{ij} + tol` on every one of
+the n m arcs, the plan is feasible and the duality gap is zero, i.e. the result is the exact optimum (a global
+certificate, not an approximation). Memory O((n + m) k), k ~ 10-60 arcs per point.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from ... import _core
 from ...results import Convergence, ExactResult
 from .sparse import _weights, pack_sparse, solve_arcs
 
-__all__ = ["multiscale_ot", "solve_points_multiscale", "solve_grid_exact"]
+__all__ = ["multiscale_ot", "solve_points_multiscale", "solve_grid_exact", "prefer_multiscale", "dense_bytes",
+           "multiscale_bytes", "DENSE_BUDGET"]
 
 
 def _cells(z, k, lo, span):
@@ -54,25 +58,6 @@ def _cost(x, y, rows, cols, p):
     return ((x[rows] - y[cols]) ** 2).sum(-1) if p == 2 else d**p
 
 
-def _dilate(act_r, act_c, keys, k, d):
-    """Active arcs (I, J) -> (I, J') for every existing cell J' adjacent to J (3^d neighbourhood, J included)."""
-    mask = (1 << k) - 1
-    q = np.stack([(keys[act_c] >> (k * (d - 1 - c))) & mask for c in range(d)], 1)
-    rows, cols = [], []
-    for off in np.array(np.meshgrid(*[[-1, 0, 1]] * d, indexing="ij")).reshape(d, -1).T:
-        qn = q + off
-        ok = ((qn >= 0) & (qn <= mask)).all(1)
-        kn = np.zeros(len(qn), np.int64)
-        for c in range(d):
-            kn = (kn << k) | np.where(ok, qn[:, c], 0)
-        pos = np.minimum(np.searchsorted(keys, kn), len(keys) - 1)
-        ok &= keys[pos] == kn
-        rows.append(act_r[ok])
-        cols.append(pos[ok])
-    pairs = np.unique(np.concatenate(rows) * len(keys) + np.concatenate(cols))
-    return pairs // len(keys), pairs % len(keys)
-
-
 def _children_arcs(parent_x, parent_y, act_r, act_c):
     """All pairs (i, j) whose parents form an active coarse arc (act_r[k], act_c[k])."""
     ox, oy = np.argsort(parent_x, kind="stable"), np.argsort(parent_y, kind="stable")
@@ -87,17 +72,34 @@ def _children_arcs(parent_x, parent_y, act_r, act_c):
     return rows, cols
 
 
+def _scan(x, y, f, g, p, tol, per_row):
+    """Blocked scan of the reduced costs :math:`C_{ij} - f_i - g_j` (compiled, kd-tree pruned, the cost never
+    stored): the ``per_row`` smallest of each row and the smallest of each column among those ``< -tol``."""
+    r, c, _, priced = _core.reduced_cost_scan(x, y, f, g, float(p), float(tol), int(per_row), os.cpu_count() or 1)
+    return r, c, int(priced)
+
+
 def _violations(x, y, f, g, p, tol, per_row):
-    """Scan of all reduced costs :math:`C_{ij} - f_i - g_j` in the compiled core (the cost is never stored): the
-    ``per_row`` most negative arcs of each row and the most negative of each column below ``-tol``, rechecked
-    with the same cost formula as the arcs'."""
-    r, c, _, _ = _core.reduced_cost_scan(x, y, f, g, float(p), float(tol), int(per_row), os.cpu_count() or 1)
+    """Violating arcs (reduced cost below ``-tol``), rechecked with the same cost formula as the arcs'."""
+    r, c, priced = _scan(x, y, f, g, p, tol, per_row)
     exact = _cost(x, y, r, c, p) - f[r] - g[c] < -tol
-    return r[exact], c[exact]
+    return r[exact], c[exact], priced
 
 
-def multiscale_ot(x, y, a, b, *, p: float = 2, coarsest: int = 256, per_row: int = 8,
-                  max_rounds: int = 100) -> ExactResult:
+def _shortlist(x, y, f, g, p, k):
+    """The k arcs of smallest reduced cost of every row and of every column (both scans)."""
+    r1, c1, _ = _scan(x, y, f, g, p, -np.inf, k)
+    c2, r2, _ = _scan(y, x, g, f, p, -np.inf, k)
+    return np.r_[r1, r2], np.r_[c1, c2]
+
+
+def _union(m, *pairs):
+    keys = np.unique(np.concatenate([r * m + c for r, c in pairs]))
+    return keys // m, keys % m
+
+
+def multiscale_ot(x, y, a, b, *, p: float = 2, coarsest: int = 256, per_row: int = 8, max_rounds: int = 100,
+                  shortlist: int = 4, points_per_cell: float = 6.0) -> ExactResult:
     r"""Exact OT between point clouds ``x (n, d)``, ``y (m, d)`` for the cost :math:`\|x - y\|^p`, coarse to fine.
 
     Args:
@@ -105,10 +107,13 @@ def multiscale_ot(x, y, a, b, *, p: float = 2, coarsest: int = 256, per_row: int
         p: cost power (2: squared Euclidean). coarsest: about how many cells the coarsest level has.
         per_row: violating arcs added back per row and round (plus the worst of each column).
         max_rounds: cap on add-back rounds at the finest level (a capped run reports ``converged=False``).
+        shortlist: arcs of smallest reduced cost (for the prolonged potentials) added per point on both sides.
+        points_per_cell: the finest cell level has about this many points per cell.
 
     Returns:
         :class:`~monge.results.ExactResult` (sparse plan, potentials, duality gap); ``convergence.levels`` holds
-        one record per level; ``n_iters`` counts the pivots of the last sparse solve.
+        one record per level and the certificate (``n_iters``: add-back rounds; converged: no arc of the full
+        problem has a reduced cost below the pricing tolerance); ``n_iters`` counts the pivots of the last solve.
 
     Example:
         >>> import torch
@@ -119,42 +124,59 @@ def multiscale_ot(x, y, a, b, *, p: float = 2, coarsest: int = 256, per_row: int
         >>> bool(abs(res.value - monge.solve(dense).value) < 1e-12), res.convergence.status
         (True, ('converged',))
     """
+    return _multiscale(x, y, a, b, p, coarsest, per_row, max_rounds, shortlist, points_per_cell)[0]
+
+
+def _prepare(x, y, a, b):
     like = x if isinstance(x, torch.Tensor) else None
     x, y = (np.ascontiguousarray(np.asarray(v.detach().cpu().double() if isinstance(v, torch.Tensor) else v,
                                             np.float64)) for v in (x, y))
     centre = 0.5 * (np.minimum(x.min(0), y.min(0)) + np.maximum(x.max(0), y.max(0)))
     x, y = x - centre, y - centre  # the cost is translation invariant; centring keeps |x|^2 small in the scan
-    n, m = len(x), len(y)
-    a64, b64 = _weights(a, n, "a", None), _weights(b, m, "b", None)
+    a64, b64 = _weights(a, len(x), "a", None), _weights(b, len(y), "b", None)
     if not abs(a64.sum() - b64.sum()) <= 1e-8 * max(a64.sum(), b64.sum()) or a64.sum() <= 0:
         raise ValueError(f"a, b: expected equal positive masses, got {a64.sum():.6g} and {b64.sum():.6g}")
-    b64 = b64 * (a64.sum() / b64.sum())
+    return x, y, a64, b64 * (a64.sum() / b64.sum()), like
+
+
+def _multiscale(x, y, a, b, p, coarsest, per_row, max_rounds, shortlist, points_per_cell):
+    """``(result, stats)``: the solver; stats = arcs priced by the certificate scans, final arc count."""
+    x, y, a64, b64, like = _prepare(x, y, a, b)
+    n, m, d = len(x), len(y), x.shape[1]
     lo = np.minimum(x.min(0), y.min(0))
     span = max(float((np.maximum(x.max(0), y.max(0)) - lo).max()), 1e-300)
-    d = x.shape[1]
     k0 = max(1, int(np.log2(coarsest) / d))
-    kf = max(k0, int(np.ceil(np.log2(max(n, m)) / d)))
-    levels = list(range(k0, kf + 1))
+    kc = max(k0, int(np.log2(max(n, m) / points_per_cell) / d))
+    levels = list(range(k0, kc + 1))
     hx, hy = _hierarchy(x, a64, lo, span, levels), _hierarchy(y, b64, lo, span, levels)
-    records = []
-    # coarsest level: every arc
     _, ma, ca, _ = hx[0]
     _, mb, cb, _ = hy[0]
     rows, cols = (v.ravel() for v in np.meshgrid(np.arange(len(ma)), np.arange(len(mb)), indexing="ij"))
-    out = solve_arcs(rows, cols, _cost(ca, cb, rows, cols, p), ma, mb)
-    records.append((f"level {levels[0]}", out))
+    out = solve_arcs(rows, cols, _cost(ca, cb, rows, cols, p), ma, mb)  # coarsest level: every arc
+    records = [(f"level {levels[0]}", out)]
     for lev in range(1, len(hx)):
-        ids_x_prev, ids_y_prev = hx[lev - 1][0], hy[lev - 1][0]
-        par_x = _parent(hx, lev, ids_x_prev)
-        par_y = _parent(hy, lev, ids_y_prev)
-        pr, pc = _dilate(out[0], out[1], hy[lev - 1][3], levels[lev - 1], d)
-        rows, cols = _children_arcs(par_x, par_y, pr, pc)
+        par_x, par_y = _parent(hx, lev, hx[lev - 1][0]), _parent(hy, lev, hy[lev - 1][0])
         _, ma, ca, _ = hx[lev]
         _, mb, cb, _ = hy[lev]
-        f0, g0 = out[3][par_x], out[4][par_y]
+        f0, g0 = _prolong(ca, cb, hx[lev - 1][2], hy[lev - 1][2], out[3], out[4], p)
+        # children of the active arcs (a feasible set: the coarse plan splits over them) and the short lists
+        rows, cols = _union(len(mb), _children_arcs(par_x, par_y, out[0], out[1]),
+                            _shortlist(ca, cb, f0, g0, p, shortlist))
         out = solve_arcs(rows, cols, _cost(ca, cb, rows, cols, p), ma, mb, f0, g0)
         records.append((f"level {levels[lev]}" if lev < len(levels) else "points", out))
-    return _certify(x, y, a64, b64, p, rows, cols, out, records, per_row, max_rounds, like)
+    res, priced, arcs = _certify(x, y, a64, b64, p, rows, cols, out, records, per_row, max_rounds, like)
+    return res, {"priced": priced, "arcs": arcs}
+
+
+def _prolong(x, y, cx, cy, fc, gc, p):
+    """Potentials of the points from those of the cells by c-transforms: :math:`f(x) = \\min_J c(x, c_J) - g_J`,
+    then :math:`g(y) = \\min_I c(c_I, y) - f_I` (smooth inside a cell, unlike the parent's constant)."""
+    f = _core.reduced_cost_scan(x, cy, np.zeros(len(x)), gc, float(p), -np.inf, 1, os.cpu_count() or 1)
+    g = _core.reduced_cost_scan(y, cx, np.zeros(len(y)), fc, float(p), -np.inf, 1, os.cpu_count() or 1)
+    fx, gy = np.full(len(x), np.nan), np.full(len(y), np.nan)
+    fx[f[0][: len(x)]] = f[2][: len(x)]
+    gy[g[0][: len(y)]] = g[2][: len(y)]
+    return fx, gy
 
 
 def _parent(h, lev, ids_prev):
@@ -165,32 +187,86 @@ def _parent(h, lev, ids_prev):
     return par
 
 
+REFRESH = 4
+"""Each add-back round also adds the ``REFRESH`` arcs of smallest reduced cost of every row and column for the
+new potentials (10^4 points: 2-3 rounds instead of 5-14)."""
+
+
 def _certify(x, y, a64, b64, p, rows, cols, out, records, per_row, max_rounds, like):
     """Add back violating arcs until every reduced cost is nonnegative (the global optimality certificate)."""
+    m = len(y)
     tol = 2 * out[9]  # the pricing tolerance of the last sparse solve (rounding of the recomputed potentials)
-    rounds, clean = 0, False
-    while rounds < max_rounds:
-        vr, vc = _violations(x, y, out[3], out[4], p, tol, per_row)
-        if len(vr) == 0:
-            clean = True
+    rounds, priced = 0, 0
+    while rounds <= max_rounds:
+        vr, vc, pr = _violations(x, y, out[3], out[4], p, tol, per_row)
+        priced += pr
+        if len(vr) == 0 or rounds == max_rounds:
             break
-        keys = np.unique(np.r_[rows * len(y) + cols, vr * len(y) + vc])
-        rows, cols = keys // len(y), keys % len(y)
-        # warm start from the potentials (the last optimum's basis as flow0 was measured slower: its degenerate
-        # potentials led to 2-4x more add-back rounds)
-        out = solve_arcs(rows, cols, _cost(x, y, rows, cols, p), a64, b64, out[3], out[4])
+        rows, cols = _union(m, (rows, cols), (vr, vc), _shortlist(x, y, out[3], out[4], p, REFRESH))
+        flow0 = np.zeros(len(rows))  # the last optimum as the first basis: about half the pivots
+        flow0[np.searchsorted(rows * m + cols, out[0] * m + out[1])] = out[2]
+        out = solve_arcs(rows, cols, _cost(x, y, rows, cols, p), a64, b64, out[3], out[4], flow0=flow0)
         tol = 2 * out[9]
         rounds += 1
     levels = tuple((name, _level_conv(o)) for name, o in records)
-    levels += (("certificate", Convergence.build(torch.tensor(0.0 if clean else 1.0), 0.5, rounds,
+    # the certificate's error: violating arcs of the last scan over all n m arcs (0: certified optimal)
+    levels += (("certificate", Convergence.build(torch.tensor(float(len(vr))), 0.5, rounds,
                                                  criterion="violating_arcs")),)
-    res = pack_sparse(out, a64, b64, (len(x), len(y)), like if like is not None and like.is_floating_point()
-                      else None, levels=levels)
-    return res
+    return pack_sparse(out, a64, b64, (len(x), len(y)), like if like is not None and like.is_floating_point()
+                       else None, levels=levels), priced, len(rows)
 
 
 def _level_conv(o):
     return Convergence.build(torch.tensor(float(o[8])), 1e-9, int(o[7]), criterion="artificial_flow")
+
+
+DENSE_BUDGET = 2**30
+"""Bytes: ``solve_points(..., method="auto")`` (exact) leaves the dense network simplex for the multiscale solver
+when the dense problem (:func:`dense_bytes`) would take more than this (1 GiB: about 8000 x 8000 points)."""
+
+
+def dense_bytes(n: int, m: int) -> int:
+    """Estimated memory of the dense exact solver: the float64 cost and the solver's copy of it."""
+    return 16 * n * m
+
+
+def multiscale_bytes(n: int, m: int, d: int) -> int:
+    """Estimated peak memory of :func:`multiscale_ot`: about 60 candidate arcs per point at ~40 bytes per arc
+    in the solver and the arc lists, the points and their hierarchy (measured ~1.3 GB at 10^5 x 10^5, d = 2)."""
+    return (n + m) * (2400 + 64 * d) + 200 * 2**20
+
+
+def available_bytes() -> int:
+    """MemAvailable of /proc/meminfo (physical memory where that cannot be read)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def prefer_multiscale(x, y, cost, p, backend, kwargs) -> bool:
+    """``solve_points``'s automatic switch: True when an exact, unbatched sqeuclidean/euclidean problem's dense
+    cost would not fit in :data:`DENSE_BUDGET`; raises (before allocating) when no exact solver would fit."""
+    if kwargs.get("eps") is not None or kwargs.get("method", "auto") != "auto" or getattr(x, "ndim", 0) < 2:
+        return False
+    n, m = int(x.shape[-2]), int(getattr(y, "shape", (0, 0))[-2])
+    if dense_bytes(n, m) <= DENSE_BUDGET:
+        return False
+    fits = getattr(x, "ndim", 0) == 2 and getattr(y, "ndim", 0) == 2 and backend == "auto" and (
+        cost == "sqeuclidean" and p in (None, 2) or cost == "euclidean") and set(kwargs) <= {"method", "rho"} \
+        and kwargs.get("rho") is None
+    if fits:
+        return True
+    if dense_bytes(n, m) * int(np.prod(tuple(x.shape[:-2]))) > available_bytes():
+        raise ValueError(f"x, y: an exact problem of {n} x {m} points needs a dense cost of about "
+                         f"{dense_bytes(n, m) / 2**30:.1f} GiB per problem, more than the {available_bytes() / 2**30:.1f}"
+                         " GiB available; the multiscale solver (unbatched, cost='sqeuclidean' or 'euclidean', no "
+                         "max_iter) needs none, or pass eps=... for entropic OT with backend='lazy'")
+    return False
 
 
 def solve_points_multiscale(x, y, a=None, b=None, *, cost="sqeuclidean", p=None, eps=None, rho=None,
@@ -223,6 +299,11 @@ def solve_points_multiscale(x, y, a=None, b=None, *, cost="sqeuclidean", p=None,
                              f"got shape {tuple(getattr(z, 'shape', ()))}")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x, y: expected the same dimension d, got {x.shape[1]} and {y.shape[1]}")
+    need, avail = multiscale_bytes(x.shape[0], y.shape[0], x.shape[1]), available_bytes()
+    if need > avail:
+        raise ValueError(f"x, y: the multiscale exact solver needs about {need / 2**30:.1f} GiB for {x.shape[0]} x "
+                         f"{y.shape[0]} points in d = {x.shape[1]}, more than the {avail / 2**30:.1f} GiB available; "
+                         "subsample the clouds or pass eps=... for entropic OT with backend='lazy'")
     return multiscale_ot(x, y, a, b, p=power, **options)
 
 

@@ -109,7 +109,6 @@ def pack_sparse(out, a64, b64, shape, like=None, levels=()) -> ExactResult:
     """ExactResult with the certificate measured on the returned plan and potentials."""
     pr, pc, pv, f, g, value, status, iters, art = out[:9]
     n, m = shape
-    K = n + m - 1
     merr = np.abs(np.bincount(pr, pv, n) - a64).sum() + np.abs(np.bincount(pc, pv, m) - b64).sum()
     gap = value - float(np.dot(a64, f)) - float(np.dot(b64, g))
     dtype = like.dtype if like is not None else torch.float64
@@ -120,6 +119,6 @@ def pack_sparse(out, a64, b64, shape, like=None, levels=()) -> ExactResult:
         conv = Convergence(converged=conv.converged & False, n_iters=conv.n_iters,
                            status=("infeasible" if art > 0 and status == 0 else "max_iter",), error=conv.error,
                            criterion=conv.criterion, duality_gap=conv.duality_gap, levels=conv.levels)
-    pad = lambda v, dt: np.r_[v, np.zeros(K - len(v), v.dtype)].astype(dt)  # noqa: E731
-    return ExactResult(value=t(value), f=t(f), g=t(g), convergence=conv, rows=t(pad(pr, np.int64), torch.int64),
-                       cols=t(pad(pc, np.int64), torch.int64), vals=t(pad(pv, np.float64)), shape=(n, m))
+    # the plan's positive entries only (at most n + m - 1: a basic solution), no padding entries
+    return ExactResult(value=t(value), f=t(f), g=t(g), convergence=conv, rows=t(pr.astype(np.int64), torch.int64),
+                       cols=t(pc.astype(np.int64), torch.int64), vals=t(pv.astype(np.float64)), shape=(n, m))
