@@ -1,13 +1,15 @@
-"""Semi-discrete OT (issue 15): damped Newton on exact power diagrams, and averaged SGD, on the unit square.
+"""Semi-discrete OT (issue 15): damped Newton on exact power diagrams (2-D, 3-D), and averaged SGD.
 
 1. m Diracs (uniform random positions, uniform masses) against the uniform density, solved to a relative mass
    error of 1e-9 per cell: wall time, Newton steps, and the split (diagram / linear solves).
-2. The same in 3-D (uniform density on the unit cube; power diagrams from the lifted 4-D hull).
+2. The same in 3-D (power diagrams from the lifted 4-D hull): uniform density on the unit cube, and a random
+   piecewise-constant density on a 16^3 grid (rand + 0.1).
 3. m = 100 Diracs: the relative mass error SGD reaches per second (measured exactly on the power diagram of its
    averaged weights), next to Newton's error trace per second.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_semidiscrete.py [--sizes 1000 10000 100000]
-[--sizes3d 1000 10000]``. Wall time is inflated on a loaded machine: CPU time (process_time) is the fair figure.
+[--sizes3d 1000 10000] [--grid3d 16]``. Wall time is inflated on a loaded machine: CPU time (process_time) is
+the fair figure.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from monge.solvers.semidiscrete.integrate import GridDensity
 from monge.solvers.semidiscrete.sgd import averaged_sgd
 
 
-def newton_run(m: int, seed: int = 0, d: int = 2) -> dict:
-    """One timed Newton solve, with the time spent in diagrams (+ integrals) and in the sparse solves (2-D)."""
+def newton_run(m: int, seed: int = 0, d: int = 2, grid: int = 0) -> dict:
+    """One timed Newton solve, with the CPU time spent in diagrams (+ integrals) and in the sparse solves."""
     y = torch.rand(m, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     spent = {"diagram": 0.0, "solve": 0.0, "diagrams": 0}
     names = {"evaluate": "diagram", "power_cells3d": "diagram", "solve_grounded": "solve"}
@@ -48,7 +50,9 @@ def newton_run(m: int, seed: int = 0, d: int = 2) -> dict:
         setattr(newton_mod, k, timed(k))
     try:
         t0, c0 = time.perf_counter(), time.process_time()
-        r = semidiscrete(y)
+        g = torch.Generator().manual_seed(seed + 1)
+        density = torch.rand((grid,) * d, dtype=torch.float64, generator=g) + 0.1 if grid else None
+        r = semidiscrete(y, density=density)
         total, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         for k, f in saved.items():
@@ -85,15 +89,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     ap.add_argument("--sizes3d", type=int, nargs="*", default=[1000, 10000])
+    ap.add_argument("--grid3d", type=int, default=16, help="3-D also on a random density on this grid (0: skip)")
     ap.add_argument("--sgd-seconds", type=float, default=5.0)
     args = ap.parse_args()
     print(machine())
     print(f"load average {os.getloadavg()}")
-    for d, sizes in ((2, args.sizes), (3, args.sizes3d)):
-        print(f"{d}-D: {'m':>8} {'seconds':>8} {'cpu_s':>7} {'steps':>5} {'diagrams':>8} {'cpu_diag':>8} {'cpu_solve':>9} "
-              f"{'rel. mass err':>13}")
+    runs = [(2, args.sizes, 0), (3, args.sizes3d, 0)] + ([(3, args.sizes3d, args.grid3d)] if args.grid3d else [])
+    for d, sizes, grid in runs:
+        label = f"{d}-D" + (f", grid {grid}^{d}" if grid else "")
+        print(f"{label}: {'m':>8} {'seconds':>8} {'cpu_s':>7} {'steps':>5} {'diagrams':>8} {'cpu_diag':>8} "
+              f"{'cpu_solve':>9} {'rel. mass err':>13}")
         for m in sizes:
-            r = newton_run(m, d=d)
+            r = newton_run(m, d=d, grid=grid)
             print(f"     {r['m']:>8} {r['seconds']:8.2f} {r['cpu']:7.2f} {r['steps']:>5} {r['diagrams']:>8} "
                   f"{r['diagram']:8.2f} {r['solve']:9.2f} {r['error']:13.2e}  {r['status']}", flush=True)
     sgd_vs_newton(seconds=args.sgd_seconds)

@@ -14,7 +14,8 @@ __all__ = ["SemidiscreteResult", "LloydResult"]
 
 @dataclass(frozen=True)
 class SemidiscreteResult:
-    r"""Semi-discrete OT for the cost :math:`|x - y|^2`, solved for the Laguerre weights :math:`\psi`.
+    r"""Semi-discrete OT for the cost :math:`|x - y|^2` (or :math:`|x - y|`, see ``cost``), solved for the weights
+    :math:`\psi`.
 
     The plan sends the Laguerre cell :math:`\mathrm{Lag}_j(\psi) = \{x : |x - y_j|^2 - \psi_j \le
     |x - y_k|^2 - \psi_k\ \forall k\}` to :math:`y_j`.
@@ -22,8 +23,8 @@ class SemidiscreteResult:
     Attributes:
         y: ``(m, d)`` the Diracs' positions. b: ``(m,)`` their masses (summing to 1).
         psi: ``(m,)`` the weights (defined up to a constant; returned with mean 0).
-        masses: ``(m,)`` :math:`\mu(\mathrm{Lag}_j(\psi))`, to compare with ``b`` (exact in 2-D with Newton;
-            a Monte-Carlo estimate for the stochastic solver outside 2-D).
+        masses: ``(m,)`` :math:`\mu(\mathrm{Lag}_j(\psi))`, to compare with ``b`` (exact with Newton, and in
+            2-D with SGD; a Monte-Carlo estimate for the stochastic solver otherwise).
         centroids: ``(m, d)`` the cells' barycentres under :math:`\mu` (NaN for an empty cell).
         value: :math:`\sum_j \int_{\mathrm{Lag}_j} |x - y_j|^2 d\mu`, 0-d, differentiable in ``y`` and ``b``
             (:math:`\partial_{y_j} = 2 b_j (y_j - c_j)`, :math:`\partial_{b_j} = \psi_j`, envelope theorem).

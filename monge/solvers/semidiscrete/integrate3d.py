@@ -81,15 +81,17 @@ class GridDensity3D:
             v, grp, par, slab = _replicate(v, grp, k0, reps)
             parent, vox = parent[par], vox[par]
             vox[:, a] = slab
-            e = np.eye(3)[a]
-            v, grp = clip_ragged(v, grp, e, (self.lo[a] + (slab + 1) * self.h[a])[grp])
-            v, grp = clip_ragged(v, grp, -e, -(self.lo[a] + slab * self.h[a])[grp])
+            e, cut = np.eye(3)[a], (reps[par] > 1)[grp]  # a polygon inside one slab needs no clipping
+            w, g = v[cut], grp[cut]
+            w, g = clip_ragged(w, g, e, (self.lo[a] + (slab + 1) * self.h[a])[g])
+            w, g = clip_ragged(w, g, -e, -(self.lo[a] + slab * self.h[a])[g])
+            v, grp = np.r_[v[~cut], w], np.r_[grp[~cut], g]
         return v, grp, parent, vox
 
     def flux(self, v, grp, n1, n_groups):
         r"""Per polygon ``g``: :math:`n_1 \int (A, G, x_2 A, x_3 A, K + (x_2^2 + x_3^2) A)\, dS`, i.e. its
-        contribution to a cell's mass, first moment ``(., 3)`` and :math:`\int \rho |x|^2`; ``n1 (G,)`` the
-        first component of each polygon's outward unit normal."""
+        contribution to a cell's mass, first moment ``(., 3)`` and :math:`\int \rho |x|^2`, and its own mass
+        :math:`\int \rho\, dS`; ``n1 (G,)`` the first component of each polygon's outward unit normal."""
         v, grp, parent, vox = self.split(v, grp, n_groups)
         s, p, q = fan(grp)
         A, B, C = v[s], v[p], v[q]
@@ -106,12 +108,5 @@ class GridDensity3D:
             out += wt * np.stack([a_, g_, x[:, 1] * a_, x[:, 2] * a_, k_ + (x[:, 1] ** 2 + x[:, 2] ** 2) * a_])
         out *= area * n1[parent[g]]
         tot = [np.bincount(parent[g], o, minlength=n_groups) for o in out]
-        return tot[0], np.stack(tot[1:4], 1), tot[4]
-
-    def surface_mass(self, v, grp, n_groups):
-        r""":math:`\int_P \rho\, dS` for each ragged planar polygon ``P``."""
-        v, grp, parent, vox = self.split(v, grp, n_groups)
-        s, p, q = fan(grp)
-        area = 0.5 * np.linalg.norm(np.cross(v[p] - v[s], v[q] - v[s]), axis=1)
-        g = grp[s]
-        return np.bincount(parent[g], area * self.rho[tuple(vox[g].T)], minlength=n_groups)
+        surface = np.bincount(parent[g], area * r, minlength=n_groups)
+        return tot[0], np.stack(tot[1:4], 1), tot[4], surface

@@ -159,9 +159,9 @@ def _facets(y, psi, lo, hi):
 def _grid_cells(y, psi, lo, hi, dens, pairs, u, v, grp):
     """Divergence-theorem integrals against a grid density: only the facets and the face x1 = hi carry flux."""
     n, E = y.shape[0], len(pairs)
-    mass, mom, sec = np.zeros(n), np.zeros((n, 3)), np.zeros(n)
+    mass, mom, sec, weight = np.zeros(n), np.zeros((n, 3)), np.zeros(n), np.zeros(E)
     if E:
-        fm, fmom, fsec = dens.flux(v, grp, u[:, 0], E)
+        fm, fmom, fsec, weight = dens.flux(v, grp, u[:, 0], E)
         for side, sign in ((0, 1.0), (1, -1.0)):
             mass += sign * np.bincount(pairs[:, side], fm, minlength=n)
             sec += sign * np.bincount(pairs[:, side], fsec, minlength=n)
@@ -169,9 +169,8 @@ def _grid_cells(y, psi, lo, hi, dens, pairs, u, v, grp):
                 mom[:, k] += sign * np.bincount(pairs[:, side], fmom[:, k], minlength=n)
     d2 = power_diagram(y[:, 1:], psi - (hi[0] - y[:, 0]) ** 2, (lo[1:], hi[1:]))
     face = np.c_[np.full(len(d2.verts), hi[0]), d2.verts]
-    fm, fmom, fsec = dens.flux(face, d2.cell, np.ones(n), n)
+    fm, fmom, fsec, _ = dens.flux(face, d2.cell, np.ones(n), n)
     mass, mom, sec = mass + fm, mom + fmom, sec + fsec
-    weight = dens.surface_mass(v, grp, E) if E else np.zeros(0)
     cost = sec - 2 * (y * mom).sum(1) + (y ** 2).sum(1) * mass
     return mass, mom, cost, weight
 
