@@ -19,7 +19,7 @@ import torch
 from .._warnings import warn
 from ..results.convergence import Convergence
 
-__all__ = ["Checks", "FixedPoint", "Progress", "Relaxation", "early_check", "fixed_point", "relaxed",
+__all__ = ["Checks", "FixedPoint", "Progress", "Relaxation", "Stall", "early_check", "fixed_point", "relaxed",
            "warn_not_converged"]
 
 
@@ -72,7 +72,7 @@ _DIVERGED_HINT = ("costs / eps beyond the dtype's exponent range are the usual c
 
 
 def warn_not_converged(name: str, converged: torch.Tensor, errors: torch.Tensor, tol: float, max_iter: int,
-                       *, fixed: bool = False, diverged_at: int | None = None) -> None:
+                       *, fixed: bool = False, diverged_at: int | None = None, stalled_at: int | None = None) -> None:
     """The one warning of a loop, pointing at the user's line: elements with a NaN/inf error diverged (their own
     text, with the iteration); elements above ``tol`` reached ``max_iter`` (silent when ``fixed``: exactly that
     many iterations were asked for). Texts per loop in :data:`WARNINGS`."""
@@ -86,6 +86,11 @@ def warn_not_converged(name: str, converged: torch.Tensor, errors: torch.Tensor,
     if fixed or not bool(late.any()):
         return
     worst = float(errors[late].max())
+    if stalled_at is not None:
+        warn(f"{name}: {int(late.sum())} of {converged.numel()} {what} stalled: the {label} stopped decreasing "
+             f"(iteration {stalled_at}) at {worst:.3g} > tol={tol:g}; in float32 this is usually the rounding floor "
+             f"(use float64 or a larger tol), otherwise {hint}. The result reports status 'stalled'.")
+        return
     warn(f"{name}: {int(late.sum())} of {converged.numel()} {what} reached max_iter={max_iter} with a {label} "
          f"of {worst:.3g} > tol={tol:g}; {hint}. The result reports converged=False.")
 
@@ -135,6 +140,25 @@ class Checks:
             return
         self.extra = early_check(self.last, worst, self.tol, it, self.every)
         self.last = worst
+
+
+class Stall:
+    """Elements whose error stopped decreasing: over the last ``window`` regular checks, their best error fell by
+    less than ``rel`` (relative) while above ``tol``: a rounding floor (float32 at small eps) or an oscillation.
+    The loop stops when every unconverged element has stalled; they report status ``"stalled"``, not
+    ``"max_iter"``. Slow but steady progress (any decrease above ``rel`` per window) never counts."""
+
+    def __init__(self, window: int = 50, rel: float = 1e-3):
+        self.window, self.rel, self.best = window, rel, []
+
+    def update(self, err: torch.Tensor, active: torch.Tensor) -> torch.Tensor | None:
+        """After a regular check: the stalled mask (None while fewer than ``window`` checks were seen)."""
+        e = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
+        self.best.append(e if not self.best else torch.minimum(self.best[-1], e))
+        if len(self.best) <= self.window:
+            return None
+        self.best.pop(0)
+        return active & (self.best[-1] > (1.0 - self.rel) * self.best[0])
 
 
 class Relaxation:
@@ -289,7 +313,8 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
         block: optional ``(state, omega, k) -> state``, ``k`` iterations of ``step`` in one call (a compiled loop):
             used from check to check (one iteration per call while ``"auto"`` probes), for unbatched states.
 
-    The loop never stops before one full step; a NaN/inf error freezes its element, which ends ``"diverged"``.
+    The loop never stops before one full step; a NaN/inf error freezes its element, which ends ``"diverged"``;
+    the loop stops early when every unconverged element has stalled (:class:`Stall`), reported ``"stalled"``.
 
     Example:
         >>> run = fixed_point(lambda x, w: 0.5 * x, lambda x: x.abs(), torch.tensor([1.0]), tol=1e-3, max_iter=100,
@@ -301,6 +326,7 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
     checks = Checks(check_every, 0.0 if fixed_iters else tol)
     bar = Progress(start + max_iter, verbose, name)
     trace, signal, it, active, diverged_at, end = [], [], start, None, None, start + max_iter
+    stall, stalled, done_at = Stall(), None, None  # done_at: when each frozen element stopped iterating
     watch = error if watch is None else watch
     while it < end:
         if checks.due(it) and (check_start or it > start):
@@ -315,6 +341,9 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
             if it > start:
                 finite = torch.isfinite(err)
                 active = finite & (err > tol)
+                if freeze is not None and not fixed_iters:
+                    done_at = torch.full_like(err, -1, dtype=torch.int64) if done_at is None else done_at
+                    done_at = torch.where(~active & (done_at < 0), it, done_at)
             else:  # before the first step, NaN/inf is an unfitted start (f = 0 against a shifted cost), not a blow-up
                 finite, active = torch.ones_like(err, dtype=torch.bool), ~(err <= tol)
             worst = float(torch.where(torch.isfinite(err), err, torch.zeros_like(err)).max())
@@ -327,6 +356,10 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
                 checks.extra = it + 1  # converged at the start (a warm start): one full step, then check again
             else:
                 checks.record(it, worst)
+                if checks.regular(it) and not fixed_iters and it > start:
+                    stalled = stall.update(err, active)
+                    if stalled is not None and bool(stalled.any()) and bool((stalled | ~active).all()):
+                        break
             restore = relax.update(signal, state, it) if checks.regular(it) else None
             if restore is not None:
                 state, it = restore, it + 1
@@ -345,8 +378,12 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
     bar.close()
     out, final = finish(state) if finish is not None else (state, error(state))
     final = final.detach()
-    conv = Convergence.build(final, tol, it, criterion=criterion, fixed=fixed_iters,
-                             errors=torch.stack(trace) if trace else final[None])
+    stopped = stalled is not None and it < end and bool(stalled.any())
+    n_iters = it if done_at is None else torch.where(done_at >= 0, done_at, it)
+    conv = Convergence.build(final, tol, n_iters, criterion=criterion, fixed=fixed_iters,
+                             errors=torch.stack(trace) if trace else final[None],
+                             stalled=stalled if stopped else None)
     if not quiet:
-        warn_not_converged(name, conv.converged, final, tol, end, fixed=fixed_iters, diverged_at=diverged_at)
+        warn_not_converged(name, conv.converged, final, tol, end, fixed=fixed_iters, diverged_at=diverged_at,
+                           stalled_at=it if stopped else None)
     return FixedPoint(out, it, trace, conv)

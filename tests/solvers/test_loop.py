@@ -64,3 +64,39 @@ def test_converged_batch_elements_are_frozen():
     first = float(run.state[0])
     assert first == pytest.approx(0.5 ** 10)  # stopped moving at its first check within tol
     assert float(run.state[1]) <= 1e-2
+
+
+def test_a_plateau_stops_early_as_stalled_and_says_so():
+    import warnings as w
+
+    from monge.solvers._loop import fixed_point
+
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        floor = torch.tensor([1e-3, 0.0])  # the first element has a floor above tol, the second converges
+        run = fixed_point(lambda x, o: torch.maximum(0.5 * x, floor), lambda x: x.abs(), torch.tensor([1.0, 1.0]),
+                          tol=1e-6, max_iter=100_000, omega=1.0, freeze=lambda active, old, new: torch.where(
+                              active, new, old))
+    assert run.convergence.status == ("stalled", "converged")
+    assert run.n_iters < 1000  # a window of 50 checks after the plateau, not the 100k cap
+    assert any("stalled" in str(c.message) and "stopped decreasing" in str(c.message) for c in caught)
+
+
+def test_slow_steady_progress_is_not_stalled():
+    from monge.solvers._loop import fixed_point
+
+    with pytest.warns(RuntimeWarning, match="reached max_iter"):
+        run = fixed_point(lambda x, o: 0.9995 * x, lambda x: x.abs(), torch.tensor([1.0]), tol=1e-9, max_iter=3000,
+                          omega=1.0)
+    assert run.convergence.status == ("max_iter",) and run.n_iters == 3000
+
+
+def test_frozen_batch_elements_report_their_own_iteration_counts():
+    rates = torch.tensor([0.5, 0.9, 0.99])
+    run = fixed_point(lambda x, o: rates * x, lambda x: x.abs(), torch.ones(3), tol=1e-3, max_iter=2000, omega=1.0,
+                      freeze=lambda active, old, new: torch.where(active, new, old))
+    its = run.convergence.n_iters.tolist()
+    assert run.convergence.all_converged and its[0] < its[1] < its[2] == run.n_iters
+    # checks every 10 iterations after 0.5^k, 0.9^k <= 1e-3 (k = 10, 66 -> 70); the slowest element, the worst one,
+    # gets the predicted extra check at the first k with 0.99^k <= 1e-3 (688)
+    assert its == [10, 70, 688]
