@@ -30,6 +30,10 @@
 //    init = 2 builds the tree by Kruskal from the edges of largest given priority first (the support of a
 //    prolonged coarse optimum: the coarse-to-fine warm start of graph.py cuts pivots on grids ~7x), then
 //    completes it with BFS-tree edges.
+//  * cost scaling (init = 3, undirected graphs): Goldberg's push-relabel refine with global price updates gives
+//    an eps-optimal flow and prices (eps = 1e-4 of the largest cost); its support, completed by the edges of
+//    smallest reduced cost, is the first tree. The simplex then repairs the rest (random graph 10^5 nodes /
+//    10^6 edges: ~10^6 pivots of ~2 x 10^4 potential updates each from init 2, a few thousand from init 3).
 //
 // Pricing: block search (the most negative reduced cost in blocks of ~sqrt(#arcs) arcs, cyclically; 64 arcs
 // for the undirected graph bases init = 1, 2, see small_blocks).
@@ -38,6 +42,7 @@
 #include <nanobind/ndarray.h>
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -55,6 +60,12 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 class FlowSimplex {
  public:
+  struct Slot {  // an edge seen from one end (cost scaling)
+    int w, fwd;  // the other end; 1 if this end is the edge's src
+    i64 e;
+    double l;
+  };
+
   // status codes returned by solve()
   enum { kOptimal = 0, kMaxIter = 1, kInfeasible = 2, kUnbounded = 3 };
 
@@ -160,6 +171,190 @@ class FlowSimplex {
     build_forest(tree, rem, roots);
     for (int r : roots) hang(r, rem[r]);
     finish_init();
+  }
+
+  // init = 3 (undirected graphs, arcs a and a + m/2 reverse each other): an eps-optimal flow and prices by cost
+  // scaling (Goldberg's push-relabel refine, eps /= alpha per phase down to eps_final) select the first basis:
+  // Kruskal over the edges carrying flow, then the edges by increasing reduced cost (tight first). The network
+  // simplex then only repairs what the eps-optimality left open, so the result keeps its exact certificate.
+  // eps_final is relative to the largest cost.
+  void init_cost_scaling(double alpha, double eps_final) {
+    const i64 E = m_ / 2;
+    std::vector<double> F(E, 0.0), p(n_, 0.0), ex(supply_);
+    if (!cost_scaling(F, p, ex, alpha, eps_final * cmax_)) std::fill(F.begin(), F.end(), 0.0);  // prices still order
+    std::vector<double> prio(E);
+    double fmax = 0.0;
+    for (i64 e = 0; e < E; ++e) fmax = std::max(fmax, std::fabs(F[e]));
+    const double scale = 2.0 * std::max(cmax_, 1e-300);
+    for (i64 e = 0; e < E; ++e) {
+      const double slack = cost_[e] - std::fabs(p[src_[e]] - p[dst_[e]]);
+      prio[e] = F[e] != 0.0 ? 3.0 + std::fabs(F[e]) / fmax : 1.5 - slack / scale;
+    }
+    init_spanning_tree(prio.data());
+  }
+
+  // Returns false (flow left partial) when an excess cannot drain or the work exceeds ~100 relabels per node
+  // and phase (the simplex then starts from the price-ordered tree alone).
+  bool cost_scaling(std::vector<double> &F, std::vector<double> &p, std::vector<double> &ex, double alpha,
+                    double eps_final) {
+    const i64 E = m_ / 2;
+    std::vector<i64> off(n_ + 1, 0);
+    std::vector<Slot> adj(2 * E);  // per node its edges, contiguous: other end, edge, direction, length
+    for (i64 e = 0; e < E; ++e) ++off[src_[e] + 1], ++off[dst_[e] + 1];
+    for (int v = 0; v < n_; ++v) off[v + 1] += off[v];
+    {
+      std::vector<i64> pos(off.begin(), off.end() - 1);
+      for (i64 e = 0; e < E; ++e) {
+        adj[pos[src_[e]]++] = Slot{dst_[e], 1, e, cost_[e]};
+        adj[pos[dst_[e]]++] = Slot{src_[e], 0, e, cost_[e]};
+      }
+    }
+    std::vector<i64> cur(n_);
+    std::vector<int> queue;
+    std::vector<char> inq(n_, 0);
+    // excess below tiny is rounding dust (the supplies sum to zero only up to rounding): left for the simplex
+    const double tiny = 1e-11 * smax_;
+    double eps = cmax_;
+    while (eps > eps_final) {
+      eps = std::max(eps / alpha, eps_final);
+      lipschitz_projection(p, off, adj, eps);
+      for (i64 e = 0; e < E; ++e) {  // flow-carrying edges must stay eps-tight: cancel the others
+        if (F[e] == 0.0) continue;
+        const int i = F[e] > 0.0 ? src_[e] : dst_[e], j = F[e] > 0.0 ? dst_[e] : src_[e];
+        if (-cost_[e] + p[j] - p[i] < -eps) ex[i] += std::fabs(F[e]), ex[j] -= std::fabs(F[e]), F[e] = 0.0;
+      }
+      if (!global_update(F, p, ex, off, adj, eps, tiny)) return false;
+      i64 next_update = relabels_ + n_;
+      const i64 budget = relabels_ + 100 * i64(n_);
+      queue.clear();
+      for (int v = 0; v < n_; ++v) {
+        cur[v] = off[v];
+        inq[v] = ex[v] > tiny;
+        if (inq[v]) queue.push_back(v);
+      }
+      for (size_t h = 0; h < queue.size(); ++h) {
+        const int v = queue[h];
+        inq[v] = 0;
+        discharge(v, F, p, ex, off, adj, cur, eps, tiny, queue, inq);
+        if (relabels_ > next_update) {
+          if (relabels_ > budget || !global_update(F, p, ex, off, adj, eps, tiny)) return false;
+          for (int w = 0; w < n_; ++w) cur[w] = off[w];
+          next_update = relabels_ + n_;
+        }
+        if (h > size_t(1) << 20 && 2 * h > queue.size()) queue.erase(queue.begin(), queue.begin() + h + 1), h = size_t(-1);
+      }
+    }
+    return true;
+  }
+
+  void discharge(int v, std::vector<double> &F, std::vector<double> &p, std::vector<double> &ex,
+                 const std::vector<i64> &off, const std::vector<Slot> &adj, std::vector<i64> &cur, double eps,
+                 double tiny, std::vector<int> &queue, std::vector<char> &inq) {
+    while (ex[v] > tiny) {
+      i64 k = cur[v];
+      for (; k < off[v + 1]; ++k) {
+        const Slot &sl = adj[k];
+        const i64 e = sl.e;
+        const bool fwd = sl.fwd;
+        const int w = sl.w;
+        const double fvw = fwd ? F[e] : -F[e];  // flow v -> w (negative: w -> v, cancellable)
+        const double l = sl.l;
+        double d = 0.0;
+        if (fvw < 0.0 && -l + p[v] - p[w] < 0.0) {
+          d = std::min(ex[v], -fvw);
+          F[e] = (d == -fvw) ? 0.0 : F[e] + (fwd ? d : -d);
+        } else if (l + p[v] - p[w] < 0.0) {
+          d = ex[v];
+          F[e] += fwd ? d : -d;
+        } else {
+          continue;
+        }
+        ex[v] = d == ex[v] ? 0.0 : ex[v] - d;
+        ex[w] += d;
+        if (ex[w] > tiny && !inq[w]) inq[w] = 1, queue.push_back(w);
+        if (!(ex[v] > tiny)) break;
+        --k;  // the same edge may admit more (a cancel followed by a forward push)
+      }
+      if (k < off[v + 1]) {
+        cur[v] = k;
+        return;
+      }
+      double best = -kInf;  // relabel: the largest price that keeps every residual arc eps-optimal, minus eps
+      for (k = off[v]; k < off[v + 1]; ++k) {
+        const Slot &sl = adj[k];
+        const double fvw = sl.fwd ? F[sl.e] : -F[sl.e];
+        best = std::max(best, p[sl.w] + (fvw < 0.0 ? sl.l : -sl.l));
+      }
+      p[v] = best - eps;
+      cur[v] = off[v];
+      ++relabels_;
+    }
+  }
+
+  // Global price update (as in Goldberg's CS2): the rank R(v) of a node is the fewest eps-units to a node with a
+  // deficit along residual arcs, arc length floor((rc + eps) / eps) >= 0 (eps-optimality), found by Dial's
+  // buckets and stopped once every excess is ranked (the others get the next rank). p(v) -= R(v) eps keeps every
+  // residual arc eps-optimal and makes the shortest-path arcs admissible, so each excess has an admissible path
+  // to a deficit. False when some excess cannot reach a deficit (a component whose supplies do not balance).
+  bool global_update(const std::vector<double> &F, std::vector<double> &p, const std::vector<double> &ex,
+                     const std::vector<i64> &off, const std::vector<Slot> &adj, double eps, double tiny) {
+    const i64 cap = 4 * i64(n_) + 16;
+    std::vector<i64> R(n_, cap);
+    std::vector<std::vector<int>> buckets(1);
+    i64 todo = 0;
+    for (int v = 0; v < n_; ++v) {
+      todo += ex[v] > tiny;
+      if (ex[v] < -tiny) R[v] = 0, buckets[0].push_back(v);
+    }
+    if (buckets[0].empty()) return false;
+    i64 r = 0;
+    for (; r < i64(buckets.size()) && todo > 0; ++r) {
+      for (size_t q = 0; q < buckets[r].size() && todo > 0; ++q) {
+        const int w = buckets[r][q];
+        if (R[w] != r) continue;
+        todo -= ex[w] > tiny;
+        for (i64 k = off[w]; k < off[w + 1]; ++k) {  // residual arcs v -> w
+          const Slot &sl = adj[k];
+          const int v = sl.w;
+          const double fwv = sl.fwd ? F[sl.e] : -F[sl.e];  // flow w -> v > 0: the cancel arc v -> w (cost -l)
+          const double rc = (fwv > 0.0 ? -sl.l : sl.l) + p[v] - p[w];
+          const double len = std::floor(std::max(0.0, rc + eps) / eps);
+          if (!(len < double(cap))) continue;
+          const i64 nr = r + i64(len);
+          if (nr < R[v]) {
+            R[v] = nr;
+            if (nr >= i64(buckets.size())) buckets.resize(nr + 1);
+            buckets[nr].push_back(v);
+          }
+        }
+      }
+      std::vector<int>().swap(buckets[r]);
+    }
+    if (todo > 0) return false;
+    for (int v = 0; v < n_; ++v) p[v] -= double(std::min(R[v], r)) * eps;
+    return true;
+  }
+
+  // p_j <- min(p_j, min_i p_i + l_ij + eps): the largest prices below p that are (l + eps)-Lipschitz along every
+  // edge (multi-source Dijkstra), so every forward residual arc has reduced cost >= -eps
+  void lipschitz_projection(std::vector<double> &p, const std::vector<i64> &off, const std::vector<Slot> &adj,
+                            double eps) {
+    using QE = std::pair<double, int>;
+    std::vector<QE> heap;
+    heap.reserve(n_);
+    for (int v = 0; v < n_; ++v) heap.emplace_back(p[v], v);
+    std::make_heap(heap.begin(), heap.end(), std::greater<QE>());
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), std::greater<QE>());
+      const auto [d, v] = heap.back();
+      heap.pop_back();
+      if (d > p[v]) continue;
+      for (i64 k = off[v]; k < off[v + 1]; ++k) {
+        const int w = adj[k].w;
+        const double nd = d + adj[k].l + eps;
+        if (nd < p[w]) p[w] = nd, heap.emplace_back(nd, w), std::push_heap(heap.begin(), heap.end(), std::greater<QE>());
+      }
+    }
   }
 
   // prio (E,) or null: a spanning forest of the edges with prio > 0 taken by decreasing prio first (e.g. the
@@ -280,7 +475,7 @@ class FlowSimplex {
   void small_blocks() { block_ = 64; }
 
   int solve(i64 max_iter) {
-    tol_ = 1e-13 * std::max(cmax_, 1e-300) + 2e-15 * art_;
+    tol_ = 1e-13 * std::max(cmax_, 1e-300) + 2e-15 * std::fabs(art_);
     const i64 refresh = std::max<i64>(1000, n_);
     while (true) {
       if (max_iter > 0 && iter_ >= max_iter) return kMaxIter;
@@ -290,6 +485,47 @@ class FlowSimplex {
       if (++iter_ % refresh == 0) compute_potentials();
     }
     return kOptimal;
+  }
+
+  // After a big-M start (init 0) the potentials carry the artificial cost art_ (~ n max|c|) and lose ~log10(n)
+  // digits. Rebase: each subtree of the root gets potentials relative to its top node, then offsets that keep
+  // every arc between subtrees feasible (Bellman-Ford, at most 64 rounds), the artificial arcs' costs follow, and
+  // the pricing tolerance drops to 1e-13 max|c|. False (nothing changed) if an artificial arc carries flow (beyond rounding dust) or the
+  // offsets do not settle. The caller resumes the simplex: it finishes what the coarse tolerance left.
+  bool rebase_potentials() {
+    if (art_ == 0.0) return false;
+    for (int c = thread_[R_]; c != R_; c = thread_[c])
+      if (pred_[c] >= m_ && flow_[pred_[c]] > 1e-10 * smax_) return false;  // beyond rounding dust
+    std::vector<double> local(n_ + 1, 0.0);
+    std::vector<int> comp(n_ + 1, -1);
+    int K = 0;
+    for (int c = thread_[R_]; c != R_; c = thread_[c]) {
+      if (parent_[c] == R_) {
+        comp[c] = K++;
+        continue;
+      }
+      comp[c] = comp[parent_[c]];
+      local[c] = up_[c] ? local[parent_[c]] - cost_[pred_[c]] : local[parent_[c]] + cost_[pred_[c]];
+    }
+    std::vector<double> off(K, 0.0);
+    const double slack = 1e-15 * std::max(cmax_, 1e-300);
+    bool settled = K == 1;
+    for (int round = 0; round < 64 && !settled; ++round) {
+      settled = true;
+      for (i64 a = 0; a < m_; ++a) {  // u_src - u_dst <= c, with pi = -u: pi_dst - pi_src <= c
+        const int i = src_[a], j = dst_[a], ci = comp[i], cj = comp[j];
+        if (ci == cj) continue;
+        const double bound = cost_[a] + local[i] + off[ci] - local[j];
+        if (off[cj] > bound + slack) off[cj] = bound, settled = false;
+      }
+    }
+    if (!settled) return false;
+    for (int v = 0; v < n_; ++v) pi_[v] = local[v] + off[comp[v]];
+    for (int c = thread_[R_]; c != R_; c = thread_[c])
+      if (parent_[c] == R_) cost_[pred_[c]] = up_[c] ? -pi_[c] : pi_[c];
+    art_ = 0.0;
+    tol_ = 1e-13 * std::max(cmax_, 1e-300);
+    return true;
   }
 
   // Exact tree solves: flows from subtree imbalances, potentials from the root. Returns the artificial flow.
@@ -578,7 +814,7 @@ class FlowSimplex {
   i64 m_;
   int R_;
   double cmax_ = 0.0, smax_ = 0.0, art_ = 0.0, tol_ = 0.0;
-  i64 block_ = 64, next_ = 0, iter_ = 0;
+  i64 block_ = 64, next_ = 0, iter_ = 0, relabels_ = 0;
   std::vector<int> src_, dst_;
   std::vector<double> cost_, flow_, supply_, pi_;
   std::vector<int> parent_, succ_, thread_, rev_thread_, last_succ_, fchild_, nsib_, psib_, stack_, dirty_;
@@ -620,11 +856,13 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
   {
     nb::gil_scoped_release release;
     FlowSimplex fs(int(n), m, ps, pd, cost.data(), supply.data());
-    if (init >= 1) fs.init_spanning_tree(init == 2 ? pi0.data() : nullptr);
+    if (init == 3) fs.init_cost_scaling(8.0, art_cost > 0.0 ? art_cost : 1e-4);
+    else if (init >= 1) fs.init_spanning_tree(init == 2 ? pi0.data() : nullptr);
     if (init >= 1) fs.small_blocks();
     else if (!(flow0.shape(0) && fs.init_from_flows(flow0.data())))
       fs.init_greedy(pi0.shape(0) ? pi0.data() : nullptr, art_cost);
     status = fs.solve(max_iter);
+    if (status == 0 && init == 0 && fs.rebase_potentials()) status = fs.solve(max_iter);  // full precision
     iters = fs.iterations();
     art_flow = fs.finalize(flow.data(), u.data());
     tol = fs.tolerance();
@@ -641,5 +879,5 @@ void register_min_cost_flow(nb::module_ &m) {
         "tol) with tol the reduced-cost tolerance of the pricing (entering arcs have rc < -tol). "
         "u is the dual potential (u_src - u_dst <= cost). status 0 = optimal, 1 = max_iter, 3 = unbounded. "
         "init 0 = greedy basis by reduced cost for potentials pi0 (= -u0; empty: none), 1 = BFS spanning tree "
-        "(arcs a and a + m/2 reverse each other), 2 = that tree preferring the edges of largest priority pi0 (m/2,). flow0 (m,): a warm start from a feasible basis' flows (empty: none).");
+        "(arcs a and a + m/2 reverse each other), 2 = that tree preferring the edges of largest priority pi0 (m/2,), 3 = the tree of a cost-scaling eps-optimal flow (same arcs; eps_final = art_cost * max cost, default 1e-4). flow0 (m,): a warm start from a feasible basis' flows (empty: none).");
 }

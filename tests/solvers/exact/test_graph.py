@@ -77,17 +77,24 @@ def test_grid_graph_l1_equals_dense_solver(shape):
 
 
 @pytest.mark.parametrize("shape, zeros", [((72, 64), 0.0), ((132, 128), 0.5)])
-def test_grid_coarse_to_fine_equals_plain_simplex_and_highs(shape, zeros):
+def test_grid_coarse_to_fine_equals_plain_simplex_and_highs(shape, zeros, monkeypatch):
     # grids above 64 x 64 cells are detected and warm-started from the coarse (2x2-summed) optimum, on two
     # levels for 132 x 128 (then 66 x 64, whose half 33 x 32 is odd: the recursion stops); permuting the edges
-    # defeats the detection, so the plain BFS-basis simplex solves the same problem
+    # defeats the detection, so the plain BFS-basis simplex solves the same problem (with the cost-scaling
+    # start of general graphs switched off)
+    from monge.solvers.exact import graph
+
     rng = np.random.default_rng(5)
     N = int(np.prod(shape))
     a, b = _weights(rng, N, zeros=zeros)
     edges, lengths = grid_graph(shape, spacing=0.5)
     res = w1_graph(edges, lengths, a, b)
     perm = rng.permutation(edges.shape[0])
-    plain = w1_graph(edges[perm], lengths[perm], a, b)
+    with monkeypatch.context() as m:
+        m.setattr(graph, "_COST_SCALING_MIN", 10**12)
+        plain = w1_graph(edges[perm], lengths[perm], a, b)
+    scaled = w1_graph(edges[perm], lengths[perm], a, b)  # the cost-scaling start: the same optimum
+    assert abs(float(scaled.value) - float(plain.value)) <= 1e-12 * float(plain.value)
     assert abs(float(res.value) - float(plain.value)) <= 1e-12 * float(plain.value)
     assert int(res.convergence.n_iters) < int(plain.convergence.n_iters)  # the warm start was taken
     _check_certificate(res, edges, lengths, a, b)
@@ -122,6 +129,49 @@ def test_random_graph_equals_highs(seed, directed):
     ref = _highs(edges, lengths, a - b, directed)
     assert abs(float(res.value) - ref) <= 1e-9 * max(ref, 1e-12)
     _check_certificate(res, edges, lengths, a, b, directed)
+
+
+def test_cost_scaling_start_equals_highs_and_the_plain_start():
+    # >= 2000 nodes take the cost-scaling start (init 3); parallel edges, zero lengths and self-loops included
+    from monge import _core
+    from monge.solvers.exact import graph
+
+    rng = np.random.default_rng(11)
+    n = graph._COST_SCALING_MIN
+    edges, lengths = _random_graph(rng, n, 3 * n)
+    edges = np.concatenate([edges, edges[:50], np.array([[7, 7], [8, 8]])])
+    lengths = np.r_[lengths, rng.random(50), 0.5, 0.0]
+    lengths[rng.random(lengths.size) < 0.05] = 0.0
+    a, b = _weights(rng, n, zeros=0.3)
+    res = w1_graph(edges, lengths, a, b)
+    ref = _highs(edges, lengths, a - b, False)
+    assert abs(float(res.value) - ref) <= 1e-9 * ref
+    _check_certificate(res, edges, lengths, a, b)
+    src, dst, cost = np.r_[edges[:, 0], edges[:, 1]], np.r_[edges[:, 1], edges[:, 0]], np.r_[lengths, lengths]
+    plain = _core.min_cost_flow(src, dst, cost, a - b, graph._spt_prio(edges, lengths, n), 2, 0.0, 0, np.zeros(0))
+    assert abs(float(np.dot(cost, plain[0])) - float(res.value)) <= 1e-12 * float(res.value)
+    assert int(res.convergence.n_iters) * 10 < plain[3]  # the simplex had little left to do
+
+
+@pytest.mark.parametrize("eps_final", [0.0, 0.5, 1e-9])
+def test_cost_scaling_core_start_on_small_and_unbalanced_graphs(eps_final):
+    from monge import _core
+
+    rng = np.random.default_rng(4)
+    edges, lengths = _random_graph(rng, 30, 60)
+    a, b = _weights(rng, 30, zeros=0.3)
+    src, dst, cost = np.r_[edges[:, 0], edges[:, 1]], np.r_[edges[:, 1], edges[:, 0]], np.r_[lengths, lengths]
+    flow, u, status, _, art, _ = _core.min_cost_flow(src, dst, cost, a - b, np.zeros(0), 3, eps_final, 0,
+                                                      np.zeros(0))
+    ref = _highs(edges, lengths, a - b, False)
+    assert status == 0 and art < 1e-15 and abs(float(np.dot(cost, flow)) - ref) <= 1e-9 * ref
+    assert (u[src] - u[dst] <= cost + 1e-13).all()
+    # two components whose supplies do not balance: no feasible flow, reported through the artificial flow
+    e2 = np.array([[0, 1], [2, 3]])
+    s2 = np.array([0.5, 0.0, 0.0, -0.5])
+    out = _core.min_cost_flow(np.r_[e2[:, 0], e2[:, 1]], np.r_[e2[:, 1], e2[:, 0]], np.ones(4), s2, np.zeros(0), 3,
+                              eps_final, 0, np.zeros(0))
+    assert out[4] > 0.4
 
 
 def test_scipy_sparse_adjacency_and_torch_inputs():
