@@ -74,7 +74,7 @@ class ExactGWResult:
     def plan_sparse(self) -> torch.Tensor:
         """The plan as a coalesced ``torch.sparse_coo_tensor`` ``(n, m)`` with ``len(vals)`` stored entries."""
         idx = torch.stack([self.rows, self.cols])
-        return torch.sparse_coo_tensor(idx, self.vals, self.shape).coalesce()
+        return torch.sparse_coo_tensor(idx, self.vals, self.shape, check_invariants=False).coalesce()
 
     @property
     def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:

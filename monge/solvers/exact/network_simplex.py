@@ -16,7 +16,7 @@ from ...problems.linear import LinearProblem
 from ...results import Convergence, ExactResult
 from ._batch import EnvelopeValue, needs_grad, to_numpy64, to_tensor
 
-__all__ = ["NetworkSimplex", "pack_exact", "solve_warm"]
+__all__ = ["NetworkSimplex", "pack_exact", "solve_warm", "forest_basis"]
 
 _STATUS = {0: "converged", 1: "max_iter", 2: "infeasible", 3: "diverged"}
 
@@ -107,6 +107,37 @@ def solve_warm(C: torch.Tensor, a: torch.Tensor, b: torch.Tensor, basis: np.ndar
                                                     max_iter or 0, n_threads or 0, True)
     res = _pack(*_unpack(ints, flts, *C3.shape), C3, a2, b2, shape)
     return res, out.reshape(*shape, n + m)
+
+
+def forest_basis(rows, cols, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    r"""A basis for :func:`solve_warm` from the support of a vertex plan, e.g. one built by a greedy or sorted
+    (north-west corner) rule: the arcs ``(rows[k], cols[k])`` (a forest), each tree hung from the root, nodes of
+    zero mass ``-1``. Entries of mass below ``1e-14`` of the total (rounding slivers) should be left out by the
+    caller. Returns ``(n + m,)`` int64. A support with a cycle gives a tree that :func:`solve_warm` rejects.
+
+    Example:
+        >>> forest_basis([0, 1], [1, 0], np.array([0.5, 0.5]), np.array([0.5, 0.5])).tolist()
+        [4, 4, 1, 0]
+    """
+    n, m = len(a), len(b)
+    u = np.concatenate([np.asarray(rows), np.asarray(cols) + n])
+    v = np.concatenate([np.asarray(cols) + n, np.asarray(rows)])
+    order = np.argsort(u, kind="stable")
+    nbr, start = v[order].tolist(), np.searchsorted(u[order], np.arange(n + m + 1)).tolist()
+    parent = [-2] * (n + m)
+    for s in range(n + m):
+        if parent[s] != -2:
+            continue
+        parent[s], stack = n + m, [s]
+        while stack:
+            x = stack.pop()
+            for y in nbr[start[x]:start[x + 1]]:
+                if parent[y] == -2:
+                    parent[y] = x
+                    stack.append(y)
+    out = np.array(parent, np.int64)
+    out[np.concatenate([np.asarray(a) <= 0, np.asarray(b) <= 0])] = -1
+    return out
 
 
 def _broadcast(C, a, b):

@@ -28,7 +28,7 @@ import torch
 from ...problems.quadratic import QuadraticProblem
 from ...results import Convergence, ExactGWResult
 from ..exact._batch import centred
-from ..exact.network_simplex import solve_warm
+from ..exact.network_simplex import forest_basis, solve_warm
 from .common import Objective, check_init, differentiable_value, dot, user_stacklevel
 from .state import LowRankState, make_state
 
@@ -186,6 +186,9 @@ class LinearSolves:
         if rank1 is not None:
             rows, cols, vals = comonotone(*rank1, self.a, self.b)
             self.last = None
+            if self.warm:  # the sorted vertex's support is a forest: the next solve starts from it
+                keep = vals > 1e-14 * float(vals.sum())
+                self.basis = forest_basis(rows[keep].numpy(), cols[keep].numpy(), self.a.numpy(), self.b.numpy())
             return (rows, cols, vals), float(G[rows, cols] @ vals)
         res, basis = solve_warm(G, self.a, self.b, self.basis)
         if self.warm:
