@@ -52,6 +52,13 @@ class ExactGWResult:
 
     :attr:`plan` materialises the dense ``(n, m)`` plan on each access; :attr:`plan_sparse` is a coalesced
     ``torch.sparse_coo_tensor``; :attr:`marginals` never forms the dense plan.
+
+    Example:
+        >>> import torch, monge
+        >>> x = torch.rand(8, 2, dtype=torch.float64)
+        >>> res = monge.gromov_wasserstein(x, torch.rand(6, 3, dtype=torch.float64))
+        >>> res.vals.numel() <= 8 + 6 - 1, res.plan_sparse.shape, bool(torch.allclose(res.marginals[0], res.plan.sum(1)))
+        (True, torch.Size([8, 6]), True)
     """
 
     value: torch.Tensor

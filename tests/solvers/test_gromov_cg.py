@@ -132,3 +132,19 @@ def test_exact_result_plan_is_sparse():
     torch.testing.assert_close(ra, dense.sum(1))
     torch.testing.assert_close(cb, dense.sum(0))
     torch.testing.assert_close(ra, torch.full((50,), 1 / 50, dtype=torch.float64))
+
+
+def test_exact_batch_equals_loop():
+    """A batch of equal-size problems (batch size equal to n) solved by the exact CG equals the loop over them."""
+    from monge import gromov_wasserstein
+
+    B, n, m = 5, 5, 4
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(B, n, 2, generator=g, dtype=torch.float64)
+    y = torch.rand(B, m, 3, generator=g, dtype=torch.float64)
+    batch = gromov_wasserstein(x, y)
+    assert batch.plan.shape == (B, n, m) and bool(batch.convergence.converged.all())
+    for k in range(B):
+        one = gromov_wasserstein(x[k], y[k])
+        torch.testing.assert_close(batch.value[k], one.value, atol=1e-14, rtol=0)
+        torch.testing.assert_close(batch.plan[k], one.plan, atol=1e-14, rtol=0)
