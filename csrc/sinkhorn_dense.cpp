@@ -133,7 +133,7 @@ double residual(const double *pot, const double *S, const double *lw, const doub
   return r;
 }
 
-// (f, g, Sf, Sg, iterations run, complete, rows, cols): `iters` iterations f <- ka Sg, Sf, g <- kb Sf, Sg (over-relaxed by
+// (f, g, Sf, Sg, iterations run, complete, rows, cols, rows after each iteration): `iters` iterations f <- ka Sg, Sf, g <- kb Sf, Sg (over-relaxed by
 // omega) from the state given. complete = false: a soft-min was unreliable at iteration `iterations run`; the
 // state returned is the one before it. rows, cols: the residuals of the two marginals at the state returned
 // (weights wa, wb; penalties rho_a, rho_b, inf for hard constraints), NaN when there is no state.
@@ -152,6 +152,7 @@ nb::tuple sinkhorn_kernel_run(Mat K, double c0, double eps, Vec1 lwa, Vec1 lwb, 
   std::copy(Sg0.data(), Sg0.data() + n, Sg.get());
   int64_t done = 0;
   bool complete = true;
+  auto trace = monge::zeros<double>(iters);  // the first marginal's residual after each iteration
   {
     nb::gil_scoped_release release;
     Problem P{K.data(), lwa.data(), lwb.data(), n, m, c0, eps, ka, kb, pass_threads(n_threads, n, m),
@@ -169,16 +170,17 @@ nb::tuple sinkhorn_kernel_run(Mat K, double c0, double eps, Vec1 lwa, Vec1 lwb, 
       std::copy(gn.begin(), gn.begin() + m, g.get());
       std::copy(sf.begin(), sf.begin() + m, Sf.get());
       std::copy(sg.begin(), sg.begin() + n, Sg.get());
+      trace[done] = residual(f.get(), Sg.get(), lwa.data(), wa.data(), n, eps, rho_a);
     }
   }
   if (done == 0 && iters > 0) Sf.reset();  // nothing valid to return for Sf: the caller keeps its own
   auto vec = [](std::unique_ptr<double[]> p, int64_t len) { return monge::owned<double, 1>(std::move(p), {size_t(len)}); };
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  if (!Sf) return nb::make_tuple(nb::none(), nb::none(), nb::none(), nb::none(), done, complete, nan, nan);
-  const double rows = residual(f.get(), Sg.get(), lwa.data(), wa.data(), n, eps, rho_a);
+  if (!Sf) return nb::make_tuple(nb::none(), nb::none(), nb::none(), nb::none(), done, complete, nan, nan, nb::none());
+  const double rows = done > 0 ? trace[done - 1] : residual(f.get(), Sg.get(), lwa.data(), wa.data(), n, eps, rho_a);
   const double cols = residual(g.get(), Sf.get(), lwb.data(), wb.data(), m, eps, rho_b);
   return nb::make_tuple(vec(std::move(f), n), vec(std::move(g), m), vec(std::move(Sf), m), vec(std::move(Sg), n),
-                        done, complete, rows, cols);
+                        done, complete, rows, cols, vec(std::move(trace), std::max<int64_t>(done, 1)));
 }
 
 // (K, c0): K = exp(-(C - c0) / eps), c0 = min C, entries below the smallest normal flushed to 0.
@@ -223,10 +225,11 @@ void register_sinkhorn_dense(nb::module_ &m) {
         nb::arg("wa").noconvert(), nb::arg("wb").noconvert(), nb::arg("rho_a"), nb::arg("rho_b"),
         nb::arg("n_threads") = 0,
         "sinkhorn_kernel_run(K, c0, eps, lwa, lwb, f, g, Sg, ka, kb, omega, iters, wa, wb, rho_a, rho_b, n_threads=0)\n"
-        "  -> (f, g, Sf, Sg, iterations, complete, rows, cols)\n\n"
+        "  -> (f, g, Sf, Sg, iterations, complete, rows, cols, rows_trace)\n\n"
         "`iters` scaling-domain Sinkhorn iterations in one call (float64, CPU, GIL released): f <- relaxed(f, ka Sg),\n"
         "Sf = softmin_0(f + eps lwa), g <- relaxed(g, kb Sf), Sg = softmin_1(g + eps lwb), each soft-min a shifted\n"
         "product with K = exp(-(C - c0)/eps). complete = False: a sum was unreliable (under/overflow, NaN) at\n"
         "iteration `iterations`; the state returned is the last certified one (all None when there is none).\n"
-        "rows, cols: l1 residuals of the marginals' optimality conditions there (rho = inf: hard; NaN: no state).");
+        "rows, cols: l1 residuals of the marginals' optimality conditions there (rho = inf: hard; NaN: no state);\n"
+        "rows_trace: the rows residual after each iteration run.");
 }

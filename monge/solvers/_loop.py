@@ -310,8 +310,9 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
             construction, which would tell the over-relaxation nothing about the transient).
         measure: optional ``state -> (error(state), watch(state))`` in one pass, used at the checks (the scaling
             loops share the first marginal's residual between the two).
-        block: optional ``(state, omega, k) -> state``, ``k`` iterations of ``step`` in one call (a compiled loop):
-            used from check to check (one iteration per call while ``"auto"`` probes), for unbatched states.
+        block: optional ``(state, omega, k) -> (state, seen)``, ``k`` iterations of ``step`` in one call (a compiled
+            loop) and ``watch`` of the state after each (for the probes of ``"auto"``): used from check to check,
+            for unbatched states.
 
     The loop never stops before one full step; a NaN/inf error freezes its element, which ends ``"diverged"``;
     the loop stops early when every unconverged element has stalled (:class:`Stall`), reported ``"stalled"``.
@@ -367,9 +368,12 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
         elif relax.wants_probe(it):
             relax.probe(it, watch(state).detach())
         if block is not None and freeze is None:
-            nxt = it + 1 if relax.wants_probe(it) else min(
-                end, (it // check_every + 1) * check_every, checks.extra if (checks.extra or 0) > it else end)
-            state, it = block(state, relax.omega, nxt - it), nxt
+            nxt = min(end, (it // check_every + 1) * check_every, checks.extra if (checks.extra or 0) > it else end)
+            probing = relax.wants_probe(it)
+            state, seen = block(state, relax.omega, nxt - it)
+            for q in range(it + 1, min(nxt, relax.PROBES) if probing else it + 1):
+                relax.probe(q, seen[q - it - 1].detach())  # what the probe at iteration q would have watched
+            it = nxt
             continue
         new = step(state, relax.omega)
         if freeze is not None and active is not None and not fixed_iters:

@@ -147,8 +147,8 @@ class _CompiledLoop:
         ms = (data.ma, data.mb)
         self.kappa = [m.kappa(eps) if type(m) is KL else 1.0 for m in ms]
         self.rho = [m.rho if type(m) is KL else math.inf for m in ms]
-        self.lw = [m.lw.contiguous() for m in ms]
-        self.w = [m.w.contiguous() for m in ms]
+        self.lw = [m.lw.contiguous().numpy() for m in ms]  # loop constants: converted once
+        self.w = [m.w.contiguous().numpy() for m in ms]
 
     @classmethod
     def of(cls, geom, data: SinkhornData, f, eps: float):
@@ -164,15 +164,20 @@ class _CompiledLoop:
         return None if kern is None else cls(geom, data, kern, eps)
 
     def block(self, state, omega, k: int):
+        """``(state, seen)``: ``k`` iterations, and the first marginal's residual after each (what the driver's
+        over-relaxation probes watch)."""
+        seen = []
         if self.live:
-            new, done, self.live, rows, cols = self.kern.run(state[0], state[1], state[3], self.lw[0], self.lw[1],
-                                                             *self.kappa, omega, k, *self.w, *self.rho)
+            new, done, self.live, rows, cols, trace = self.kern.run(
+                state[0], state[1], state[3], self.lw[0], self.lw[1], *self.kappa, omega, k, *self.w, *self.rho)
             if new is not None:
                 state, k = new, k - done
                 self.last = (new, rows, cols)
+                seen = list(torch.from_numpy(trace[:done]).unbind())
         for _ in range(k):
             state = self.data.step(self.geom, state, self.eps, omega)
-        return state
+            seen.append(self.data.rows(state, self.eps))
+        return state, seen
 
     def measure(self, state):
         """``(error, rows)`` of ``state`` (:meth:`SinkhornData.measure`)."""

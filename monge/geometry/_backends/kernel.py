@@ -59,6 +59,7 @@ class KernelDense:
         self.Kt = (self.K, self.K.transpose(-1, -2))  # the kernel as contracted along dim 0 / dim 1 (views)
         self.event_ndim = 1
         self._state = {"wide": False, "bad_fraction": 0.0}  # float32: products in float64 from the first underflow
+        self._np = None  # (K as numpy, c0 as float) for run
 
     @property
     def shape(self):
@@ -105,15 +106,23 @@ class KernelDense:
             g \leftarrow g + \omega(\kappa_b S_f - g),\quad S_g = \mathrm{softmin}_1(g + \varepsilon \log b)
 
         each soft-min a shifted product with this kernel, certified as in :func:`_reliable_shifted`. Returns
-        ``((f, g, Sf, Sg), done, complete, rows, cols)``: ``complete`` False when a sum was unreliable at iteration
+        ``((f, g, Sf, Sg), done, complete, rows, cols, trace)``: ``complete`` False when a sum was unreliable at iteration
         ``done`` (the state is then the last certified one, ``None`` if there is none: finish in the log domain);
         ``rows``, ``cols`` the l1 residuals of the two marginals' optimality conditions at the returned state
-        (weights ``wa``, ``wb``; KL penalties ``rho``, ``inf`` for a hard constraint)."""
-        f, g, Sf, Sg, done, complete, rows, cols = _kernel_run(
-            self.K.numpy(), float(self.c0), self.eps, lwa.numpy(), lwb.numpy(), f.numpy(), g.numpy(), Sg.numpy(),
-            ka, kb, float(omega), int(iters), wa.numpy(), wb.numpy(), rho_a, rho_b, torch.get_num_threads())
+        (weights ``wa``, ``wb``; KL penalties ``rho``, ``inf`` for a hard constraint), ``trace`` the rows residual
+        after each iteration run (numpy)."""
+        if self._np is None:  # the kernel's numpy view and its scalars, once
+            self._np = (self.K.numpy(), float(self.c0))
+        f, g, Sf, Sg, done, complete, rows, cols, trace = _kernel_run(
+            self._np[0], self._np[1], self.eps, *map(_numpy, (lwa, lwb, f, g, Sg)), ka, kb, float(omega), int(iters),
+            _numpy(wa), _numpy(wb), rho_a, rho_b, torch.get_num_threads())
         state = None if f is None else tuple(map(torch.from_numpy, (f, g, Sf, Sg)))
-        return state, done, complete, rows, cols
+        return state, done, complete, rows, cols, trace
+
+
+def _numpy(t):
+    """A CPU tensor's numpy view (arrays pass through: callers may convert loop constants once)."""
+    return t.numpy() if isinstance(t, torch.Tensor) else t
 
 
 def _compiled(C: torch.Tensor) -> bool:
