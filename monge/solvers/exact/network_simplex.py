@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class NetworkSimplex:
         # so it rescales b to the mass of a first (rebalance=True; on its own copy, never the caller's tensor).
         ints, flts = _core.network_simplex_batch(to_numpy64(a), to_numpy64(b), to_numpy64(C), self.max_iter or 0,
                                                  self.n_threads or 0, True)
-        return replace(_pack(*_unpack(ints, flts, *C.shape), C, a, b, shape), problem=prob)  # kept for the maps
+        return _pack(*_unpack(ints, flts, *C.shape), C, a, b, shape, problem=prob)  # the problem: for the maps
 
 
 def solve_warm(C: torch.Tensor, a: torch.Tensor, b: torch.Tensor, basis: np.ndarray | None = None,
@@ -182,7 +182,7 @@ def _unpack(ints, flts, B, n, m):
             flts[:, -3], ints[:, -2], ints[:, -1], flts[:, -2], flts[:, -1])
 
 
-def _pack(rows, cols, vals, f, g, cost, status, n_iter, merr, gap, C, a, b, batch_shape, stacklevel=3):
+def _pack(rows, cols, vals, f, g, cost, status, n_iter, merr, gap, C, a, b, batch_shape, stacklevel=3, problem=None):
     """Build the ExactResult from the batched core outputs (numpy arrays with a leading batch dimension B)."""
     B, n, m = C.shape
     K = n + m - 1
@@ -223,4 +223,5 @@ def _pack(rows, cols, vals, f, g, cost, status, n_iter, merr, gap, C, a, b, batc
         stalled = t(status == 2, dtype=torch.bool)
     conv = Convergence.build(err, tol, t(n_iter, dtype=torch.int64), criterion="marginal_l1",
                              duality_gap=t(gap), stalled=stalled)
-    return ExactResult(value=value, f=tf, g=tg, convergence=conv, rows=trows, cols=tcols, vals=tvals, shape=(n, m))
+    return ExactResult(value=value, f=tf, g=tg, convergence=conv, rows=trows, cols=tcols, vals=tvals, shape=(n, m),
+                       problem=problem)
