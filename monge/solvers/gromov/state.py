@@ -99,8 +99,10 @@ class LowRankState:
         o = self.obj
         if self.G is None:
             self.G = o.a.new_empty(o.a.shape[-1], o.b.shape[-1])
-        G = torch.add(o.c1.unsqueeze(-1), o.c2.unsqueeze(-2), out=self.G)
-        G.addmm_(self.Hx.U, self.K @ self.Hy.U.mT, beta=2 * o.alpha, alpha=-2 * o.alpha)
+        # one product of rank r + 2 writes all of it: [U_x, c_1, 1] [-U_y K^T, 1, c_2]^T
+        left = torch.cat([self.Hx.U, o.c1.unsqueeze(-1), torch.ones_like(o.c1).unsqueeze(-1)], -1).mul_(2 * o.alpha)
+        right = torch.cat([-(self.Hy.U @ self.K.mT), torch.ones_like(o.c2).unsqueeze(-1), o.c2.unsqueeze(-1)], -1)
+        G = torch.mm(left, right.mT, out=self.G)
         return G if o.M is None or o.alpha == 1.0 else G.add_(o.M, alpha=1.0 - o.alpha)
 
     def dot_plan(self, A: torch.Tensor) -> torch.Tensor:
