@@ -128,3 +128,21 @@ def test_bad_inputs():
         solve_1d(torch.rand(3), torch.rand(3), a=torch.ones(4) / 4)
     with pytest.raises(ValueError, match="same total mass"):
         solve_1d(torch.rand(3), torch.rand(2), a=torch.ones(3), b=torch.ones(2))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 7), st.integers(1, 7), st.floats(1.0, 3.0), st.integers(0, 10**6))
+def test_certificates_and_transpose_symmetry_hypothesis(n, m, p, seed):
+    rng = np.random.default_rng(seed)
+    x, y = torch.from_numpy(rng.integers(-3, 4, n).astype(float)), torch.from_numpy(rng.integers(-3, 4, m) * 0.5)
+    a = torch.from_numpy(rng.integers(0, 4, n) + (np.arange(n) == 0)).double()  # integer masses: tied levels
+    b = torch.from_numpy(rng.integers(0, 4, m) + (np.arange(m) == 0)).double()
+    a, b = a / a.sum(), b / b.sum()
+    res = solve_1d(x, y, a, b, p=p)
+    _check_certificates(res, x, y, a, b, p, tol=1e-9)
+    rev = solve_1d(y, x, b, a, p=p)
+    assert abs(float(rev.value) - float(res.value)) < 1e-12
