@@ -133,3 +133,76 @@ def test_refusals_name_the_argument():
     geom = PointCloud(torch.rand(5, 2), torch.rand(4, 2), backend="multiscale")
     with pytest.raises(ValueError, match="one problem at a time"):
         geom.softmin(torch.zeros(3, 4), 0.1, 1)
+
+
+def _block_reference(xp, yp, hp, ptr, cols, eps):
+    """The block-sparse soft-min in plain torch (float64): each row leaf against its listed column leaves."""
+    out = []
+    for i in range(xp.shape[0]):
+        J = cols[ptr[i]:ptr[i + 1]]
+        yy, hh = yp[J].reshape(-1, yp.shape[2]), hp[J].reshape(-1)
+        C = ((xp[i][:, None, :] - yy[None]) ** 2).sum(-1)
+        out.append(-eps * torch.logsumexp((hh[None] - C) / eps, -1))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("d", [1, 3, 7, 10, 12])  # compiled for d = 1, 3, 10; the runtime-d path for 7 and 12
+def test_block_kernel_forward_backward_equal_torch(d, dtype):
+    from monge._core import softmin_sqeuclid_blocks, softmin_sqeuclid_blocks_backward
+
+    g = torch.Generator().manual_seed(d)
+    Kr, Sr, Kc, Sc, eps = 5, 7, 6, 11, 0.05  # odd tile sizes: SIMD padding inside the kernel
+    xp = torch.rand(Kr, Sr, d, generator=g, dtype=D)
+    yp = torch.rand(Kc, Sc, d, generator=g, dtype=D)
+    hp = 0.1 * torch.randn(Kc, Sc, generator=g, dtype=D)
+    hp[2, 3:] = -torch.inf  # padding slots of a short leaf
+    keep = torch.rand(Kr, Kc, generator=g) < 0.5
+    keep[:, 0] = True
+    keep[3] = False  # a row leaf with no kept block: +inf
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), keep.sum(1).cumsum(0)])
+    cols = keep.nonzero()[:, 1].contiguous()
+    args = [t.to(dtype).contiguous() for t in (xp, yp, hp)]
+    out = torch.from_numpy(softmin_sqeuclid_blocks(*(t.numpy() for t in args), ptr.numpy(), cols.numpy(), eps, 2))
+    ref = _block_reference(xp, yp, hp, ptr, cols, eps)
+    assert out.dtype == dtype and bool(torch.isinf(out[3]).all())
+    fin = torch.isfinite(ref)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(out[fin].double(), ref[fin], rtol=tol, atol=tol * eps)
+    u = torch.rand(Kr, Sr, generator=g, dtype=D)
+    u[3] = 0.0
+    o = torch.where(fin, out, 0.0).to(dtype)
+    gx, gy, gh = (torch.from_numpy(t) for t in softmin_sqeuclid_blocks_backward(
+        *(t.numpy() for t in args), ptr.numpy(), cols.numpy(), o.numpy(), u.to(dtype).numpy(), eps, 2))
+    xr, yr, hr = (t.clone().requires_grad_() for t in (xp, yp, hp))
+    val = _block_reference(xr, yr, hr, ptr, cols, eps)
+    rx, ry, rh = torch.autograd.grad((torch.where(fin, val, 0.0) * u).sum(), (xr, yr, hr))
+    rh = torch.where(torch.isfinite(hp), rh, 0.0)
+    for got, want in ((gx, rx), (gy, ry), (gh, rh)):
+        assert torch.allclose(got.double(), want, rtol=10 * tol, atol=10 * tol)
+
+
+def test_block_kernel_refuses_bad_lists():
+    from monge._core import softmin_sqeuclid_blocks
+
+    x, y, h = torch.rand(2, 3, 2).numpy(), torch.rand(3, 4, 2).numpy(), torch.zeros(3, 4).numpy()
+    with pytest.raises(ValueError, match="cols"):
+        softmin_sqeuclid_blocks(x, y, h, torch.tensor([0, 1, 2]).numpy(), torch.tensor([0, 5]).numpy(), 0.1)
+    with pytest.raises(ValueError, match="ptr"):
+        softmin_sqeuclid_blocks(x, y, h, torch.tensor([0, 1]).numpy(), torch.tensor([0]).numpy(), 0.1)
+
+
+@pytest.mark.parametrize("d", [3, 10])
+def test_float32_block_softmin_and_gradients_equal_lazy(d):
+    x, y, _, _ = _clouds(700, 500, d, seed=11)
+    x, y = x.float().requires_grad_(), y.float().requires_grad_()
+    h = (0.05 * torch.randn(500, generator=torch.Generator().manual_seed(2))).float().requires_grad_()
+    eps = 0.02
+    red = MultiscaleSoftmin(SqEuclidean(), x, y, leaf_size=16)
+    ms = red.softmin(x, y, h, eps, 1)
+    lz = lazy_softmin(x, y, h, eps, 1, SqEuclidean())
+    assert red.stats["kept_fraction"] < (1.0 if d == 3 else 1.01)  # 10-D cells of 16 points span the cloud
+    assert (ms - lz).abs().max() <= eps * 1e-5 + 2e-6 * lz.abs().max()
+    w = torch.rand(700, generator=torch.Generator().manual_seed(3))
+    for a, b in zip(torch.autograd.grad((ms * w).sum(), (x, y, h)), torch.autograd.grad((lz * w).sum(), (x, y, h))):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5 * float(b.abs().max()))
