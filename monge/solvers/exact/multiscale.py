@@ -25,7 +25,8 @@ import torch
 from ... import _core
 
 from ...results import Convergence, ExactResult
-from .sparse import _weights, pack_sparse, solve_arcs
+from .sparse import _weights, pack_sparse
+from .sparse import solve_arcs as _solve_arcs
 
 __all__ = ["multiscale_ot", "solve_points_multiscale", "solve_grid_exact", "prefer_multiscale", "dense_bytes",
            "multiscale_bytes", "DENSE_BUDGET"]
@@ -99,7 +100,7 @@ def _union(m, *pairs):
 
 
 def multiscale_ot(x, y, a, b, *, p: float = 2, coarsest: int = 256, per_row: int = 8, max_rounds: int = 100,
-                  shortlist: int = 4, points_per_cell: float = 6.0) -> ExactResult:
+                  shortlist: int = 4, points_per_cell: float = 0.25) -> ExactResult:
     r"""Exact OT between point clouds ``x (n, d)``, ``y (m, d)`` for the cost :math:`\|x - y\|^p`, coarse to fine.
 
     Args:
@@ -108,7 +109,8 @@ def multiscale_ot(x, y, a, b, *, p: float = 2, coarsest: int = 256, per_row: int
         per_row: violating arcs added back per row and round (plus the worst of each column).
         max_rounds: cap on add-back rounds at the finest level (a capped run reports ``converged=False``).
         shortlist: arcs of smallest reduced cost (for the prolonged potentials) added per point on both sides.
-        points_per_cell: the finest cell level has about this many points per cell.
+        points_per_cell: the finest cell level's grid has about max(n, m) / points_per_cell cells (0.25: most
+            of its nonempty cells hold one point, so the last solve starts close to the optimum).
 
     Returns:
         :class:`~monge.results.ExactResult` (sparse plan, potentials, duality gap); ``convergence.levels`` holds
@@ -177,6 +179,16 @@ def _prolong(x, y, cx, cy, fc, gc, p):
     fx[f[0][: len(x)]] = f[2][: len(x)]
     gy[g[0][: len(y)]] = g[2][: len(y)]
     return fx, gy
+
+
+def solve_arcs(rows, cols, costs, a64, b64, f0=None, g0=None, flow0=None):
+    """The sparse solve with artificial arcs of cost 8 max|C| (a big-M of ~n max|C| would cost the potentials
+    ~log10(n) digits and widen the pricing tolerance); if they still carry flow at the end, again with the big-M."""
+    cmax = float(np.abs(costs).max()) if len(costs) else 0.0
+    out = _solve_arcs(rows, cols, costs, a64, b64, f0, g0, flow0=flow0, art_cost=8 * cmax + 1e-300)
+    if out[8] > 1e-12 * a64.sum() or out[6] != 0:
+        out = _solve_arcs(rows, cols, costs, a64, b64, f0, g0, flow0=flow0)
+    return out
 
 
 def _parent(h, lev, ids_prev):

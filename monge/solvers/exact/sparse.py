@@ -89,15 +89,19 @@ def solve_sparse(C, a=None, b=None, *, init=None, max_iter: int | None = None) -
     return pack_sparse(out, a64, b64, (n, m), ref)
 
 
-def solve_arcs(rows, cols, costs, a64, b64, f0=None, g0=None, max_iter=None, flow0=None):
+def solve_arcs(rows, cols, costs, a64, b64, f0=None, g0=None, max_iter=None, flow0=None, art_cost=0.0):
     """Core call: ``(P rows, P cols, P vals, f, g, value, status, pivots, artificial flow, pricing tol)``.
 
     Warm starts: ``f0, g0`` order the greedy basis by reduced costs; ``flow0`` (per arc) is a feasible plan on
-    these arcs whose positive arcs become the first basis (falls back to the greedy one if infeasible)."""
+    these arcs whose positive arcs become the first basis (falls back to the greedy one if infeasible).
+    ``art_cost``: cost of the artificial arcs that carry what the greedy basis leaves (0: the safe big-M
+    ~ n max|C|, which costs digits: the pricing tolerance grows with it; a smaller one may end with artificial
+    flow on a feasible problem, which the caller sees in the artificial flow and can retry)."""
     n, m = a64.shape[0], b64.shape[0]
     pi0 = np.zeros(0) if f0 is None else np.r_[-f0, g0]
-    flow, u, status, iters, art, tol = _core.min_cost_flow(rows, n + cols, costs, np.r_[a64, -b64], pi0, 0, 0.0,
-                                                           max_iter or 0, np.zeros(0) if flow0 is None else flow0)
+    flow, u, status, iters, art, tol = _core.min_cost_flow(rows, n + cols, costs, np.r_[a64, -b64], pi0, 0,
+                                                           float(art_cost), max_iter or 0,
+                                                           np.zeros(0) if flow0 is None else flow0)
     keep = flow > 0
     value = float(np.dot(flow[keep], costs[keep]))
     f, g = u[:n], -u[n:]
