@@ -17,6 +17,7 @@ certificate, not an approximation). Memory O((n + m) k), k ~ 10-60 arcs per poin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -316,7 +317,21 @@ def solve_points_multiscale(x, y, a=None, b=None, *, cost="sqeuclidean", p=None,
         raise ValueError(f"x, y: the multiscale exact solver needs about {need / 2**30:.1f} GiB for {x.shape[0]} x "
                          f"{y.shape[0]} points in d = {x.shape[1]}, more than the {avail / 2**30:.1f} GiB available; "
                          "subsample the clouds or pass eps=... for entropic OT with backend='lazy'")
-    return multiscale_ot(x, y, a, b, p=power, **options)
+    return _envelope(multiscale_ot(x, y, a, b, p=power, **options), x, y, a, b, power)
+
+
+def _envelope(res, x, y, a, b, p):
+    """Envelope gradients of the value: d/dx, d/dy through the cost of the plan's entries, d/da = f, d/db = g."""
+    ts = [v for v in (x, y, a, b) if isinstance(v, torch.Tensor) and v.requires_grad]
+    if not ts:
+        return res
+    r, c, P = res.rows.to(x.device), res.cols.to(x.device), res.vals.to(x.device, x.dtype)
+    cost = ((x[r] - y[c]) ** 2).sum(-1)
+    expr = (P * (cost if p == 2 else cost.clamp_min(1e-300) ** (p / 2))).sum()
+    for w, pot in ((a, res.f), (b, res.g)):
+        if isinstance(w, torch.Tensor) and w.requires_grad:
+            expr = expr + ((w - w.detach()) * pot.to(w.device, w.dtype)).sum()
+    return dataclasses.replace(res, value=res.value.to(expr.device, expr.dtype) + (expr - expr.detach()))
 
 
 def solve_grid_exact(a, b, *, spacing=None, p: float = 2, rho=None, **options) -> ExactResult:

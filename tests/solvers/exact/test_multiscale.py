@@ -113,3 +113,17 @@ def test_auto_switch_and_memory_errors(monkeypatch):
     with pytest.raises(ValueError, match=r"dense cost of about .* GiB"):
         monge.solve_points(x, y, cost="cosine")
     assert ms.dense_bytes(10**5, 10**5) > 10**11 and ms.multiscale_bytes(10**5, 10**5, 2) < 4 * 2**30
+
+
+def test_envelope_gradients_equal_the_dense_solver():
+    x, y, a, b = _cloud(60, 50, 2, 11)
+    grads = []
+    for method in ("multiscale", "network_simplex"):
+        xs, ys, as_, bs = (v.clone().requires_grad_(True) for v in (x, y, a, b))
+        res = monge.solve_points(xs, ys, as_, bs, method=method)
+        res.value.backward()
+        grads.append([v.grad for v in (xs, ys, as_, bs)])
+    for gm, gd in zip(*grads):
+        if gm.dim() == 1:  # potentials are unique up to a constant: compare centred
+            gm, gd = gm - gm.mean(), gd - gd.mean()
+        assert torch.allclose(gm, gd, atol=1e-10)
