@@ -250,6 +250,7 @@ class FlowSimplex {
   void discharge(int v, std::vector<double> &F, std::vector<double> &p, std::vector<double> &ex,
                  const std::vector<i64> &off, const std::vector<Slot> &adj, std::vector<i64> &cur, double eps,
                  double tiny, std::vector<int> &queue, std::vector<char> &inq) {
+    if (off[v] == off[v + 1]) return;  // an isolated node cannot pass its excess on (the global update reports it)
     while (ex[v] > tiny) {
       i64 k = cur[v];
       for (; k < off[v + 1]; ++k) {
@@ -306,6 +307,7 @@ class FlowSimplex {
       todo += ex[v] > tiny;
       if (ex[v] < -tiny) R[v] = 0, buckets[0].push_back(v);
     }
+    if (todo == 0) return true;  // no excess left: nothing to rank
     if (buckets[0].empty()) return false;
     i64 r = 0;
     for (; r < i64(buckets.size()) && todo > 0; ++r) {

@@ -172,6 +172,12 @@ def test_cost_scaling_core_start_on_small_and_unbalanced_graphs(eps_final):
     out = _core.min_cost_flow(np.r_[e2[:, 0], e2[:, 1]], np.r_[e2[:, 1], e2[:, 0]], np.ones(4), s2, np.zeros(0), 3,
                               eps_final, 0, np.zeros(0))
     assert out[4] > 0.4
+    # an isolated node holding mass (infeasible) and no imbalance at all (a == b) both end
+    out = _core.min_cost_flow(np.r_[e2[:, 0], e2[:, 1]], np.r_[e2[:, 1], e2[:, 0]], np.ones(4),
+                              np.array([0.5, -0.5, 0.0, 0.0, 0.25]), np.zeros(0), 3, eps_final, 0, np.zeros(0))
+    assert out[4] > 0.2
+    out = _core.min_cost_flow(src, dst, cost, np.zeros(30), np.zeros(0), 3, eps_final, 0, np.zeros(0))
+    assert out[2] == 0 and np.abs(out[0]).max() == 0.0
 
 
 def test_scipy_sparse_adjacency_and_torch_inputs():
