@@ -147,7 +147,7 @@ class EntropicGromovWasserstein:
             value, lin, quad = self._unbalanced_value(prob, P, f, g)
         if self.grad == "implicit" and needs_grad(prob):
             adj_tol = 1e3 * torch.finfo(P.dtype).eps
-            P = implicit_plan(prob, P, g, self.eps, adj_tol, 20 * self.max_iter)
+            P = implicit_plan(prob, P, g, self.eps, adj_tol, 500)
             lin, quad = plan_terms(prob, P)
         return GWResult(plan=P, value=value, linear_term=lin, quadratic_term=quad, f=f, g=g, convergence=conv)
 

@@ -15,8 +15,9 @@ The solver returns a plan :math:`P^\star` that is a fixed point of one Sinkhorn 
 .. math::
     \bar\theta = (\partial_\theta \Psi)^\top w, \qquad w = \bar z + (\partial_z \Psi)^\top w
 
-(the adjoint equation, solved by fixed-point iterations: they converge where the forward iteration is contractive,
-i.e. where the plan is a stable fixed point). One differentiable application of :math:`\Psi` is recorded and a hook
+(the adjoint equation, a linear system :math:`(I - \partial_z\Psi^\top) w = \bar z` solved by GMRES on
+vector-Jacobian products: it needs :math:`I - \partial_z \Psi` invertible, i.e. a nondegenerate fixed point, not a
+contraction). One differentiable application of :math:`\Psi` is recorded and a hook
 on its output replaces the incoming cotangent by ``w``.
 """
 
@@ -29,7 +30,7 @@ import torch
 from ...problems.quadratic import LowRank, QuadraticProblem, cross
 from .common import dot, user_stacklevel
 
-__all__ = ["needs_grad", "implicit_plan", "sweep", "plan_terms"]
+__all__ = ["needs_grad", "implicit_plan", "sweep", "plan_terms", "gmres"]
 
 
 def needs_grad(prob: QuadraticProblem) -> bool:
@@ -72,8 +73,8 @@ def implicit_plan(prob: QuadraticProblem, P: torch.Tensor, g: torch.Tensor, eps:
                   max_iter: int) -> torch.Tensor:
     """``P`` (a fixed point, detached) carrying implicit gradients w.r.t. every input of ``prob``.
 
-    The adjoint iterations stop when the cotangent changes by at most ``tol`` times its size (relative, sup norm), or
-    after ``max_iter`` (warned once: the gradient is then that of the last iterate)."""
+    The adjoint solve stops at a relative residual of ``tol``, or after ``max_iter`` Krylov steps (warned: the
+    gradient is then that of the last iterate)."""
     n, m = P.shape
     g0 = g.detach() - g.detach().mean() if prob.is_balanced else g.detach()
     z0 = torch.cat([g0, P.detach().reshape(-1)])
@@ -87,21 +88,43 @@ def implicit_plan(prob: QuadraticProblem, P: torch.Tensor, g: torch.Tensor, eps:
     def adjoint(zbar: torch.Tensor | None) -> torch.Tensor | None:
         if zbar is None:
             return None
-        w, scale = zbar, float(zbar.abs().max())
-        for _ in range(max_iter):
-            (jw,) = torch.autograd.grad(outz, z, w, retain_graph=True)
-            w_new = zbar + jw
-            change = float((w_new - w).abs().max())
-            w = w_new
-            if change <= tol * max(scale, float(w.abs().max()), 1e-300):
-                return w
-        warnings.warn(f"entropic gromov_wasserstein: the implicit (adjoint) iteration did not converge in {max_iter} "
-                      "steps; the plan is likely not a stable fixed point (small eps or unconverged solve). The "
-                      "gradient is that of the last iterate.", RuntimeWarning, stacklevel=user_stacklevel())
+        op = lambda w: w - torch.autograd.grad(outz, z, w, retain_graph=True)[0]  # noqa: E731
+        w, res = gmres(op, zbar, tol, max_iter)
+        if res > tol:
+            warnings.warn(f"entropic gromov_wasserstein: the implicit (adjoint) solve stopped at a relative residual "
+                          f"of {res:.3g} after {max_iter} Krylov steps; the plan is likely not a stable fixed point "
+                          "(small eps or an unconverged solve). The gradient is that of the last iterate.",
+                          RuntimeWarning, stacklevel=user_stacklevel())
         return w
 
     out.register_hook(adjoint)
     return out[m:].view(n, m)
+
+
+def gmres(op, rhs: torch.Tensor, tol: float, max_iter: int):
+    r"""Solve :math:`\mathrm{op}(w) = \mathrm{rhs}` by GMRES (Arnoldi with modified Gram-Schmidt, no restart):
+    ``(w, relative residual)``; at most ``min(max_iter, len(rhs))`` operator calls."""
+    beta = float(torch.linalg.norm(rhs))
+    if beta == 0.0:
+        return torch.zeros_like(rhs), 0.0
+    k_max = min(max_iter, rhs.numel())
+    Q = [rhs / beta]
+    H = rhs.new_zeros(k_max + 1, k_max)
+    e1 = rhs.new_zeros(k_max + 1)
+    e1[0] = beta
+    y, res = rhs.new_zeros(0), 1.0
+    for k in range(k_max):
+        v = op(Q[k])
+        for i in range(k + 1):
+            H[i, k] = torch.dot(Q[i], v)
+            v = v - H[i, k] * Q[i]
+        H[k + 1, k] = torch.linalg.norm(v)
+        y = torch.linalg.lstsq(H[: k + 2, : k + 1], e1[: k + 2].unsqueeze(-1)).solution.squeeze(-1)
+        res = float(torch.linalg.norm(H[: k + 2, : k + 1] @ y - e1[: k + 2])) / beta
+        if res <= tol or float(H[k + 1, k]) <= 1e-300:
+            break
+        Q.append(v / H[k + 1, k])
+    return sum(c * q for c, q in zip(y, Q)), res
 
 
 def _detached(prob: QuadraticProblem) -> QuadraticProblem:
