@@ -20,6 +20,12 @@
 // *strongly feasible*, and the leaving-arc rule below keeps it so, which rules out cycling on the many
 // degenerate pivots of OT problems. Artificial arcs are never priced, so once they leave they never return.
 //
+// Warm start (network_simplex_warm). A spanning tree given by its parents, e.g. the final tree of a solve with the
+// same weights and another cost (a conditional-gradient loop: one LP per step, nearby costs). Its flows are the
+// tree solve of the supplies, so it is primal feasible whatever the cost; potentials are recomputed for the new
+// cost and pivoting goes on from there. It is checked (a tree, flows >= 0, balanced components, zero flows on arcs
+// towards the root) and ignored when it fails: the greedy start is then used. Warm solves price densely.
+//
 // Pricing. Row-wise block search (the most negative reduced cost within blocks of ~sqrt(#arcs) arcs,
 // resuming where the last search stopped), first over "shortlists" (the 48 cheapest columns of each row,
 // Gottschlich & Schuhmacher's shortlist idea: compact, cache-resident, and they hold most improving arcs of
