@@ -96,9 +96,24 @@ def gromov_barycenter(spaces, n_support: int, *, lambdas=None, weights=None, p=N
     like = _like(spaces[0])
     p = check_weights(p, "p", n_support, like, size_name="n_support")
     C = _init(init, n_support, like)
-    solver = _solver(eps, solver_kw)
+    res, C, err, it, trace = _iterate(_solver(eps, solver_kw), C, spaces, weights, lambdas, p, max_iter, tol)
+    inner = stack_convergence([r.convergence for r in res])
+    bad = int((~inner.converged).sum())
+    conv = Convergence.build(err, tol, it, criterion="structure_change", errors=torch.tensor(trace), levels=(
+        ("gw", Convergence.build(float(bad), 0.0, int(inner.n_iters.sum()), criterion="unconverged_solves")),))
+    if not conv.all_converged:
+        warnings.warn(f"gromov_barycenter: stopped ({conv.status[0]}) after {it} steps with a structure change of "
+                      f"{err:.3g} (tol {tol:g}); {bad} of the last GW solves unconverged. Raise max_iter, loosen "
+                      "tol, or use a larger eps.", RuntimeWarning, stacklevel=user_stacklevel())
+    values = torch.stack([r.value.detach() for r in res])
+    return GWBarycenterResult(cost=C, weights=p, plans=tuple(r.plan.detach() for r in res), values=values,
+                              value=(lambdas * values).sum(), convergence=conv)
+
+
+def _iterate(solver, C, spaces, weights, lambdas, p, max_iter: int, tol: float):
+    """The alternating steps: ``(last GW results, structure, last change, steps, trace of changes)``."""
     trace = []
-    with warnings.catch_warnings():  # folded into the one warning below (inner records in the result)
+    with warnings.catch_warnings():  # folded into the caller's one warning (inner records in the result)
         warnings.simplefilter("ignore", RuntimeWarning)
         for it in range(1, max_iter + 1):
             res = [solver(_problem(C, X, p, w, k)) for k, (X, w) in enumerate(zip(spaces, weights))]
@@ -108,17 +123,7 @@ def gromov_barycenter(spaces, n_support: int, *, lambdas=None, weights=None, p=N
             trace.append(err)
             if err <= tol:
                 break
-    inner = stack_convergence([r.convergence for r in res])
-    conv = Convergence.build(err, tol, it, criterion="structure_change", errors=torch.tensor(trace),
-                             levels=(("gw", Convergence.build(float((~inner.converged).sum()), 0.0, int(
-                                 inner.n_iters.sum()), criterion="unconverged_solves")),))
-    if not conv.all_converged:
-        warnings.warn(f"gromov_barycenter: stopped ({conv.status[0]}) after {it} steps with a structure change of "
-                      f"{err:.3g} (tol {tol:g}); {int((~inner.converged).sum())} of the last GW solves unconverged. "
-                      "Raise max_iter, loosen tol, or use a larger eps.", RuntimeWarning, stacklevel=user_stacklevel())
-    values = torch.stack([r.value.detach() for r in res])
-    return GWBarycenterResult(cost=C, weights=p, plans=tuple(r.plan.detach() for r in res), values=values,
-                              value=(lambdas * values).sum(), convergence=conv)
+    return res, C, err, it, trace
 
 
 def _check_inputs(spaces, lambdas, weights, cost):
