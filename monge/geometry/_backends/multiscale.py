@@ -130,7 +130,8 @@ class MultiscaleSoftmin:
             raise ValueError(f"h: backend='multiscale' reduces one problem at a time, expected a potential of shape "
                              f"(m,), got {tuple(h.shape)}; batched weights need backend='lazy'")
         if self.sides is None:
-            self._build(x, y)
+            with _one_thread(self):
+                self._build(x, y)
         R, C = self.sides if dim == 1 else self.sides[::-1]
         xr, yc = (x, y) if dim == 1 else (y, x)
         eps = float(eps)
@@ -353,7 +354,8 @@ def coarse_view(red: MultiscaleSoftmin, x, y, wa, wb):
     from .lazy import lazy_softmin
 
     if red.sides is None:
-        red._build(x, y)
+        with _one_thread(red):
+            red._build(x, y)
     X, Y = red.sides
     level = min(X.levels, Y.levels, max(0, round(0.5 * math.log2(max(x.shape[0], y.shape[0])))))
     cx, A, rx = _coarse(X, x, wa, level)
