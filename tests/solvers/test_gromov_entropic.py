@@ -259,7 +259,7 @@ def test_barycenter_entropic_close_to_pot():
     C_pot = ot.gromov.entropic_gromov_barycenters(N, Cs, epsilon=eps, init_C=C0, tol=1e-9, max_iter=200)
     res = gromov_barycenter([torch.from_numpy(c) for c in Cs], N, init=torch.from_numpy(C0), eps=eps, tol=1e-9)
     assert res.convergence.all_converged
-    np.testing.assert_allclose(res.cost.numpy(), C_pot, atol=1e-3)  # POT's inner GW solves stop at 1e-4
+    np.testing.assert_allclose(res.cost.numpy(), C_pot, atol=1e-6)  # measured 2.8e-8 (POT: inner tol 1e-4)
 
 
 @pytest.mark.parametrize("cost", ["precomputed", "sqeuclidean"])

@@ -108,8 +108,11 @@ class LazyPlan:
         return logits.div_(self.eps).exp_()
 
     def dense(self) -> torch.Tensor:
-        return torch.cat([self.tile(i0, min(i0 + self.rows, self.shape[0]))
-                          for i0 in range(0, self.shape[0], self.rows)])
+        n = self.shape[0]
+        P = self.p.new_empty(self.shape)
+        for i0 in range(0, n, self.rows):
+            P[i0:i0 + self.rows] = self.tile(i0, min(i0 + self.rows, n))
+        return P
 
 
 def _tile(P, i0: int, i1: int) -> torch.Tensor:
