@@ -184,15 +184,22 @@ class MultiscaleSoftmin:
 
     @staticmethod
     def _select(L, low, est, eps, logr):
-        """The fewest blocks per row whose dropped bound ``sum exp((L_J - low_IJ + est_I)/eps)`` is below ``rtol``."""
+        """The fewest blocks per row whose dropped bound ``sum exp((L_J - low_IJ + est_I)/eps)`` is below ``rtol``:
+        terms above ``rtol`` are kept, terms below ``rtol / 2K`` dropped (together at most ``rtol / 2``), and only
+        the band between is ordered (``topk``), smallest first, to drop what the rest of the budget allows."""
         v = (L[None, :] - low + est[:, None].nan_to_num(math.inf, posinf=math.inf)) / eps
-        vs, order = v.sort(1, descending=True)
-        tail = torch.logcumsumexp(vs.flip(1), 1).flip(1)  # tail[k] = log sum_{l >= k} exp(vs_l)
-        count = (tail > logr).sum(1)
-        keep = torch.arange(v.shape[1], device=v.device)[None, :] < count[:, None]
-        mask = torch.zeros_like(keep)
-        mask.scatter_(1, order, keep)
-        return mask
+        lo = logr - math.log(2.0 * v.shape[1])
+        sure = v < lo
+        band = ~sure & (v <= logr)
+        k = int(band.sum(1).max()) if band.numel() else 0
+        keep = ~sure & ~band
+        if k == 0:
+            return keep
+        s0 = torch.logsumexp(torch.where(sure, v, -math.inf), 1, keepdim=True)  # <= log(rtol / 2)
+        vals, idx = torch.topk(torch.where(band, -v, -math.inf), k, dim=1)  # the band, smallest term first
+        cum = torch.logaddexp(s0, torch.logcumsumexp(-vals, 1))  # -vals = -inf past a row's band: cum stays
+        drop = (cum <= logr) & (vals > -math.inf)
+        return keep | (band & ~torch.zeros_like(band).scatter_(1, idx, drop))
 
     def _reduce(self, xp, yp, hp, plan, eps):
         """The truncated soft-min of every row tile ``(Kr, Sr)`` (no autograd): the compiled block kernel over
