@@ -73,7 +73,9 @@ class EntropicGromovWasserstein:
             square loss) and no fused term: no ``n x n`` matrix and no stored ``n x m`` cost; the returned plan is
             the one ``n x m`` array. ``"auto"`` keeps the dense kernel (faster per Sinkhorn iteration) below
             :data:`~monge.geometry.pointcloud.LAZY_ABOVE` entries.
-        grad: one of :data:`GRADS`.
+        grad: one of :data:`GRADS`. The implicit route runs only when an input requires a gradient; it records
+            one dense sweep (a few ``(n, m)`` arrays, also on the lazy backend) and solves the adjoint by GMRES in
+            the backward pass (at most 500 vector-Jacobian products).
 
     ``solver(prob, init=None)`` returns a :class:`~monge.solvers.gromov.GWResult`: ``value`` is the regularised
     objective, ``quadratic_term`` the GW term :math:`E(P) \ge 0`, ``linear_term`` :math:`\langle M, P\rangle`.
