@@ -10,13 +10,17 @@ from monge import _core
 from monge.solvers.exact import multiscale as ms
 
 
-def _cloud(n, m, d, seed, dup=False, ties=False, zeros=0.0, uniform=False):
+def _cloud(n, m, d, seed, dup=False, ties=False, zeros=0.0, uniform=False, clusters=False):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, d, generator=g, dtype=torch.float64)
     y = torch.rand(m, d, generator=g, dtype=torch.float64) * 0.8 + 0.3  # overlapping, shifted
     if dup:  # repeated points on both sides
         x[: n // 4] = x[n // 4 : 2 * (n // 4)]
         y[: m // 5] = y[-(m // 5):]
+    if clusters:  # nonuniform: x in 5 tight Gaussian clusters, y spread
+        x = torch.randn(n, d, generator=g, dtype=torch.float64) * 0.03 + torch.rand(5, d, generator=g,
+                                                                                    dtype=torch.float64)[
+            torch.randint(0, 5, (n,), generator=g)]
     if ties:  # points on a coarse lattice: many equal costs
         x = torch.round(x * 3) / 3
         y = torch.round(y * 3) / 3
@@ -32,7 +36,7 @@ CASES = [  # n, m, d, p, options of _cloud
     (300, 300, 2, 2.0, dict(uniform=True)), (257, 190, 1, 2.0, dict(dup=True, zeros=0.2)),
     (200, 260, 2, 2.0, dict(ties=True)), (180, 150, 3, 2.0, dict(zeros=0.1, dup=True)),
     (120, 140, 4, 2.0, dict()), (100, 90, 5, 2.0, dict(ties=True, zeros=0.1)), (150, 160, 2, 1.0, dict(dup=True)),
-    (400, 350, 2, 2.0, dict(dup=True, ties=True, zeros=0.3)),
+    (400, 350, 2, 2.0, dict(dup=True, ties=True, zeros=0.3)), (1500, 1300, 2, 2.0, dict(clusters=True)),
 ]
 
 
