@@ -143,22 +143,24 @@ class Checks:
 
 
 class Stall:
-    """Elements whose error stopped decreasing: over the last ``window`` regular checks, their best error fell by
-    less than ``rel`` (relative) while above ``tol``: a rounding floor (float32 at small eps) or an oscillation.
-    The loop stops when every unconverged element has stalled; they report status ``"stalled"``, not
-    ``"max_iter"``. Slow but steady progress (any decrease above ``rel`` per window) never counts."""
+    """Elements whose error stopped decreasing: the median error of the last ``window / 2`` regular checks is
+    not below ``(1 - rel)`` times the median of the ``window / 2`` before them, while above ``tol``: a rounding
+    floor (float32 at small eps) or an oscillation. The loop stops when every unconverged element has stalled; they
+    report status ``"stalled"``, not ``"max_iter"``. Progress of more than ``rel`` per half window never counts,
+    nor does an error that rose and is coming down again."""
 
     def __init__(self, window: int = 50, rel: float = 1e-3):
-        self.window, self.rel, self.best = window, rel, []
+        self.half, self.rel, self.errors = window // 2, rel, []
 
     def update(self, err: torch.Tensor, active: torch.Tensor) -> torch.Tensor | None:
         """After a regular check: the stalled mask (None while fewer than ``window`` checks were seen)."""
-        e = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-        self.best.append(e if not self.best else torch.minimum(self.best[-1], e))
-        if len(self.best) <= self.window:
+        self.errors.append(torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf"))))
+        if len(self.errors) < 2 * self.half:
             return None
-        self.best.pop(0)
-        return active & (self.best[-1] > (1.0 - self.rel) * self.best[0])
+        del self.errors[: len(self.errors) - 2 * self.half]
+        before = torch.stack(self.errors[: self.half]).median(0).values  # medians: one outlying check (a transient)
+        recent = torch.stack(self.errors[self.half :]).median(0).values  # decides nothing
+        return active & (recent > (1.0 - self.rel) * before)
 
 
 class Relaxation:
