@@ -25,7 +25,7 @@ from .api import (
 from .divergences import mmd, sinkhorn_divergence, sinkhorn_divergence_hist
 from .geometry import DenseCost, Grid, GridSpec, PointCloud
 from .problems import BarycenterProblem, LinearProblem, QuadraticProblem
-from .results import AssignmentResult, Convergence, ExactResult, GWResult, SinkhornResult
+from .results import AssignmentResult, Convergence, ExactGWResult, ExactResult, GWResult, SinkhornResult
 from .solvers.barycenter import Barycenter, BarycenterResult
 from .solvers.exact.assignment import Assignment
 from .solvers.exact.lp_barycenter import lp_barycenter
@@ -104,6 +104,7 @@ __all__ = [
     "EntropicGromovWasserstein",
     "QuadraticProblem",
     "GWResult",
+    "ExactGWResult",
     "assignment",
     "sinkhorn_divergence",
     "sinkhorn_divergence_hist",
