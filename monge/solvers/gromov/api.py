@@ -65,8 +65,9 @@ def gromov_wasserstein(x, y, a=None, b=None, *, eps: float | None = None, loss: 
             ``inner_max_iter``, ``backend``, ``grad`` (entropic).
 
     Batches: ``x (B, n, d)`` / ``(B, n, n)``, ``y``, ``a (B, n)``, ``b``, ``init (B, n, m)`` (any of them; the
-    others are shared) solve ``B`` problems of equal sizes, one after another; the result's fields get a leading
-    ``B`` and ``convergence`` is per problem.
+    others are shared) solve ``B`` problems of equal sizes, one after another; the result is a
+    :class:`~monge.solvers.gromov.GWResult` whose fields get a leading ``B`` (dense plans ``(B, n, m)``, also for the
+    exact solver) and ``convergence`` is per problem.
 
     Returns:
         :class:`~monge.solvers.gromov.GWResult`: ``plan``, ``value`` (differentiable), ``quadratic_term`` (the GW
