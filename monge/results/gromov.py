@@ -17,7 +17,8 @@ class GWResult:
 
     Attributes:
         plan: the transport plan ``(n, m)`` (dense; an exact CG plan is a convex combination of few vertices).
-        value: the objective at ``plan``, differentiable (envelope, see the solvers):
+        value: the objective at ``plan``, differentiable (envelope, exact at a stationary point; see the solvers;
+            with ``EntropicGromovWasserstein(grad="implicit")`` the ``plan`` and both terms are differentiable too):
             :math:`(1 - \alpha)\,\text{linear\_term} + \alpha\,\text{quadratic\_term}` (``+ eps KL(P | a b^T)``
             for the entropic solver).
         linear_term: :math:`\langle M, P\rangle` (0 without a fused cost).
