@@ -155,16 +155,17 @@ class _Docs:
         return len(self.X)
 
 
-def _solve_pairs(P: _Docs, Q: _Docs, pairs, pool=None, chunk: int = 256) -> list[float]:
-    """Exact WMDs of ``pairs`` of (P, Q) indices: costs built on the calling thread (a BLAS product per pair; in
-    worker threads BLAS's own threads would oversubscribe the cores), solves spread over ``pool``."""
-    out = []
-    for c0 in range(0, len(pairs), chunk):
-        part = pairs[c0 : c0 + chunk]
-        args = [(P.w[i], Q.w[j], _pair_cost(P.X[i], P.ids[i], Q.X[j], Q.ids[j])) for i, j in part]
-        out += [_exact_value(*t) for t in args] if pool is None or len(args) == 1 else list(
-            pool.map(lambda t: _exact_value(*t), args))
-    return out
+def _pair_value(a: np.ndarray, b: np.ndarray, x, ix, y, iy) -> float:
+    return _exact_value(a, b, _pair_cost(x, ix, y, iy))
+
+
+def _solve_pairs(P: _Docs, Q: _Docs, pairs, pool=None) -> list[float]:
+    """Exact WMDs of ``pairs`` of (P, Q) indices: cost and solve of each pair in one task of ``pool`` (torch on one
+    thread, see :func:`_one_torch_thread`; both release the GIL, so the tasks overlap)."""
+    args = [(P.w[i], Q.w[j], P.X[i], P.ids[i], Q.X[j], Q.ids[j]) for i, j in pairs]
+    if pool is None or len(args) <= 1:
+        return [_pair_value(*t) for t in args]
+    return list(pool.map(lambda t: _pair_value(*t), args))
 
 
 def wmd_batch(docs1, docs2, embeddings) -> torch.Tensor:
