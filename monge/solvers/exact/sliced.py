@@ -98,18 +98,8 @@ def sliced_wasserstein(
         >>> round(float(sliced_wasserstein(x, x + e1.T * 2.0, projections=e1)), 4)
         2.0
     """
-    p = check_p(p)
-    x, y = as_tensor(x, "x"), as_tensor(y, "y")
-    check_points(x, "x")
-    check_points(y, "y")
-    common_dtype_device(x=x, y=y)
-    d, n, m = x.shape[-1], x.shape[-2], y.shape[-2]
-    if y.shape[-1] != d:
-        raise ValueError(f"y: expected points of shape (..., m, d) with d = {d} as in x, got {tuple(y.shape)}")
-    wa = check_weights(a, "a", n, x, size_name="n")
-    wb = check_weights(b, "b", m, x, size_name="m")
-    if a is not None or b is not None:
-        wb = balance_masses(wa, wb)
+    x, y, wa, wb, p = _validated_pair(x, y, a, b, p)
+    d = x.shape[-1]
     if projections is None:
         theta = _directions(d, n_projections, seed, x)
     elif n_projections is not None or seed is not None:
@@ -144,6 +134,7 @@ METHODS = ("ascent", "exact")
 
 
 def _validated_pair(x, y, a, b, p):
+    """Checked points ``x (..., n, d)``, ``y (..., m, d)``, weights (``b`` rescaled to ``a``'s mass) and ``p``."""
     p = check_p(p)
     x, y = as_tensor(x, "x"), as_tensor(y, "y")
     check_points(x, "x")
