@@ -45,6 +45,13 @@ def _draw_flow(ax, ng, q: int, j: int, n_words: int = 12) -> float:
     return float(res.value)
 
 
+def _readable_query(ng, idx: np.ndarray, labels: np.ndarray, most: int = 60) -> int:
+    """A sci.space post whose nearest post is on the same topic and both short enough to draw their flow."""
+    size = np.array([len(ids) for ids, _ in ng.docs])
+    ok = (labels == 1) & (labels[idx[:, 0]] == 1) & (size <= most) & (size[idx[:, 0]] <= most)
+    return int(np.flatnonzero(ok)[0]) if ok.any() else int(np.flatnonzero(labels == 1)[0])
+
+
 def section_wmd(out_dir: Path, k_max: int = 9, n_posts: int | None = None) -> Section:
     """Leave-one-out kNN over the posts (all 200, or the first ``n_posts``) by exact WMD, pruned by the WCD/RWMD
     bounds; a retrieval example."""
@@ -68,7 +75,7 @@ def section_wmd(out_dir: Path, k_max: int = 9, n_posts: int | None = None) -> Se
     axes[0].set(xlabel="k (neighbours voting)", ylabel="leave-one-out error", ylim=(0, None),
                 title=f"kNN classification, {ng.label_names[0]} vs {ng.label_names[1]}")
     axes[0].legend()
-    q = int(np.flatnonzero(labels == 1)[0])
+    q = _readable_query(ng, idx, labels)
     w_q = _draw_flow(axes[1], ng, q, int(idx[q, 0]))
     axes[1].set_title(f"the optimal flow between post {q} and its nearest post: WMD = {w_q:.3f}")
     axes[1].set_xticks([]), axes[1].set_yticks([])
