@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .convergence import Convergence
+from .linear import SparsePlan
 
 __all__ = ["GWResult", "ExactGWResult"]
 
@@ -42,7 +43,7 @@ class GWResult:
 
 
 @dataclass(frozen=True)
-class ExactGWResult:
+class ExactGWResult(SparsePlan):
     r"""Solution of a (fused) Gromov-Wasserstein problem by the exact conditional-gradient solver: the plan is held
     sparse, as triplets (a vertex of the transport polytope has at most ``n + m - 1`` nonzeros; a plan the line
     search left between vertices has the union of their supports), like :class:`~monge.results.ExactResult`.
@@ -72,20 +73,3 @@ class ExactGWResult:
     cols: torch.Tensor
     vals: torch.Tensor
     shape: tuple[int, int]
-
-    @property
-    def plan(self) -> torch.Tensor:
-        """The dense plan ``(n, m)`` (materialised on each access; :attr:`plan_sparse` for large ``n m``)."""
-        return self.vals.new_zeros(self.shape).index_put_((self.rows, self.cols), self.vals, accumulate=True)
-
-    @property
-    def plan_sparse(self) -> torch.Tensor:
-        """The plan as a coalesced ``torch.sparse_coo_tensor`` ``(n, m)`` with ``len(vals)`` stored entries."""
-        idx = torch.stack([self.rows, self.cols])
-        return torch.sparse_coo_tensor(idx, self.vals, self.shape, check_invariants=False).coalesce()
-
-    @property
-    def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
-        n, m = self.shape
-        return (self.vals.new_zeros(n).index_add_(0, self.rows, self.vals),
-                self.vals.new_zeros(m).index_add_(0, self.cols, self.vals))

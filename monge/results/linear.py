@@ -10,7 +10,7 @@ from ..ops.logsumexp import log_weights
 from .convergence import Convergence
 from .maps import extend_map, plan_projection
 
-__all__ = ["ExactResult", "AssignmentResult", "SinkhornResult"]
+__all__ = ["SparsePlan", "ExactResult", "AssignmentResult", "SinkhornResult"]
 
 
 def _scatter_plan(rows, cols, vals, n: int, m: int) -> torch.Tensor:
@@ -21,8 +21,39 @@ def _scatter_plan(rows, cols, vals, n: int, m: int) -> torch.Tensor:
     return flat.reshape(*batch, n, m)
 
 
+class SparsePlan:
+    """The plan of a result held as triplets ``rows, cols, vals (..., K)`` with ``shape = (n, m)``: the dense
+    plan, a sparse tensor and the marginals, for every result that keeps its plan sparse."""
+
+    @property
+    def plan(self) -> torch.Tensor:
+        """The dense plan ``(..., n, m)`` (materialised on each access; use :attr:`plan_sparse` for large n*m)."""
+        return _scatter_plan(self.rows, self.cols, self.vals, *self.shape)
+
+    @property
+    def plan_sparse(self) -> torch.Tensor:
+        """The plan as a coalesced ``torch.sparse_coo_tensor`` of shape ``(..., n, m)``."""
+        batch = self.rows.shape[:-1]
+        K = self.rows.shape[-1]
+        keep = (self.vals > 0).reshape(-1)
+        bidx = torch.arange(batch.numel(), device=self.rows.device).repeat_interleave(K)
+        bidx = torch.stack(torch.unravel_index(bidx, batch)) if len(batch) else bidx.new_zeros((0, bidx.numel()))
+        idx = torch.cat([bidx[:, keep], self.rows.reshape(1, -1)[:, keep], self.cols.reshape(1, -1)[:, keep]])
+        return torch.sparse_coo_tensor(idx, self.vals.reshape(-1)[keep], (*batch, *self.shape),
+                                       check_invariants=False).coalesce()
+
+    @property
+    def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(P 1, P^T 1)`` computed from the sparse plan."""
+        n, m = self.shape
+        batch = self.rows.shape[:-1]
+        r = self.vals.new_zeros((*batch, n)).scatter_add_(-1, self.rows, self.vals)
+        c = self.vals.new_zeros((*batch, m)).scatter_add_(-1, self.cols, self.vals)
+        return r, c
+
+
 @dataclass(frozen=True)
-class ExactResult:
+class ExactResult(SparsePlan):
     r"""Solution of an exact (unregularised) OT problem.
 
     Attributes:
@@ -46,31 +77,6 @@ class ExactResult:
     vals: torch.Tensor
     shape: tuple[int, int]
     problem: object = None
-
-    @property
-    def plan(self) -> torch.Tensor:
-        """The dense plan ``(..., n, m)`` (materialised on each access; use :attr:`plan_sparse` for large n*m)."""
-        return _scatter_plan(self.rows, self.cols, self.vals, *self.shape)
-
-    @property
-    def plan_sparse(self) -> torch.Tensor:
-        """The plan as a coalesced ``torch.sparse_coo_tensor`` of shape ``(..., n, m)``."""
-        batch = self.rows.shape[:-1]
-        K = self.rows.shape[-1]
-        keep = (self.vals > 0).reshape(-1)
-        bidx = torch.arange(batch.numel(), device=self.rows.device).repeat_interleave(K)
-        bidx = torch.stack(torch.unravel_index(bidx, batch)) if len(batch) else bidx[None, :0]
-        idx = torch.cat([bidx[:, keep], self.rows.reshape(1, -1)[:, keep], self.cols.reshape(1, -1)[:, keep]])
-        return torch.sparse_coo_tensor(idx, self.vals.reshape(-1)[keep], (*batch, *self.shape)).coalesce()
-
-    @property
-    def marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(P 1, P^T 1)`` computed from the sparse plan."""
-        n, m = self.shape
-        batch = self.rows.shape[:-1]
-        r = self.vals.new_zeros((*batch, n)).scatter_add_(-1, self.rows, self.vals)
-        c = self.vals.new_zeros((*batch, m)).scatter_add_(-1, self.cols, self.vals)
-        return r, c
 
     @property
     def transport_cost(self) -> torch.Tensor:

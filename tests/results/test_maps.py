@@ -145,3 +145,14 @@ def test_extend_map_nearest_skips_massless_samples():
     T = torch.tensor([[5.0], [7.0]], dtype=D)
     out = extend_map(torch.tensor([[0.1]], dtype=D), xs, T, torch.tensor([0.0, 1.0], dtype=D))
     torch.testing.assert_close(out, torch.tensor([[6.1]], dtype=D))
+
+
+def test_sparse_plan_of_single_and_batched_exact_results():
+    """SparsePlan (shared by ExactResult and ExactGWResult): sparse, dense and marginals agree, batched or not."""
+    g = torch.Generator().manual_seed(0)
+    for shape in [(5, 4), (4, 5, 4)]:  # a batch of B = 4 = m problems
+        res = monge.solve(torch.rand(*shape, dtype=torch.float64, generator=g))
+        dense = res.plan
+        torch.testing.assert_close(res.plan_sparse.to_dense(), dense)
+        torch.testing.assert_close(res.marginals[0], dense.sum(-1))
+        torch.testing.assert_close(res.marginals[1], dense.sum(-2))
