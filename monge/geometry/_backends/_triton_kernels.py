@@ -84,6 +84,25 @@ def softmin_fwd(X, Y, H, OUT, n, m, d, sxb, syb, shb, scale, p, inv_eps, eps,
 
 
 @_jit
+def _weights(xt, yt, x2, y2, hj, out, u, scale, p, inv_eps, COST: tl.constexpr, PREC: tl.constexpr):
+    """The tile of ``u_i P_ij`` and of ``W_ij = u_i P_ij dc_ij`` (``out = +inf``: a row with no mass, ``P = 0``)."""
+    c, dc = _cost_tile(xt, yt, x2, y2, scale, p, COST, PREC)
+    out = tl.where(out == float("inf"), 0.0, out)
+    up = tl.exp((hj[None, :] - c + out[:, None]) * inv_eps) * u[:, None]
+    return up, up * dc
+
+
+@_jit
+def _point_grad(pts, acc, wsum, COST: tl.constexpr):
+    """``pts * sum W - W @ other`` for the distance costs, ``-W @ other`` for the cosine cost."""
+    if COST == 2:
+        g = -acc
+    else:
+        g = pts * wsum[:, None] - acc
+    return g
+
+
+@_jit
 def softmin_bwd_rows(X, Y, H, OUT, U, GX, n, m, d, sxb, syb, shb, scale, p, inv_eps,
                      COST: tl.constexpr, PREC: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                      BD: tl.constexpr):
@@ -96,7 +115,6 @@ def softmin_bwd_rows(X, Y, H, OUT, U, GX, n, m, d, sxb, syb, shb, scale, p, inv_
     xt = tl.load(X + b * sxb + rows[:, None] * d + ks[None, :], mask=xmask, other=0.0)
     x2 = tl.sum(xt * xt, 1)
     out = tl.load(OUT + b * n + rows, mask=rmask, other=0.0)
-    out = tl.where(out == float("inf"), 0.0, out)  # a row with no mass: every P_ij is 0 below
     u = tl.load(U + b * n + rows, mask=rmask, other=0.0)
     acc = tl.zeros([BM, BD], tl.float32)
     wsum = tl.zeros([BM], tl.float32)
@@ -105,15 +123,10 @@ def softmin_bwd_rows(X, Y, H, OUT, U, GX, n, m, d, sxb, syb, shb, scale, p, inv_
         cmask = cols < m
         yt = tl.load(Y + b * syb + cols[:, None] * d + ks[None, :], mask=cmask[:, None] & kmask[None, :], other=0.0)
         hj = tl.load(H + b * shb + cols, mask=cmask, other=float("-inf"))
-        c, dc = _cost_tile(xt, yt, x2, tl.sum(yt * yt, 1), scale, p, COST, PREC)
-        w = tl.exp((hj[None, :] - c + out[:, None]) * inv_eps) * u[:, None] * dc
+        up, w = _weights(xt, yt, x2, tl.sum(yt * yt, 1), hj, out, u, scale, p, inv_eps, COST, PREC)
         wsum += tl.sum(w, 1)
         acc += tl.dot(w, yt, input_precision=PREC)
-    if COST == 2:
-        gx = -acc
-    else:
-        gx = xt * wsum[:, None] - acc
-    tl.store(GX + b * n * d + rows[:, None] * d + ks[None, :], gx, mask=xmask)
+    tl.store(GX + b * n * d + rows[:, None] * d + ks[None, :], _point_grad(xt, acc, wsum, COST), mask=xmask)
 
 
 @_jit
@@ -137,17 +150,10 @@ def softmin_bwd_cols(X, Y, H, OUT, U, GY, GH, n, m, d, sxb, syb, shb, scale, p, 
         rmask = rows < n
         xt = tl.load(X + b * sxb + rows[:, None] * d + ks[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
         out = tl.load(OUT + b * n + rows, mask=rmask, other=0.0)
-        out = tl.where(out == float("inf"), 0.0, out)
         u = tl.load(U + b * n + rows, mask=rmask, other=0.0)
-        c, dc = _cost_tile(xt, yt, tl.sum(xt * xt, 1), y2, scale, p, COST, PREC)
-        up = tl.exp((hj[None, :] - c + out[:, None]) * inv_eps) * u[:, None]
+        up, w = _weights(xt, yt, tl.sum(xt * xt, 1), y2, hj, out, u, scale, p, inv_eps, COST, PREC)
         psum += tl.sum(up, 0)
-        w = up * dc
         wsum += tl.sum(w, 0)
         acc += tl.dot(tl.trans(w), xt, input_precision=PREC)
-    if COST == 2:
-        gy = -acc
-    else:
-        gy = yt * wsum[:, None] - acc
-    tl.store(GY + b * m * d + cols[:, None] * d + ks[None, :], gy, mask=ymask)
+    tl.store(GY + b * m * d + cols[:, None] * d + ks[None, :], _point_grad(yt, acc, wsum, COST), mask=ymask)
     tl.store(GH + b * m + cols, -psum, mask=cmask)
