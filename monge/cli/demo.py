@@ -13,7 +13,7 @@ import torch
 from .. import data
 from ..api import solve_points, wasserstein
 from ..solvers.schedules import EpsScaling
-from .report import Section, pyplot, write_report
+from .report import Section, pyplot, write_report, save_figure
 from .sections.barycenters import section_barycenters
 from .sections.color import section_color
 from .sections.dictionary import section_dictionary
@@ -60,8 +60,7 @@ def section_matching(out_dir: Path) -> Section:
     ax.set_aspect("equal")
     ax.legend(loc="upper right")
     ax.set_title(f"exact OT, squared Euclidean cost: value = {float(res.value):.5f}")
-    fig.savefig(out_dir / "matching.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir / "matching.png", dpi=110, tight=False, crop=True)
     conv = res.convergence
     return Section(
         "Exact matching of two point clouds",
@@ -97,8 +96,7 @@ def section_digits(out_dir: Path) -> Section:
     ax.set_aspect("equal")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"exact plan: {int((res.vals > 0).sum())} nonzeros (<= n + m - 1 = {len(x) + len(y) - 1})")
-    fig.savefig(out_dir / "digits.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir / "digits.png", dpi=110, tight=False, crop=True)
     w2 = wasserstein(x, y, a, b, p=2)
     w1 = wasserstein(x, y, a, b, p=1)
     return Section(
@@ -135,8 +133,7 @@ def section_entropic(out_dir: Path) -> Section:
                                    f"{float(res.value):.5f}, marginal error {float(res.convergence.error):.1e}, "
                                    f"plan entries > 1e-6 x max: {int((P > 1e-6 * P.max()).sum())}")
     metrics["exact <P,C>"] = f"{float(solve_points(x, y).value):.5f}"
-    fig.savefig(out_dir / "entropic.png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir / "entropic.png", dpi=90, tight=False, crop=True)
     return Section(
         "Entropic OT: the plan as eps shrinks",
         "Log-domain Sinkhorn with eps-scaling between two generated shapes; arrows show the entropic map "

@@ -6,7 +6,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Section", "write_report", "pyplot"]
+__all__ = ["Section", "write_report", "pyplot", "save_figure"]
 
 
 def pyplot(extra: str = "demo"):
@@ -19,6 +19,14 @@ def pyplot(extra: str = "demo"):
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(f"figures need matplotlib: pip install 'monge[{extra}]'") from e
     return plt
+
+
+def save_figure(fig, path, *, dpi: int, tight: bool = True, crop: bool = False) -> None:
+    """Write ``fig`` as a PNG at ``path`` and release it: ``tight`` lays it out first, ``crop`` trims the margins."""
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if crop else None)
+    pyplot().close(fig)
 
 
 @dataclass

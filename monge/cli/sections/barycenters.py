@@ -11,7 +11,7 @@ import torch
 from ... import data
 from ...geometry.grid import Grid
 from ...problems.barycenter import BarycenterProblem
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 from ...solvers.barycenter import Barycenter
 from ...api import interpolate_histograms
 
@@ -58,8 +58,7 @@ def _triangle(plt, imgs, lattice, steps, out_dir):
         ax = axes[i, steps - i + 2 * j]
         ax.imshow(img.numpy(), cmap="Greys", interpolation="nearest")
     fig.subplots_adjust(wspace=0.02, hspace=0.02)
-    fig.savefig(out_dir / "barycenters_triangle.png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir / "barycenters_triangle.png", dpi=90, tight=False, crop=True)
 
 
 def _strip(plt, frames, ts, out_dir):
@@ -68,8 +67,7 @@ def _strip(plt, frames, ts, out_dir):
         ax.imshow(img.numpy(), cmap="Greys", interpolation="nearest")
         ax.set_title(f"t = {t:.2f}", fontsize=8)
         ax.axis("off")
-    fig.savefig(out_dir / "barycenters_interpolation.png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir / "barycenters_interpolation.png", dpi=90, tight=False, crop=True)
 
 
 def section_barycenters(out_dir: Path) -> Section:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...apps.color import color_transfer, image_colors
 from ...solvers.exact.sliced import sliced_wasserstein
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_color"]
 
@@ -46,9 +46,7 @@ def section_color(out_dir: Path) -> Section:
         ax.imshow(img)
         ax.set_title(label, fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out_dir / "color_transfer.png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, out_dir / "color_transfer.png", dpi=80)
     metrics = {"image size": f"{src.shape[0]} x {src.shape[1]} (every pixel mapped)",
                "sliced W_2(source, reference)": f"{_sw(src, ref):.4f}"}
     for label, img in runs.items():

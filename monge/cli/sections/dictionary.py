@@ -11,7 +11,7 @@ import torch
 from ... import data
 from ...apps.dictionary import dictionary_learning, unmix
 from ...geometry import Grid
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_dictionary"]
 
@@ -46,8 +46,7 @@ def section_dictionary(out_dir: Path, n_images: int = 120, n_atoms: int = 8, max
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("Wasserstein dictionary learning on 8x8 digits (row 3: unmixing weights)", fontsize=10)
-    fig.savefig(Path(out_dir) / "dictionary.png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, Path(out_dir) / "dictionary.png", dpi=90, tight=False, crop=True)
     return Section(
         "Wasserstein dictionary learning",
         f"{n_atoms} atoms learned from {n_images} digit images (Grid 8x8 geometry, debiased Sinkhorn divergence "

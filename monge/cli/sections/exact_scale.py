@@ -11,7 +11,7 @@ import torch
 from ... import data
 from ...api import solve_points
 from ...solvers.exact.graph import grid_graph, w1_graph
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_exact_scale"]
 
@@ -112,9 +112,7 @@ def section_exact_scale(out_dir: Path, n: int = 100_000) -> Section:
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 6.2))
     metrics = _matching_panel(ax0, n, n_small=min(n, 2000))
     metrics.update(_graph_panel(ax1, side=48, block=3))
-    fig.tight_layout()
-    fig.savefig(out_dir / "exact_scale.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_dir / "exact_scale.png", dpi=100)
     return Section(
         "Exact OT at scale, and W1 as a flow on a graph",
         f"Left: {n} points of a square matched exactly to {n} points of a ring. The multiscale solver clusters both "

@@ -19,7 +19,7 @@ from ...apps.flows import (
 )
 from ...geometry.grid import Grid
 from ...nn.multilabel import WassersteinLoss
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_flows", "section_multilabel"]
 
@@ -61,9 +61,7 @@ def section_flows(out_dir: Path) -> Section:
             ax.set_ylim(0, 1)
             ax.set_aspect("equal")
             ax.set_title(f"{name}, step {t}")
-    fig.tight_layout()
-    fig.savefig(out_dir / "flows.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, out_dir / "flows.png", dpi=90)
     conv = jko.convergence
     return Section(
         "Gradient flows: JKO on a grid and particle flows",
@@ -128,9 +126,7 @@ def section_multilabel(out_dir: Path) -> Section:
         ax.set_yticklabels([])
         ax.set_title(f"test sample {i}")
     axes[0].legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "multilabel.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, out_dir / "multilabel.png", dpi=90)
     return Section(
         "Multi-label learning with a Wasserstein loss",
         f"{L} labels on a circle, noisy 2-D features, each sample tagged with the labels next to its angle. A "

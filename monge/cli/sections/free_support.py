@@ -9,7 +9,7 @@ import torch
 
 from ... import data
 from ...apps.interpolation import displacement_interpolation
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 from ...solvers.free_support import free_support_barycenter
 from ...apps.kmeans import kmeans
 
@@ -76,8 +76,7 @@ def section_free_support(out_dir: Path) -> Section:
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.savefig(Path(out_dir) / "free_support.png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, Path(out_dir) / "free_support.png", dpi=80, tight=False, crop=True)
     return Section(
         "Free-support barycenters, displacement interpolation, quantisation",
         "Top: the W2 barycenter of four shapes by the fixed-point iteration (exact plans, support points moved "

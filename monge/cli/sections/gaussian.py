@@ -9,7 +9,7 @@ import torch
 
 from ...api import solve_points
 from ...apps.gaussian import bures_wasserstein, gaussian_barycenter, gaussian_geodesic
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_gaussian"]
 
@@ -53,9 +53,7 @@ def section_gaussian(out_dir: Path) -> Section:
     axes[1].set_xlabel("n")
     axes[1].set_ylabel("W_2^2")
     axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "gaussian.png", dpi=85)
-    plt.close(fig)
+    save_figure(fig, out_dir / "gaussian.png", dpi=85)
     return Section(
         "Gaussians in closed form",
         "Between Gaussians, W_2 is the Bures-Wasserstein distance, the Monge map is affine, the geodesic stays "

@@ -16,7 +16,7 @@ import torch
 
 from ...apps.generative import build_model, held_out_w2, load_toy, train
 from ...apps.generative.figures import scatter
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_generative"]
 
@@ -56,8 +56,7 @@ def section_generative(out_dir: Path, steps: int = 300) -> Section:
         if blur == _BLURS[0]:
             metrics["held-out W_2 after"] = f"{after:.4f}"
     metrics["training time (3 fits)"] = f"{time.perf_counter() - t0:.1f} s"
-    fig.savefig(Path(out_dir) / "generative.png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, Path(out_dir) / "generative.png", dpi=90, tight=False, crop=True)
     return Section(
         "A generative model fitted with the Sinkhorn divergence",
         f"An MLP pushes an 8-D Gaussian forward to the plane (monge.apps.generative recipe 'sinkhorn' on a toy); it is "

@@ -10,7 +10,7 @@ import torch
 
 from ... import data
 from ...solvers.gromov import fused_gromov_wasserstein, gromov_wasserstein
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_gromov"]
 
@@ -138,14 +138,10 @@ def section_gromov(out_dir: Path, n: int = 250, side: int = 8) -> Section:
     out_dir = Path(out_dir)
     fig = plt.figure(figsize=(14, 4.6))
     metrics = _gw_panel(fig, n=n)
-    fig.tight_layout()
-    fig.savefig(out_dir / "gromov_shapes.png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir / "gromov_shapes.png", dpi=100, crop=True)
     fig, (ax, axg) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [2.2, 1]})
     metrics.update(_fgw_panel(ax, axg, side=side, alpha=0.5))
-    fig.tight_layout()
-    fig.savefig(out_dir / "gromov_graphs.png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir / "gromov_graphs.png", dpi=100, crop=True)
     return Section(
         "Gromov-Wasserstein: matching across spaces",
         "GW compares two spaces through their internal distances only, so the points may live in different "

@@ -10,7 +10,7 @@ import torch
 
 from ... import data
 from ...apps.registration import register
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_registration"]
 
@@ -50,9 +50,7 @@ def section_registration(out_dir: Path) -> Section:
     _panel(axes[0], x, y, bal.moved, "similarity, balanced: outliers drag the fit")
     _panel(axes[1], x, y, unb.moved, "similarity, unbalanced (reach 0.3): outliers left out")
     _panel(axes[2], ring, warped, ker.moved, "kernel deformation (width 0.3)")
-    fig.tight_layout()
-    fig.savefig(out_dir / "registration.png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, out_dir / "registration.png", dpi=80)
 
     centre = torch.tensor([0.5, 0.5], dtype=torch.float64)
     true_centre = s * _rot(th) @ centre + t

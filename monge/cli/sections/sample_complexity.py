@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ...apps.sample_complexity import study
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_sample_complexity"]
 
@@ -35,9 +35,7 @@ def _plot(plt, res, out_dir):
         ax.set_xlabel("n (samples per measure)")
         ax.legend(fontsize=7)
     np.atleast_1d(axes)[0].set_ylabel("mean |estimate - limit| (distance units)")
-    fig.tight_layout()
-    fig.savefig(out_dir / "sample_complexity.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, out_dir / "sample_complexity.png", dpi=90)
 
 
 def section_sample_complexity(out_dir: Path) -> Section:

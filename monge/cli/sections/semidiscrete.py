@@ -10,7 +10,7 @@ import torch
 
 from ... import data
 from ...solvers.semidiscrete import laguerre_lloyd, semidiscrete
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_semidiscrete"]
 
@@ -80,9 +80,7 @@ def section_semidiscrete(out_dir: Path, m: int = 400, side: int = 64, n_lloyd: i
     axes[2].set_xlabel("Lloyd step")
     axes[2].set_ylabel("W_2^2(density, Diracs)")
     axes[2].set_title("quantisation error along Lloyd", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_dir / "semidiscrete.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_dir / "semidiscrete.png", dpi=100)
     return Section(
         "Semi-discrete OT: Laguerre cells and blue noise",
         f"A {side}x{side} piecewise-constant density (an embedded 8x8 digit upsampled, plus a 2% floor so that it is "

@@ -11,7 +11,7 @@ import torch
 from ...api import solve_points
 from ...apps.generative.losses import fit_w1_dual
 from ...apps.w1_map import w1_map
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_w1_map"]
 
@@ -98,9 +98,7 @@ def _figure(plt, out_dir, m, mu, nu, xs, p2, crit):
     ax[1, 2].axvline(1.0, color="k", ls="--", label="exact: |grad u| = 1 on the rays")
     ax[1, 2].set_title(f"critic |grad u| on cells with mass (corr with exact u: {stats['corr']:.3f})", fontsize=9)
     ax[1, 2].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(Path(out_dir) / "w1_map.png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, Path(out_dir) / "w1_map.png", dpi=80)
 
 
 def section_w1_map(out_dir: Path) -> Section:

@@ -12,7 +12,7 @@ import torch
 from ... import data
 from ...api import solve
 from ...apps.wmd import knn
-from ..report import Section, pyplot
+from ..report import Section, pyplot, save_figure
 
 __all__ = ["section_wmd"]
 
@@ -79,8 +79,7 @@ def section_wmd(out_dir: Path, k_max: int = 9, n_posts: int | None = None) -> Se
     w_q = _draw_flow(axes[1], ng, q, int(idx[q, 0]))
     axes[1].set_title(f"the optimal flow between post {q} and its nearest post: WMD = {w_q:.3f}")
     axes[1].set_xticks([]), axes[1].set_yticks([])
-    fig.savefig(out_dir / "wmd.png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir / "wmd.png", dpi=90, tight=False, crop=True)
     metrics = {
         f"exact kNN (all {len(ng.docs)} posts, k = {k_max})": f"{t_knn:.1f} s; {res.n_exact} exact solves for "
         f"{res.n_pairs} query-post pairs ({res.pruned:.0%} pruned by the bounds or shared by symmetry)",
