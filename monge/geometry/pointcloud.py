@@ -23,7 +23,29 @@ KERNEL_MAX_DIM = 24
 _BACKENDS = ("auto", "dense", "lazy", "triton", "multiscale")
 
 
-class PointCloud(Geometry):
+class _PointsGeometry(Geometry):
+    """The shape members of a geometry between source points ``self.x (..., n, d)`` and target points
+    ``self.y (..., m, d)`` (shared by :class:`PointCloud` and
+    :class:`~monge.geometry.sharded.ShardedPointCloud`)."""
+
+    @property
+    def shape(self):
+        return (self.x.shape[-2], self.y.shape[-2])
+
+    @property
+    def batch_shape(self):
+        return torch.broadcast_shapes(self.x.shape[:-2], self.y.shape[:-2])
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+    @property
+    def device(self):
+        return self.x.device
+
+
+class PointCloud(_PointsGeometry):
     r"""Points ``x: (..., n, d)`` and ``y: (..., m, d)`` with the cost ``C_ij = cost(x_i, y_j)``.
 
     Args:
@@ -191,22 +213,6 @@ class PointCloud(Geometry):
         if self.backend != "multiscale" or wa.dim() != 1 or wb.dim() != 1:
             return None
         return coarse_view(self._impl, self.x, self.y, wa, wb)
-
-    @property
-    def shape(self):
-        return (self.x.shape[-2], self.y.shape[-2])
-
-    @property
-    def batch_shape(self):
-        return torch.broadcast_shapes(self.x.shape[:-2], self.y.shape[:-2])
-
-    @property
-    def dtype(self):
-        return self.x.dtype
-
-    @property
-    def device(self):
-        return self.x.device
 
     def cost(self) -> torch.Tensor:
         return self.cost_fn(self.x, self.y)

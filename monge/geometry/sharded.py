@@ -44,13 +44,12 @@ import torch
 
 from .._validation import as_tensor, check_points
 from ._backends import sharded as coll
-from .base import Geometry
-from .pointcloud import PointCloud
+from .pointcloud import PointCloud, _PointsGeometry
 
 __all__ = ["ShardedPointCloud"]
 
 
-class ShardedPointCloud(Geometry):
+class ShardedPointCloud(_PointsGeometry):
     r"""Points sharded across ``torch.distributed`` ranks, cost ``C_ij = cost(x_i, y_j)`` (see the module).
 
     Args:
@@ -143,22 +142,6 @@ class ShardedPointCloud(Geometry):
         out._setup(self.x_local.detach(), self.y_local.detach(), self.x.detach(), self.y.detach(),
                    *self.sizes, *self.options)
         return out
-
-    @property
-    def shape(self):
-        return (self.x.shape[-2], self.y.shape[-2])
-
-    @property
-    def batch_shape(self):
-        return torch.broadcast_shapes(self.x.shape[:-2], self.y.shape[:-2])
-
-    @property
-    def dtype(self):
-        return self.x_local.dtype
-
-    @property
-    def device(self):
-        return self.x_local.device
 
     def like(self) -> torch.Tensor:
         return self.x_local

@@ -52,14 +52,10 @@ class _GatherShared(torch.autograd.Function):
         return grad[dist.get_rank(ctx.group)], None
 
 
-class _GatherReplicated(torch.autograd.Function):
+class _GatherReplicated(_GatherShared):
     """All-gather whose result feeds a computation every rank repeats identically (the combined soft-min): each
-    rank already holds the whole downstream gradient, so its own piece's gradient is its slice, no communication."""
-
-    @staticmethod
-    def forward(ctx, t, group):
-        ctx.group = group
-        return torch.stack(_plain_gather(t, group))
+    rank already holds the whole downstream gradient, so its own piece's gradient is its slice, no communication
+    (the forward pass is :class:`_GatherShared`'s)."""
 
     @staticmethod
     def backward(ctx, grad):
