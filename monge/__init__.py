@@ -35,6 +35,7 @@ from .solvers.gromov import EntropicGromovWasserstein, GromovWasserstein, gromov
 from .solvers.exact.one_d import solve_1d, wasserstein_1d
 from .solvers.exact.sliced import max_sliced_wasserstein, sliced_wasserstein
 from .solvers.free_support import FreeSupportBarycenter, FreeSupportResult, free_support_barycenter
+from .solvers.partial import partial_wasserstein
 from .solvers.schedules import EpsScaling
 from .solvers.sinkhorn import Sinkhorn
 
@@ -94,6 +95,7 @@ __all__ = [
     "sliced_wasserstein",
     "max_sliced_wasserstein",
     "emd",
+    "partial_wasserstein",
     "semidiscrete",
     "w1_graph",
     "grid_graph",

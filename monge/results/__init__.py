@@ -15,6 +15,7 @@ from .free_support import FreeSupportResult, KMeansResult
 from .graph import GraphW1Result
 from .gromov import ExactGWResult, GWResult
 from .linear import AssignmentResult, ExactResult, SinkhornResult
+from .partial import PartialResult
 from .semidiscrete import LloydResult, SemidiscreteResult
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ExactResult",
     "AssignmentResult",
     "SinkhornResult",
+    "PartialResult",
     "BarycenterResult",
     "FreeSupportResult",
     "KMeansResult",
