@@ -45,6 +45,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "barycentric_coordinates": "monge.apps.coordinates",
     "CoordinatesResult": "monge.apps.coordinates",
+    "CoordinatesFit": "monge.apps.coordinates",
     "kmeans": "monge.apps.kmeans",
     "KMeans": "monge.apps.kmeans",
     "KMeansResult": "monge.apps.kmeans",

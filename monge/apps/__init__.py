@@ -18,6 +18,7 @@ _LAZY = {
     "wmd_knn": "wmd",
     "ot_pairs": "minibatch",
     "barycentric_coordinates": "coordinates",
+    "CoordinatesFit": "coordinates",
     "displacement_interpolation": "interpolation",
     "kmeans_inertia": "kmeans",
     "OTDomainAdapter": "domain_adaptation",
