@@ -23,6 +23,7 @@ import torch
 
 from .._validation import check_p, check_positive
 from ._backends.grid_axes import fused_product, softmax_axis
+from ._backends.grid_loop import GridLoop
 from ._backends.shifted import adapts
 from .base import Geometry
 
@@ -215,6 +216,22 @@ class Grid(Geometry):
             axis = h.dim() - d + k
             g = softmax_axis(g, axis, C, K, eps, K64, wide, self._spacing[k] if self.p == 2.0 else None)
         return -g
+
+    def scaling_loop(self, eps: float):
+        """Several Sinkhorn iterations per call at ``eps`` (a :class:`~monge.geometry._backends.grid_loop.GridLoop`)
+        for a float64 CPU grid, the block step of the solver; None where the one-shift product keeps underflowing
+        at this ``eps`` (the log-domain soft-min then runs alone)."""
+        eps = float(eps)
+        if type(self).softmin is not Grid.softmin or self.dtype != torch.float64 or self.device.type != "cpu":
+            return None
+        if self._fused_fails.get((eps, torch.float64), 0) >= _FUSED_TRIES:
+            return None
+        key = (eps, torch.float64)
+
+        def failed():
+            self._fused_fails[key] = self._fused_fails.get(key, 0) + 1
+
+        return GridLoop([self._kernel(k, eps)[1] for k in range(len(self._grid_shape))], eps, failed)
 
     # ------------------------------------------------------------------ helpers
     def _fused(self, h: torch.Tensor, eps: float):

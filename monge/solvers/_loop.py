@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .._warnings import warn
-from ..results.convergence import Convergence
+from ..results.convergence import Convergence, tol_in
 
 __all__ = ["Checks", "FixedPoint", "Progress", "Relaxation", "Stall", "early_check", "fixed_point", "relaxed",
            "warn_not_converged"]
@@ -152,8 +152,16 @@ class Stall:
     def __init__(self, window: int = 50, rel: float = 1e-3):
         self.half, self.rel, self.errors = window // 2, rel, []
 
-    def update(self, err: torch.Tensor, active: torch.Tensor) -> torch.Tensor | None:
-        """After a regular check: the stalled mask (None while fewer than ``window`` checks were seen)."""
+    def update(self, err, active):
+        """After a regular check: the stalled mask (None while fewer than ``window`` checks were seen). An
+        unbatched loop passes a float and a bool and gets a bool (lower medians, as ``torch.median``)."""
+        if isinstance(err, float):
+            self.errors.append(err if math.isfinite(err) else math.inf)
+            if len(self.errors) < 2 * self.half:
+                return None
+            del self.errors[: len(self.errors) - 2 * self.half]
+            med = lambda v: sorted(v)[(len(v) - 1) // 2]  # noqa: E731
+            return active and med(self.errors[self.half :]) > (1.0 - self.rel) * med(self.errors[: self.half])
         self.errors.append(torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf"))))
         if len(self.errors) < 2 * self.half:
             return None
@@ -208,9 +216,11 @@ class Relaxation:
         probes); returns an iterate to restore or None."""
         if not self.auto:
             return None
-        last = float(trace[-1].max())
-        if self._pending:
-            vals = torch.stack([e.max() for _, e in self._pending]).tolist()
+        last = _worst(trace[-1])
+        if self._pending:  # tensors read in one synchronisation; floats (compiled loops) as they are
+            held = [e.max() for _, e in self._pending if isinstance(e, torch.Tensor)]
+            read = iter(torch.stack(held).tolist() if held else ())
+            vals = [next(read) if isinstance(e, torch.Tensor) else e for _, e in self._pending]
             self.history += [(i, v) for (i, _), v in zip(self._pending, vals)]
             self._pending = []
         step = self.check_every if it is None else None
@@ -240,7 +250,7 @@ class Relaxation:
                         self.raises += 1
                         self._switch(new, state, last)
             return None
-        if self.retries > 3 or last >= float(trace[0].max()):  # not below the start: still in the transient
+        if self.retries > 3 or last >= _worst(trace[0]):  # not below the start: still in the transient
             return None
         rate = self._rate(self.history, step)
         if rate is not None:
@@ -328,68 +338,121 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
     relax = Relaxation(1.0 if fixed_iters and omega == "auto" else omega, check_every)
     checks = Checks(check_every, 0.0 if fixed_iters else tol)
     bar = Progress(start + max_iter, verbose, name)
-    trace, signal, it, active, diverged_at, end = [], [], start, None, None, start + max_iter
-    stall, stalled, done_at = Stall(), None, None  # done_at: when each frozen element stopped iterating
+    rec = _Record(tol, start, fixed_iters, freeze is not None)
+    it, end = start, start + max_iter
     watch = error if watch is None else watch
     while it < end:
         if checks.due(it) and (check_start or it > start):
             if measure is not None:
                 err, sig = measure(state)
-                err, sig = err.detach(), sig.detach()
             else:
-                err = error(state).detach()
-                sig = err if watch is error else watch(state).detach()
-            trace.append(err)
-            signal.append(sig)
-            if it > start:
-                finite = torch.isfinite(err)
-                active = finite & (err > tol)
-                if freeze is not None and not fixed_iters:
-                    done_at = torch.full_like(err, -1, dtype=torch.int64) if done_at is None else done_at
-                    done_at = torch.where(~active & (done_at < 0), it, done_at)
-            else:  # before the first step, NaN/inf is an unfitted start (f = 0 against a shifted cost), not a blow-up
-                finite, active = torch.ones_like(err, dtype=torch.bool), ~(err <= tol)
-            worst = float(torch.where(torch.isfinite(err), err, torch.zeros_like(err)).max())
-            if diverged_at is None and not bool(finite.all()):
-                diverged_at = it
+                err = error(state)
+                sig = err if watch is error else watch(state)
+            stop, worst = rec.check(it, _detached(err), _detached(sig), checks)
             bar.update(it, worst)
-            if not bool(active.any()) and (not fixed_iters or not bool(finite.any())):
-                if it > start or not bool(finite.any()):
-                    break
-                checks.extra = it + 1  # converged at the start (a warm start): one full step, then check again
-            else:
-                checks.record(it, worst)
-                if checks.regular(it) and not fixed_iters and it > start:
-                    stalled = stall.update(err, active)
-                    if stalled is not None and bool(stalled.any()) and bool((stalled | ~active).all()):
-                        break
-            restore = relax.update(signal, state, it) if checks.regular(it) else None
+            if stop:
+                break
+            restore = relax.update(rec.signal, state, it) if checks.regular(it) else None
             if restore is not None:
                 state, it = restore, it + 1
                 continue
         elif relax.wants_probe(it):
-            relax.probe(it, watch(state).detach())
+            relax.probe(it, _detached(watch(state)))
         if block is not None and freeze is None:
             nxt = min(end, (it // check_every + 1) * check_every, checks.extra if (checks.extra or 0) > it else end)
             probing = relax.wants_probe(it)
             state, seen = block(state, relax.omega, nxt - it)
             for q in range(it + 1, min(nxt, relax.PROBES) if probing else it + 1):
-                relax.probe(q, seen[q - it - 1].detach())  # what the probe at iteration q would have watched
+                relax.probe(q, _detached(seen[q - it - 1]))  # what the probe at iteration q would have watched
             it = nxt
             continue
         new = step(state, relax.omega)
-        if freeze is not None and active is not None and not fixed_iters:
-            new = freeze(active, state, new)
+        if freeze is not None and rec.active is not None and not fixed_iters:
+            new = freeze(rec.active, state, new)
         state, it = new, it + 1
     bar.close()
     out, final = finish(state) if finish is not None else (state, error(state))
-    final = final.detach()
-    stopped = stalled is not None and it < end and bool(stalled.any())
-    n_iters = it if done_at is None else torch.where(done_at >= 0, done_at, it)
-    conv = Convergence.build(final, tol, n_iters, criterion=criterion, fixed=fixed_iters,
-                             errors=torch.stack(trace) if trace else final[None],
-                             stalled=stalled if stopped else None)
-    if not quiet:
-        warn_not_converged(name, conv.converged, final, tol, end, fixed=fixed_iters, diverged_at=diverged_at,
-                           stalled_at=it if stopped else None)
-    return FixedPoint(out, it, trace, conv)
+    return FixedPoint(out, it, rec.trace, rec.convergence(final.detach(), it, end, criterion, name, quiet))
+
+
+def _detached(x):
+    return x.detach() if isinstance(x, torch.Tensor) else x
+
+
+def _worst(x) -> float:
+    """The largest entry of an error (a tensor, or a float from an unbatched loop)."""
+    return x if isinstance(x, float) else float(x.max())
+
+
+class _Record:
+    """What :func:`fixed_point` learns at its checks: the error trace, the relaxation signal, the active mask, the
+    first divergence, the stall test, when each frozen element stopped, and from them the convergence record.
+
+    An unbatched loop (a 0-d error, or a float from a compiled measure) is read once per check (one host
+    synchronisation) and decided on Python floats; a batch keeps its masks on the device."""
+
+    def __init__(self, tol: float, start: int, fixed: bool, freezes: bool):
+        self.tol, self.start, self.fixed, self.freezes = tol, start, fixed, freezes
+        self.trace, self.signal, self.active, self.diverged_at = [], [], None, None
+        self.stall, self.stalled, self.done_at = Stall(), None, None
+
+    def check(self, it: int, err, sig, checks: Checks):
+        """Record the check at ``it``: ``(stop, worst finite error)``."""
+        if isinstance(err, float) or err.dim() == 0:
+            tol = self.tol if isinstance(err, float) else tol_in(err.dtype, self.tol)  # as a tensor test rounds it
+            same = sig is err
+            err = float(err)
+            sig = err if same else float(sig)
+            fin = math.isfinite(err)
+            first = it <= self.start  # before the first step, NaN/inf is an unfitted start, not a blow-up
+            active = not (err <= tol) if first else (fin and err > tol)
+            finite, worst = fin or first, err if fin else 0.0
+            any_active, any_finite, all_finite = active, finite, finite
+        else:
+            if it > self.start:
+                finite = torch.isfinite(err)
+                active = finite & (err > self.tol)
+                if self.freezes and not self.fixed:
+                    done = torch.full_like(err, -1, dtype=torch.int64) if self.done_at is None else self.done_at
+                    self.done_at = torch.where(~active & (done < 0), it, done)
+            else:
+                finite, active = torch.ones_like(err, dtype=torch.bool), ~(err <= self.tol)
+            worst = float(torch.where(torch.isfinite(err), err, torch.zeros_like(err)).max())
+            any_active, any_finite, all_finite = bool(active.any()), bool(finite.any()), bool(finite.all())
+        self.trace.append(err)
+        self.signal.append(sig)
+        self.active = active
+        if self.diverged_at is None and not all_finite:
+            self.diverged_at = it
+        if not any_active and (not self.fixed or not any_finite):
+            if it > self.start or not any_finite:
+                return True, worst
+            checks.extra = it + 1  # converged at the start (a warm start): one full step, then check again
+            return False, worst
+        checks.record(it, worst)
+        if checks.regular(it) and not self.fixed and it > self.start:
+            self.stalled = self.stall.update(err, active)
+            if isinstance(self.stalled, bool):
+                return self.stalled, worst  # a stalled unbatched loop is every unconverged element stalled
+            if self.stalled is not None and bool(self.stalled.any()) and bool((self.stalled | ~active).all()):
+                return True, worst
+        return False, worst
+
+    def convergence(self, final: torch.Tensor, it: int, end: int, criterion: str, name: str,
+                    quiet: bool) -> Convergence:
+        """The convergence record of the returned object (error ``final``), and the loop's one warning."""
+        st = self.stalled
+        stopped = st is not None and it < end and (st if isinstance(st, bool) else bool(st.any()))
+        n_iters = it if self.done_at is None else torch.where(self.done_at >= 0, self.done_at, it)
+        if not self.trace:
+            errors = final[None]
+        elif isinstance(self.trace[0], float):
+            errors = final.new_tensor(self.trace)
+        else:
+            errors = torch.stack(self.trace)
+        conv = Convergence.build(final, self.tol, n_iters, criterion=criterion, fixed=self.fixed, errors=errors,
+                                 stalled=st if stopped else None)
+        if not quiet and not all(s == "converged" for s in conv.status):
+            warn_not_converged(name, conv.converged, final, self.tol, end, fixed=self.fixed,
+                               diverged_at=self.diverged_at, stalled_at=it if stopped else None)
+        return conv

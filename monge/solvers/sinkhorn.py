@@ -25,6 +25,11 @@ from ._loop import fixed_point, relaxed
 from .marginals import KL, Hard, Marginal
 from .schedules import EpsScaling
 
+try:  # the compiled start and finish of small dense solves (csrc/sinkhorn_small.cpp); absent in a pure-Python build
+    from .._core import sinkhorn_small_state as _small_state
+except ImportError:  # pragma: no cover - depends on the build
+    _small_state = None
+
 __all__ = ["Sinkhorn", "SinkhornData", "DEFAULT_TOL", "GRADS", "sinkhorn_loop"]
 
 #: Default stopping tolerance on the l1 violation of both marginals (their sum), per dtype. float32: each marginal
@@ -120,13 +125,17 @@ class SinkhornData:
 
 def sinkhorn_loop(geom, data: SinkhornData, f, g, eps: float, *, tol: float, max_iter: int, check_every: int = 10,
                   omega="auto", fixed_iters: bool = False, verbose: bool = False, start: int = 0, finish=None,
-                  name: str = "sinkhorn", quiet: bool = False, check_start: bool = True):
+                  name: str = "sinkhorn", quiet: bool = False, check_start: bool = True, fast="auto"):
     """The Sinkhorn iterations at ``eps`` from ``(f, g)`` over :func:`~monge.solvers._loop.fixed_point`, for any
     pair of marginal updates (balanced, unbalanced, semi-unbalanced, the JKO step). ``finish(state)`` makes the
-    returned object and its error (default: the state ``(f, g, Sf, Sg)`` and its error)."""
-    fast = _CompiledLoop.of(geom, data, f, eps)  # first: the start's soft-mins then share its kernel
+    returned object and its error (default: the state ``(f, g, Sf, Sg)`` and its error). ``fast``: the
+    :class:`_CompiledLoop` to use (``"auto"``: built here where it applies; None: the torch iterations)."""
+    if fast == "auto":
+        fast = _CompiledLoop.of(geom, data, f, eps)  # first: the start's soft-mins then share its kernel
+    state = fast.start(f, g) if fast else None
     return fixed_point(
-        lambda s, w: data.step(geom, s, eps, w), lambda s: data.error(s, eps), data.start(geom, f, g, eps),
+        lambda s, w: data.step(geom, s, eps, w), lambda s: data.error(s, eps),
+        data.start(geom, f, g, eps) if state is None else state,
         tol=tol, max_iter=max_iter, check_every=check_every, omega=1.0 if data.symmetric else omega,
         fixed_iters=fixed_iters, freeze=data.freeze if f.dim() > data.k else None, verbose=verbose, name=name,
         finish=finish, start=start, quiet=quiet, check_start=check_start,
@@ -149,12 +158,41 @@ class _CompiledLoop:
         self.rho = [m.rho if type(m) is KL else math.inf for m in ms]
         self.lw = [m.lw.contiguous().numpy() for m in ms]  # loop constants: converted once
         self.w = [m.w.contiguous().numpy() for m in ms]
+        self.K = (kern.K.numpy(), float(kern.c0)) if _small_state is not None and hasattr(kern, "c0") else None
+
+    def _state(self, f, g, half: bool):
+        """:func:`sinkhorn_small_state` (csrc/sinkhorn_small.cpp): ``(f, Sf, Sg, rows, cols, value)`` at ``(f, g)``,
+        after the final half step when ``half``; None where a sum was unreliable (the caller goes to torch)."""
+        if self.K is None:
+            return None
+        out = _small_state(*self.K, self.eps, *self.lw, *self.w, *self.rho, f.detach().contiguous().numpy(),
+                           g.detach().contiguous().numpy(), half)
+        return out[:6] if out[6] else None
+
+    def start(self, f, g):
+        """The loop state ``(f, g, Sf, Sg)`` at the start (:meth:`SinkhornData.start`), measured in the same call
+        (the driver's first check reads it from :meth:`measure`); None: use the torch start."""
+        out = self._state(f, g, False)
+        if out is None:
+            return None
+        state = (f, g, torch.from_numpy(out[1]), torch.from_numpy(out[2]))
+        self.last = (state, out[3], out[4])
+        return state
+
+    def finish(self, g):
+        """The returned ``(f, g, value)`` and its error (:meth:`Sinkhorn._finish` without gradients): the final
+        half step from ``g``, the dual objective and both marginals' residuals in one call; None: use torch."""
+        out = self._state(g.new_empty(self.lw[0].shape), g, True)  # (f is computed, not read)
+        if out is None:
+            return None
+        f = torch.from_numpy(out[0])
+        return (f, g, f.new_tensor(out[5])), f.new_tensor(out[3] + out[4])
 
     @classmethod
     def of(cls, geom, data: SinkhornData, f, eps: float):
         """The compiled loop for this problem, or None where it does not apply."""
         loop = getattr(geom, "scaling_loop", None)
-        if loop is None or data.symmetric or f.dim() != 1 or data.k != 1 or f.dtype != torch.float64:
+        if loop is None or data.symmetric or f.dim() != data.k or f.dtype != torch.float64:
             return None
         if not all(type(m) in (Hard, KL) for m in (data.ma, data.mb)):
             return None
@@ -173,7 +211,7 @@ class _CompiledLoop:
             if new is not None:
                 state, k = new, k - done
                 self.last = (new, rows, cols)
-                seen = list(torch.from_numpy(trace[:done]).unbind())
+                seen = trace[:done].tolist()  # floats: the driver reads them without a synchronisation
         for _ in range(k):
             state = self.data.step(self.geom, state, self.eps, omega)
             seen.append(self.data.rows(state, self.eps))
@@ -183,7 +221,7 @@ class _CompiledLoop:
         """``(error, rows)`` of ``state`` (:meth:`SinkhornData.measure`)."""
         if self.last is not None and state is self.last[0]:
             _, rows, cols = self.last
-            return state[0].new_tensor(rows + cols), state[0].new_tensor(rows)
+            return rows + cols, rows  # floats (the driver's scalar checks)
         return self.data.measure(state, self.eps)
 
     def watch(self, state):
@@ -257,9 +295,12 @@ class Sinkhorn:
         with torch.set_grad_enabled(unroll):
             geom, data = _loop_geometry(prob.geom, unroll), SinkhornData.of(prob, detach=not unroll)
             f, g, n_it = self._anneal(geom, data, f, g)
+            fast = _CompiledLoop.of(geom, data, f, self.eps)
+            quick = fast is not None and self.grad != "implicit" and not (mode and _needs_grad(prob))
             run = sinkhorn_loop(geom, data, f, g, self.eps, tol=tol, max_iter=self.max_iter - n_it,
                                 check_every=self.check_every, omega=self.omega, fixed_iters=self.fixed_iters,
-                                verbose=self.verbose, start=n_it, finish=lambda state: self._finish(prob, state, mode))
+                                verbose=self.verbose, start=n_it, fast=fast,
+                                finish=lambda state: (quick and fast.finish(state[1])) or self._finish(prob, state, mode))
         f, g, value = run.state
         return SinkhornResult(f=f, g=g, value=value, eps=self.eps, problem=prob, convergence=run.convergence)
 
@@ -308,6 +349,12 @@ class Sinkhorn:
         with torch.no_grad():
             err = data.error((f, g, data.sf(geom, f, eps), S), eps)
         return (f, g, value), err
+
+
+def _needs_grad(prob: LinearProblem) -> bool:
+    """Whether the result must carry gradients (a weight, or a tensor of the geometry: its :meth:`detach` is itself
+    exactly when nothing in it requires them)."""
+    return prob.a.requires_grad or prob.b.requires_grad or prob.geom.detach() is not prob.geom
 
 
 def _loop_geometry(geom, unroll: bool):
