@@ -10,6 +10,7 @@ void register_softmin_dense(nb::module_ &m);
 void register_softmin_blocks(nb::module_ &m);
 void register_min_cost_flow(nb::module_ &m);
 void register_reduced_costs(nb::module_ &m);
+void register_sinkhorn_small(nb::module_ &m);
 
 NB_MODULE(_core, m) {
   m.doc() = "monge's compiled core: exact OT solvers and the CPU soft-min kernels (GIL released)";
@@ -20,4 +21,5 @@ NB_MODULE(_core, m) {
   register_softmin_blocks(m);
   register_min_cost_flow(m);
   register_reduced_costs(m);
+  register_sinkhorn_small(m);
 }
