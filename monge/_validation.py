@@ -164,12 +164,17 @@ def check_weights(a, name: str, n, like: torch.Tensor, *, size_name: str = "n",
         raise ValueError(
             f"{name}: expected weights of shape (..., {want}) with {size_name} = {n}, got shape {tuple(t.shape)}"
         )
-    check_finite(t, name)
-    if t.numel() and bool((t < 0).any()):
-        raise ValueError(f"{name}: expected nonnegative weights, found a minimum of {float(t.min()):.3g}")
-    if bool((t.sum(tuple(range(-k, 0))) <= 0).any()):
-        raise ValueError(f"{name}: expected a positive total mass, got a weight vector summing to 0; give at least "
-                         "one positive weight per measure")
+    if t.numel():  # finite (a finite sum proves it, as in check_finite), >= 0, positive masses: one synchronisation
+        d = t.detach()
+        mass = d.sum(tuple(range(-k, 0)))
+        total, low, least = torch.stack((mass.sum(), d.amin(), mass.amin())).tolist()
+        if not math.isfinite(total):
+            check_finite(t, name)
+        if low < 0:
+            raise ValueError(f"{name}: expected nonnegative weights, found a minimum of {low:.3g}")
+        if least <= 0:
+            raise ValueError(f"{name}: expected a positive total mass, got a weight vector summing to 0; give at "
+                             "least one positive weight per measure")
     return t
 
 
@@ -215,6 +220,9 @@ def check_batch(**shapes) -> torch.Size:
         >>> check_batch(C=(2,), a=(), b=(1,))
         torch.Size([2])
     """
+    first, *rest = shapes.values()
+    if all(tuple(v) == tuple(first) for v in rest):  # the common case, without torch's general broadcast
+        return torch.Size(first)
     try:
         return torch.broadcast_shapes(*shapes.values())
     except RuntimeError:
@@ -267,6 +275,8 @@ def balance_masses(a: torch.Tensor, b: torch.Tensor, names=("a", "b"), k: int = 
 
 def check_positive(value, name: str, *, allow_none: bool = False) -> None:
     """A positive finite scalar (eps, rho, scales)."""
+    if type(value) is float and 0.0 < value < math.inf:  # the common case, before the abstract-class checks
+        return
     if value is None:
         if allow_none:
             return
@@ -293,6 +303,9 @@ def check_p(p, name: str = "p") -> float:
 def check_loop(max_iter, check_every, omega) -> None:
     """The iteration knobs shared by the fixed-point solvers: positive int ``max_iter`` and ``check_every``, and an
     over-relaxation ``omega`` that is ``"auto"`` or a number in (0, 2)."""
+    if type(max_iter) is int and type(check_every) is int and max_iter >= 1 and check_every >= 1 and (
+            omega == "auto" or (type(omega) is float and 0.0 < omega < 2.0)):
+        return  # the common case, before the abstract-class checks
     for name, v in (("max_iter", max_iter), ("check_every", check_every)):
         if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")

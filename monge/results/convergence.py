@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,8 @@ class Convergence:
                 converged (inner batch shapes must broadcast to this one, or be reduced by the caller).
         """
         err = torch.as_tensor(error).detach()
+        if err.dim() == 0 and not levels and isinstance(n_iters, int):  # one problem: decided on one float
+            return cls._scalar(err, tol, n_iters, criterion, errors, duality_gap, stalled, fixed)
         finite = torch.isfinite(err)
         conv = finite & (err <= tol)
         for _, inner in levels:  # an element converges only if its inner loops did
@@ -88,6 +91,32 @@ class Convergence:
             its = (its.to(torch.int64) if its.dim() else torch.full_like(conv, int(its), dtype=torch.int64))
         return cls(converged=conv, n_iters=its, status=status, error=err, criterion=criterion,
                    duality_gap=duality_gap, errors=errors, levels=tuple(levels))
+
+    @classmethod
+    def _scalar(cls, err: torch.Tensor, tol: float, n_iters: int, criterion: str, errors, duality_gap, stalled,
+                fixed: bool) -> "Convergence":
+        """:meth:`Convergence.build` for one problem (a 0-d error, an int count): one read of the error, no masks."""
+        e = float(err)
+        ok = math.isfinite(e) and e <= tol_in(err.dtype, tol)
+        status = "converged" if ok else "diverged" if not math.isfinite(e) else \
+            "stalled" if stalled is not None and bool(stalled) else "max_iter"
+        return cls(converged=torch.tensor(ok, device=err.device),
+                   n_iters=torch.tensor(n_iters, dtype=torch.int64, device=err.device), status=(status,), error=err,
+                   criterion=criterion, duality_gap=duality_gap, errors=errors, levels=())
+
+
+def tol_in(dtype: torch.dtype, tol: float) -> float:
+    """``tol`` rounded to ``dtype``, as a tensor comparison ``err <= tol`` rounds it (float32 errors read as floats
+    compare with this). Example: ``tol_in(torch.float32, 0.1) == 0.10000000149011612``."""
+    if dtype == torch.float64 or not math.isfinite(tol):
+        return tol
+    key = (dtype, tol)
+    if key not in _TOLS:
+        _TOLS[key] = float(torch.tensor(tol, dtype=dtype))
+    return _TOLS[key]
+
+
+_TOLS: dict = {}
 
 
 def _statuses(conv: torch.Tensor, bad: torch.Tensor, stalled: torch.Tensor | None) -> tuple[str, ...]:
