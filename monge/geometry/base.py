@@ -103,6 +103,10 @@ class Geometry:
             ``(..., *source_shape)`` for ``dim=1``, ``(..., *target_shape)`` for ``dim=0``; differentiable in
             ``h`` and in the data the geometry was built from (points), computed stably in the log domain.
 
+        The reduction may depend on ``eps`` (a ``backend="auto"`` point cloud runs its multiscale soft-min at small
+        ``eps`` only): every backend returns the same values within its stated tolerance, so a solve may cross
+        from one to another as eps anneals.
+
         Adaptive caches (part of the contract): a geometry may keep private state between calls to go faster:
         the Gibbs kernel ``exp(-(C - min C)/eps)`` of a dense cost from the third call at one ``eps``, per-axis
         1-D kernels of a grid, switches to float64 products after an underflow, and the ``eps`` values at which

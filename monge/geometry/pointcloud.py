@@ -8,11 +8,13 @@ from .._validation import as_tensor, check_cost_power, check_points, common_dtyp
 from ._backends.kernel import KernelCache
 from ._backends.lazy import barycentric_map_tiles, kernel_available, plan_cost_tiles
 from ._backends.triton_softmin import lazy_backend
+from ._backends import multiscale as _multiscale
 from ._backends.multiscale import MultiscaleSoftmin, coarse_view
 from .base import Geometry, cost_scale_of
 from .costs import CallableCost, Cost, SqEuclidean, get_cost
 
-__all__ = ["PointCloud", "LAZY_ABOVE", "KERNEL_MAX_DIM"]
+__all__ = ["PointCloud", "LAZY_ABOVE", "KERNEL_MAX_DIM", "MULTISCALE_MIN_ENTRIES", "MULTISCALE_MAX_DIM",
+           "MULTISCALE_MAX_BLUR"]
 
 #: ``backend="auto"`` switches to the lazy backend above this many cost entries (64 MB in float32).
 LAZY_ABOVE = 1 << 24
@@ -20,6 +22,17 @@ LAZY_ABOVE = 1 << 24
 #: reduction, which costs O(d) per entry; measured on 500 points (Sinkhorn divergence, one thread): lazy
 #: 4.6x faster at d = 16, dense (distances once, by BLAS) 1.2x faster at d = 32 and 2.5x at d = 64.
 KERNEL_MAX_DIM = 24
+#: ``backend="auto"`` considers the multiscale soft-min for unbatched squared-Euclidean clouds on the CPU from this
+#: many cost entries ``n m`` (below it, its clustering and block selections cost more than its truncation saves)
+#: and up to :data:`MULTISCALE_MAX_DIM`; it then runs each soft-min at ``eps <= (MULTISCALE_MAX_BLUR diam)^2``
+#: (``diam``: the bounding box's diagonal) on it, at larger ``eps`` (too many kept block pairs) on the lazy kernel.
+#: Measured by ``benchmarks/bench_auto_backend.py`` (lazy vs multiscale per (n, d, blur)); see RESULTS.md.
+MULTISCALE_MIN_ENTRIES = 10**8
+#: Highest dimension where ``backend="auto"`` considers the multiscale soft-min (see :data:`MULTISCALE_MIN_ENTRIES`).
+MULTISCALE_MAX_DIM = 4
+#: Largest ``sqrt(eps) / diam`` where ``backend="auto"`` runs the multiscale soft-min (see
+#: :data:`MULTISCALE_MIN_ENTRIES`).
+MULTISCALE_MAX_BLUR = 0.05
 _BACKENDS = ("auto", "dense", "lazy", "triton", "multiscale")
 
 
@@ -57,7 +70,10 @@ class PointCloud(_PointsGeometry):
             fits), ``"lazy"`` recomputes cost tiles on the fly in O(n + m) memory, also in the backward pass;
             ``"auto"`` picks lazy for the squared Euclidean cost on the CPU in dimension
             ``d <= KERNEL_MAX_DIM`` (the compiled kernel beats a materialised log-sum-exp at every size there)
-            and above :data:`LAZY_ABOVE` entries, dense otherwise.
+            and above :data:`LAZY_ABOVE` entries, dense otherwise; for unbatched squared-Euclidean clouds on the
+            CPU with ``n m >= MULTISCALE_MIN_ENTRIES`` and ``d <= MULTISCALE_MAX_DIM`` it stays ``"auto"`` and
+            chooses at each soft-min: multiscale at ``eps <= (MULTISCALE_MAX_BLUR diam)^2``, lazy above
+            (:meth:`backend_for` names the choice; eps is only known to the solver).
             On CUDA float32 points, ``"lazy"`` runs the fused Triton kernels when triton is installed
             (``"triton"`` asks for them, or fails saying why; CPU tensors only under ``TRITON_INTERPRET=1``).
             ``"multiscale"`` (unbatched clouds; squared Euclidean, ``|x - y|^p`` or cosine costs): k-d cells, a coarse
@@ -97,17 +113,19 @@ class PointCloud(_PointsGeometry):
         self.x, self.y = x, y
         self.cost_fn = get_cost(cost, p)
         check_cost_power(self.cost_fn, p)  # p next to a cost of another degree would be ignored
-        if backend == "auto":
+        if backend == "auto" and not _multiscale_may_win(self.cost_fn, x, y):
             n, m = self.shape
             big = n * m * max(1, self.batch_shape.numel()) > LAZY_ABOVE
             kernel = (isinstance(self.cost_fn, SqEuclidean) and kernel_available(x)
                       and x.shape[-1] <= KERNEL_MAX_DIM)
             backend = "lazy" if big or kernel else "dense"
-        self.backend = backend
+        self.backend = backend  # "auto" only where the choice depends on eps (see backend_for)
         self.chunk = chunk
         # the backend object, chosen once: a cached dense cost with the kernel fast path, or the lazy reduction
         if backend == "multiscale":  # k-d cells, coarse eps-scaling, certified block truncation
             self._impl = MultiscaleSoftmin(self.cost_fn, x, y)
+        elif backend == "auto":  # lazy or multiscale, by eps
+            self._impl = _ByEps(self.cost_fn, x, y, chunk, MULTISCALE_MAX_BLUR**2 * self.cost_scale())
         else:
             dense = backend == "dense"
             self._impl = _DensePoints(self.cost_fn) if dense else lazy_backend(self.cost_fn, x, chunk, backend)
@@ -125,8 +143,22 @@ class PointCloud(_PointsGeometry):
         return cost_scale_of(self._impl.cost(self.x, self.y) if self.backend == "dense" else self.cost())
 
     def softmin(self, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
-        """The soft-min through the backend chosen at construction (see :class:`~monge.geometry.base.Geometry`)."""
+        """The soft-min through the backend chosen at construction (see :class:`~monge.geometry.base.Geometry`);
+        ``backend="auto"`` may choose by ``eps`` (:meth:`backend_for`)."""
         return self._impl.softmin(self.x, self.y, h, eps, dim)
+
+    def backend_for(self, eps: float) -> str:
+        """The backend :meth:`softmin` runs at ``eps`` for an unbatched potential: :attr:`backend`, except for
+        ``backend="auto"`` on large low-dimensional squared-Euclidean clouds (see :data:`MULTISCALE_MIN_ENTRIES`),
+        where it is ``"multiscale"`` at ``eps <= (MULTISCALE_MAX_BLUR diam)^2`` and ``"lazy"`` above (and for
+        batched potentials).
+
+        Example:
+            >>> import torch
+            >>> PointCloud(torch.rand(50, 2)).backend_for(1e-3)   # small: lazy at every eps
+            'lazy'
+        """
+        return self._impl.backend_for(eps) if self.backend == "auto" else self.backend
 
     def plan_cost(self, u: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
         """``<P, C>`` (see :meth:`Geometry.plan_cost`); the lazy backend reduces row tiles in O(n + m) memory."""
@@ -202,7 +234,7 @@ class PointCloud(_PointsGeometry):
             return self
         y = None if self.symmetric else self.y.detach()
         geom = PointCloud(self.x.detach(), y, cost=self.cost_fn, backend=self.backend, chunk=self.chunk)
-        if self.backend == "multiscale":
+        if self.backend in ("multiscale", "auto"):
             geom._impl = self._impl  # one clustering and one set of block lists
         return geom
 
@@ -210,9 +242,10 @@ class PointCloud(_PointsGeometry):
         """Multiscale only: the coarse problem eps-scaling starts on, ``(coarse geometry, A, B, threshold,
         prolong)`` (:func:`~monge.geometry._backends.multiscale.coarse_view`), for unbatched weights ``wa, wb``;
         ``None`` for the other backends."""
-        if self.backend != "multiscale" or wa.dim() != 1 or wb.dim() != 1:
+        if self.backend not in ("multiscale", "auto") or wa.dim() != 1 or wb.dim() != 1:
             return None
-        return coarse_view(self._impl, self.x, self.y, wa, wb)
+        red = self._impl if self.backend == "multiscale" else self._impl.multiscale
+        return coarse_view(red, self.x, self.y, wa, wb)
 
     def cost(self) -> torch.Tensor:
         return self.cost_fn(self.x, self.y)
@@ -221,8 +254,36 @@ class PointCloud(_PointsGeometry):
         return self.x
 
     def __repr__(self) -> str:
+        auto = f" (multiscale at eps <= {self._impl.eps_max:.3g}, else lazy)" if self.backend == "auto" else ""
         return (f"PointCloud(x={tuple(self.x.shape)}, y={tuple(self.y.shape)}, cost={self.cost_fn!r}, "
-                f"backend={self.backend!r})")
+                f"backend={self.backend!r}{auto})")
+
+
+def _multiscale_may_win(cost_fn: Cost, x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether ``backend="auto"`` chooses by eps between lazy and multiscale: unbatched squared-Euclidean clouds on
+    the CPU (the compiled block kernel), ``d <= MULTISCALE_MAX_DIM`` and ``n m >= MULTISCALE_MIN_ENTRIES``."""
+    return (isinstance(cost_fn, SqEuclidean) and x.dim() == 2 and y.dim() == 2 and kernel_available(x)
+            and _multiscale._b_fwd is not None and x.shape[-1] <= MULTISCALE_MAX_DIM  # its compiled block kernel
+            and x.shape[0] * y.shape[0] >= MULTISCALE_MIN_ENTRIES)
+
+
+class _ByEps:
+    """``backend="auto"`` where the best reduction depends on the temperature: the multiscale soft-min at
+    ``eps <= eps_max`` for unbatched potentials (few kept block pairs), the lazy one otherwise. Both are exact to
+    the multiscale certificate (``eps * rtol`` per entry), so a solve may switch between them as eps anneals."""
+
+    def __init__(self, cost_fn: Cost, x, y, chunk, eps_max: float):
+        self.lazy = lazy_backend(cost_fn, x, chunk, "lazy")
+        self.multiscale = MultiscaleSoftmin(cost_fn, x, y)  # its clustering is built on its first call
+        self.eps_max = eps_max
+
+    def backend_for(self, eps: float) -> str:
+        return "multiscale" if eps <= self.eps_max else "lazy"
+
+    def softmin(self, x, y, h, eps, dim):
+        if h.dim() == 1 and eps <= self.eps_max:
+            return self.multiscale.softmin(x, y, h, eps, dim)
+        return self.lazy.softmin(x, y, h, eps, dim)
 
 
 class _DensePoints:

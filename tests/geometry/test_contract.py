@@ -160,3 +160,63 @@ def test_grid_plan_cost_is_separable_and_exact(dtype, eps):
     assert 6400 > 4096  # Grid.cost() would refuse this grid
     res = monge.solve_grid(a, b, eps=1e-3)
     assert float(res.transport_cost) == pytest.approx(0.25, rel=1e-6)  # (40 / 80)^2
+
+
+# ---------------------------------------------------------------- backend="auto" and the multiscale soft-min
+def test_auto_picks_multiscale_for_large_low_dimensional_sqeuclidean_clouds():
+    """Issue 14: the choice is read, nothing large is solved (n m = MULTISCALE_MIN_ENTRIES, the smallest cloud it
+    applies to); multiscale only at small eps, only for unbatched squared-Euclidean clouds in low dimension."""
+    from monge.geometry import pointcloud as pc
+
+    n = int(pc.MULTISCALE_MIN_ENTRIES**0.5) + 1
+    x, y = torch.rand(n, 3), torch.rand(n, 3)
+    geom = PointCloud(x, y)
+    diam2 = geom.cost_scale()
+    small, large = (0.5 * pc.MULTISCALE_MAX_BLUR) ** 2 * diam2, (2.0 * pc.MULTISCALE_MAX_BLUR) ** 2 * diam2
+    assert geom.backend == "auto" and "multiscale at eps <=" in repr(geom)
+    assert (geom.backend_for(small), geom.backend_for(large)) == ("multiscale", "lazy")
+    assert geom.transposed().backend_for(small) == "multiscale"
+    assert PointCloud(x, y, cost="sqeuclidean_half").backend_for(small / 2) == "multiscale"  # eps in cost units
+    d_hi = pc.MULTISCALE_MAX_DIM + 1
+    others = {
+        "batched x": PointCloud(x.expand(2, n, 3), y),
+        "batched y": PointCloud(x, y.expand(3, n, 3)),
+        "euclidean": PointCloud(x, y, cost="euclidean", p=1),
+        "cosine": PointCloud(x, y, cost="cosine"),
+        f"d = {d_hi}": PointCloud(torch.rand(n, d_hi), torch.rand(n, d_hi)),
+        "n m below the threshold": PointCloud(x[: n // 2], y),
+        "lazy asked": PointCloud(x, y, backend="lazy"),
+    }
+    for name, other in others.items():
+        assert other.backend != "auto" and other.backend_for(small) != "multiscale", name
+
+
+def test_auto_switching_to_multiscale_by_eps_equals_the_lazy_backend(monkeypatch):
+    """A solve on an "auto" cloud crosses from the lazy soft-min (early eps-scaling stages) to the multiscale one
+    (eps at or below the threshold) and returns the lazy backend's potentials, value and gradient."""
+    from monge.geometry import pointcloud as pc
+
+    monkeypatch.setattr(pc, "MULTISCALE_MIN_ENTRIES", 0)  # a small cloud stands for a large one
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(400, 2, generator=g, dtype=F64), torch.rand(300, 2, generator=g, dtype=F64)
+    eps = 0.5 * pc.MULTISCALE_MAX_BLUR**2 * PointCloud(x, y, backend="lazy").cost_scale()
+    kw = dict(eps=eps, tol=1e-10, schedule=monge.EpsScaling(0.5))
+    auto = PointCloud(x, y)
+    assert auto.backend == "auto" and auto.backend_for(eps) == "multiscale" and auto.backend_for(100 * eps) == "lazy"
+    lazy_eps, lazy_softmin = [], auto._impl.lazy.softmin
+    auto._impl.lazy.softmin = lambda *args: lazy_eps.append(args[3]) or lazy_softmin(*args)
+    res = monge.solve(auto, **kw)
+    ref = monge.solve(PointCloud(x, y, backend="lazy"), **kw)
+    assert auto._impl.multiscale.stats["calls"] > 0 and lazy_eps  # both ran: lazy at the early stages only
+    assert min(lazy_eps) > auto._impl.eps_max
+    assert res.convergence.all_converged and ref.convergence.all_converged
+    torch.testing.assert_close(res.value, ref.value, rtol=1e-8, atol=0)
+    shift = float((res.f - ref.f).mean())  # potentials are defined up to (f + c, g - c)
+    torch.testing.assert_close(res.f - shift, ref.f, rtol=0, atol=1e-7)
+    torch.testing.assert_close(res.g + shift, ref.g, rtol=0, atol=1e-7)
+    grads = []
+    for backend in ("auto", "lazy"):
+        xr = x.clone().requires_grad_()
+        monge.sinkhorn_divergence(xr, y, eps=eps, backend=backend, tol=1e-10).backward()
+        grads.append(xr.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-7)
