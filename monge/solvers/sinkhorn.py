@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validation import check_batch
 from ..problems.linear import LinearProblem
 from ..results import SinkhornResult
 from ._loop import fixed_point, relaxed
@@ -29,6 +30,10 @@ try:  # the compiled start and finish of small dense solves (csrc/sinkhorn_small
     from .._core import sinkhorn_small_state as _small_state
 except ImportError:  # pragma: no cover - depends on the build
     _small_state = None
+try:  # the compiled dense loop (csrc/sinkhorn_dense.cpp), called directly by _CompiledLoop for dense kernels
+    from .._core import sinkhorn_kernel_run as _kernel_run
+except ImportError:  # pragma: no cover - depends on the build
+    _kernel_run = None
 
 __all__ = ["Sinkhorn", "SinkhornData", "DEFAULT_TOL", "GRADS", "sinkhorn_loop"]
 
@@ -158,12 +163,14 @@ class _CompiledLoop:
         self.rho = [m.rho if type(m) is KL else math.inf for m in ms]
         self.lw = [m.lw.contiguous().numpy() for m in ms]  # loop constants: converted once
         self.w = [m.w.contiguous().numpy() for m in ms]
-        self.K = (kern.K.numpy(), float(kern.c0)) if _small_state is not None and hasattr(kern, "c0") else None
+        dense = hasattr(kern, "c0") and getattr(kern, "K", None) is not None and kern.K.dim() == 2
+        self.K = (kern.K.numpy(), float(kern.c0)) if dense else None  # a dense kernel: its numpy view and shift, once
+        self.threads = torch.get_num_threads()
 
     def _state(self, f, g, half: bool):
         """:func:`sinkhorn_small_state` (csrc/sinkhorn_small.cpp): ``(f, Sf, Sg, rows, cols, value)`` at ``(f, g)``,
         after the final half step when ``half``; None where a sum was unreliable (the caller goes to torch)."""
-        if self.K is None:
+        if self.K is None or _small_state is None:
             return None
         out = _small_state(*self.K, self.eps, *self.lw, *self.w, *self.rho, f.detach().contiguous().numpy(),
                            g.detach().contiguous().numpy(), half)
@@ -206,8 +213,7 @@ class _CompiledLoop:
         over-relaxation probes watch)."""
         seen = []
         if self.live:
-            new, done, self.live, rows, cols, trace = self.kern.run(
-                state[0], state[1], state[3], self.lw[0], self.lw[1], *self.kappa, omega, k, *self.w, *self.rho)
+            new, done, self.live, rows, cols, trace = self._run(state, omega, k)
             if new is not None:
                 state, k = new, k - done
                 self.last = (new, rows, cols)
@@ -216,6 +222,17 @@ class _CompiledLoop:
             state = self.data.step(self.geom, state, self.eps, omega)
             seen.append(self.data.rows(state, self.eps))
         return state, seen
+
+    def _run(self, state, omega, k: int):
+        """``kern.run``; for a dense kernel the binding itself, without the per-call conversions of its inputs."""
+        if self.K is None or _kernel_run is None:
+            return self.kern.run(state[0], state[1], state[3], self.lw[0], self.lw[1], *self.kappa, omega, k,
+                                 *self.w, *self.rho)
+        f, g, Sf, Sg, done, complete, rows, cols, trace = _kernel_run(
+            *self.K, self.eps, *self.lw, *(state[i].detach().numpy() for i in (0, 1, 3)), *self.kappa, float(omega),
+            int(k), *self.w, *self.rho, self.threads)
+        new = None if f is None else tuple(map(torch.from_numpy, (f, g, Sf, Sg)))
+        return new, done, complete, rows, cols, trace
 
     def measure(self, state):
         """``(error, rows)`` of ``state`` (:meth:`SinkhornData.measure`)."""
@@ -306,7 +323,8 @@ class Sinkhorn:
 
     def _init(self, prob, init, k):
         n_shape, m_shape = prob.a.shape[prob.a.dim() - k :], prob.b.shape[prob.b.dim() - k :]
-        batch = prob.batch_shape
+        batch = check_batch(geom=prob.geom.batch_shape, a=prob.a.shape[: prob.a.dim() - k],
+                            b=prob.b.shape[: prob.b.dim() - k])  # = prob.batch_shape, equal shapes without torch
         like = prob.geom.like()
         if init is None:
             return like.new_zeros((*batch, *n_shape)), like.new_zeros((*batch, *m_shape))
