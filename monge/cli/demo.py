@@ -23,6 +23,7 @@ from .sections.free_support import section_free_support
 from .sections.gaussian import section_gaussian
 from .sections.generative import section_generative
 from .sections.gromov import section_gromov
+from .sections.partial import section_partial
 from .sections.registration import section_registration
 from .sections.sample_complexity import section_sample_complexity
 from .sections.semidiscrete import section_semidiscrete
@@ -144,10 +145,10 @@ def section_entropic(out_dir: Path) -> Section:
     )
 
 
-SECTIONS = [section_matching, section_digits, section_exact_scale, section_entropic, section_semidiscrete,
-            section_w1_map, section_flows, section_barycenters, section_free_support, section_dictionary,
-            section_multilabel, section_gromov, section_generative, section_gaussian, section_color, section_registration,
-            section_wmd, section_sample_complexity]
+SECTIONS = [section_matching, section_digits, section_exact_scale, section_entropic, section_partial,
+            section_semidiscrete, section_w1_map, section_flows, section_barycenters, section_free_support,
+            section_dictionary, section_multilabel, section_gromov, section_generative, section_gaussian, section_color,
+            section_registration, section_wmd, section_sample_complexity]
 
 
 def run_demo(out_dir: str | Path = "report", verbose: bool = True) -> Path:

@@ -23,7 +23,7 @@ from .._validation import as_tensor, check_int, check_positive, check_weights
 from ..geometry import DenseCost
 from ..geometry.base import Geometry
 from ..results.partial import PartialResult
-from ._loop import fixed_point
+from ._loop import fixed_point, relaxed
 from .sinkhorn import DEFAULT_TOL
 
 __all__ = ["partial_wasserstein"]
@@ -151,12 +151,13 @@ class _Dual:
         return self.eps * (self.lm - torch.logsumexp(la + (u - s) / self.eps, -1))
 
     def step(self, state, omega):
+        """One sweep f, lam, g; ``omega`` over-relaxes the f and g blocks (then projected on <= 0)."""
         f, g, lam = state
         r = self.geom.softmin(g + self.eps * self.lb, self.eps, 1)
-        f = torch.clamp(r - self._lam(f, self.la, r)[..., None], max=0.0)
+        f = torch.clamp(relaxed(f, r - self._lam(f, self.la, r)[..., None], omega), max=0.0)
         s = self.geom.softmin(f + self.eps * self.la, self.eps, 0)
         lam = self._lam(g, self.lb, s)
-        return f, torch.clamp(s - lam[..., None], max=0.0), lam
+        return f, torch.clamp(relaxed(g, s - lam[..., None], omega), max=0.0), lam
 
     def rows(self, state):
         """``(P 1, what the exact f-update would make it)``: they agree at a fixed point."""
@@ -184,15 +185,30 @@ class _Dual:
 
 
 def _entropic(geom, a, b, mass, eps, tol, max_iter, check_every, verbose) -> PartialResult:
+    """Block ascent at ``eps * 4^k`` down to ``eps`` from the cost scale (loose stages, warm-started: without them
+    a plan that must saturate every row stalls), over-relaxed by the driver's adaptive rule; the certificate is
+    the final stage's KKT residual of the returned duals."""
     batch = torch.broadcast_shapes(geom.batch_shape, a.shape[:-1], b.shape[:-1], mass.shape)
     n, m = geom.shape
     loop = geom.detach()
-    dual = _Dual(loop, a.detach().expand(*batch, n), b.detach().expand(*batch, m), mass.detach().expand(batch), eps)
+    args = (a.detach().expand(*batch, n), b.detach().expand(*batch, m), mass.detach().expand(batch))
     like = geom.like()
     state = (like.new_zeros(*batch, n), like.new_zeros(*batch, m), like.new_zeros(batch))
-    run = fixed_point(dual.step, dual.error, state, tol=tol, max_iter=max_iter, check_every=check_every, omega=1.0,
-                      freeze=dual.freeze if len(batch) else None, verbose=verbose, name="partial_wasserstein",
-                      criterion="kkt_l1")
+    stages, e = [], eps
+    while e < 0.25 * loop.cost_scale() and len(stages) < 60:
+        e *= 4.0
+        stages.append(e)
+    done = 0
+    for e in stages[::-1]:  # loose: 1e-2 of the mass, or tol if that is looser; no warning (the last stage reports)
+        stage = _Dual(loop, *args, e)
+        run = fixed_point(stage.step, stage.error, state, tol=max(tol, 1e-2),
+                          max_iter=max_iter, check_every=check_every, freeze=_Dual.freeze if batch else None,
+                          quiet=True, criterion="kkt_l1")
+        state, done = run.state, done + run.n_iters
+    dual = _Dual(loop, *args, eps)
+    run = fixed_point(dual.step, dual.error, state, tol=tol, max_iter=max(max_iter - done, 1), start=done,
+                      check_every=check_every, freeze=dual.freeze if batch else None, verbose=verbose,
+                      name="partial_wasserstein", criterion="kkt_l1")
     f, g, lam = run.state
     value = dual.value(geom, a, b, mass, run.state)
 

@@ -41,3 +41,13 @@ def test_section_semidiscrete_small(tmp_path):
     assert err < 1e-8
     first, last = (float(v) for v in re.findall(r"[\d.]+e[-+]\d+", s.metrics["Lloyd: W_2^2 first -> last"]))
     assert last < first  # Lloyd decreases the quantisation error
+
+
+def test_section_partial_small(tmp_path):
+    from monge.cli.sections.partial import section_partial
+
+    s = section_partial(tmp_path, n=40, n_out=8)
+    assert _images_written(s, tmp_path)
+    assert float(s.metrics["mass received by the outliers (exact partial)"]) == 0.0
+    assert float(s.metrics["exact partial value"]) < float(s.metrics["balanced OT value"])
+    assert s.metrics["entropic partial: status / iterations / KKT residual"].startswith("converged")

@@ -154,3 +154,22 @@ def test_bad_inputs_name_the_argument():
         partial_wasserstein(C, a, b[:-1], mass=0.5)
     with pytest.raises(ValueError, match="C: partial OT needs one support dimension"):
         partial_wasserstein(monge.Grid((4, 4)), mass=0.5, eps=0.1)
+
+
+def test_entropic_saturating_every_row_converges_and_is_feasible():
+    # mass = |a| < |b|: every source row must be saturated (a plain block ascent stalls here; the eps stages fix it)
+    from monge.cli.sections.partial import _clouds
+
+    x, y = _clouds(40, 8)
+    C = torch.cdist(x, y) ** 2
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(40, generator=g, dtype=torch.float64) + 0.5
+    b = torch.rand(48, generator=g, dtype=torch.float64) + 0.5
+    a = a / a.sum()
+    b = 1.25 * b / b.sum()
+    res = partial_wasserstein(C, a, b, mass=1.0, eps=0.01)
+    assert res.convergence.all_converged, res.convergence
+    rows, cols = res.marginals
+    torch.testing.assert_close(rows, a, atol=1e-6, rtol=0)
+    assert float((cols - b).max()) <= 1e-6 and float(rows.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert bool((res.f <= 0).all()) and bool((res.g <= 0).all())
