@@ -6,7 +6,9 @@ Sinkhorn loop a POT user writes with POT's own construction (``ot.bregman.convol
 monge uses the same grid (``spacing = 1/(n-1)``) and ``eps = reg``. Both stop on the same l1 marginal error,
 checked every 10 iterations; each side is timed as the best of ``--repeat`` runs, after a pause that lets the
 other library's idle threads stop spinning (on 2 cores they otherwise steal one from the side being timed).
-Usage: python benchmarks/bench_grid_sinkhorn.py [--n 256] [--eps 1e-2 2e-3 2e-4] [--repeat 3]
+Each side reports wall and CPU time (``time.process_time``: what the machine's other load does not inflate as much) and
+the ratio of each, computed in the same process; ``--n`` takes several sizes.
+Usage: python benchmarks/bench_grid_sinkhorn.py [--n 64 256 512] [--eps 1e-2 2e-3 2e-4] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ def images(n):
 
 
 def kernel_mode(a, b, reg, tol, max_iter=20000):
-    """Kernel-mode convolutional Sinkhorn with POT's kernel; returns (seconds, iterations, l1 error)."""
+    """Kernel-mode convolutional Sinkhorn with POT's kernel; returns (wall s, CPU s, iterations, l1 error)."""
     n = a.shape[0]
     t = np.linspace(0, 1, n)
     K1 = np.exp(-((t[:, None] - t[None, :]) ** 2) / reg)
     conv = lambda img: K1 @ img @ K1  # noqa: E731
     v = np.ones_like(b)
     settle()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     err = np.inf
     with np.errstate(all="ignore"):
         for it in range(max_iter):
@@ -48,41 +50,50 @@ def kernel_mode(a, b, reg, tol, max_iter=20000):
                 if not np.isfinite(err) or err < tol:
                     break
             v = b / conv(u)
-    return time.perf_counter() - t0, it, err
+    return time.perf_counter() - t0, time.process_time() - c0, it, err
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--n", type=int, nargs="+", default=[256])
     ap.add_argument("--eps", type=float, nargs="+", default=[1e-2, 2e-3, 2e-4])
     ap.add_argument("--tol", type=float, default=1e-6)
+    ap.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per case; the best is reported (both sides)")
     args = ap.parse_args()
-    print(f"# grid Sinkhorn, {args.n}x{args.n}, tol {args.tol:g} (l1 marginal), on {machine()}")
-    a, b = images(args.n)
-    spacing = (1 / (args.n - 1),) * 2
-    monge.solve_grid(torch.from_numpy(a[:8, :8] / a[:8, :8].sum()), torch.from_numpy(b[:8, :8] / b[:8, :8].sum()),
-                     eps=0.1)  # warm-up
-    for eps in args.eps:
-        runs = [kernel_mode(a, b, eps, args.tol) for _ in range(args.repeat)]
-        t_k, it_k, err_k = min(runs)
-        ok = np.isfinite(err_k) and err_k < args.tol
-        peer = f"kernel mode {t_k:7.2f} s, {it_k} its, err {err_k:.1e}" + ("" if ok else " (FAILED: underflow/NaN)")
-        for dtype in (torch.float64, torch.float32):
-            at, bt = torch.from_numpy(a).to(dtype), torch.from_numpy(b).to(dtype)
-            tol = max(args.tol, 1e-5) if dtype == torch.float32 else args.tol
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                t_m = float("inf")
-                for _ in range(args.repeat):
-                    settle()
-                    t0 = time.perf_counter()
-                    res = monge.solve_grid(at, bt, eps=eps, spacing=spacing, tol=tol, max_iter=20000)
-                    t_m = min(t_m, time.perf_counter() - t0)
-            ratio = f"{t_k / t_m:5.2f}x" if ok else "  n/a"
-            print(f"eps={eps:<7g} monge {str(dtype)[6:]:<8} {t_m:7.2f} s, {int(res.convergence.n_iters)} its, "
-                  f"err {float(res.convergence.error):.1e}, {res.convergence.status[0]:<17} | {peer} | "
-                  f"ratio {ratio}")
+    print(f"# grid Sinkhorn, tol {args.tol:g} (l1 marginal), wall / CPU seconds, on {machine()}")
+    for n in args.n:
+        a, b = images(n)
+        monge.solve_grid(torch.from_numpy(a[:8, :8] / a[:8, :8].sum()),
+                         torch.from_numpy(b[:8, :8] / b[:8, :8].sum()), eps=0.1)  # warm-up
+        for eps in args.eps:
+            runs = [kernel_mode(a, b, eps, args.tol) for _ in range(args.repeat)]
+            t_k, c_k = min(r[0] for r in runs), min(r[1] for r in runs)
+            it_k, err_k = runs[-1][2:]
+            ok = np.isfinite(err_k) and err_k < args.tol
+            peer = (f"kernel mode {t_k:7.3f} / {c_k:7.3f} s, {it_k} its, err {err_k:.1e}"
+                    + ("" if ok else " (FAILED: underflow/NaN)"))
+            for name in args.dtypes:
+                t_m, c_m, res = run_monge(a, b, n, eps, getattr(torch, name), args)
+                ratio = f"{t_k / t_m:5.2f}x wall {c_k / c_m:5.2f}x CPU" if ok else "  n/a"
+                print(f"{n}x{n} eps={eps:<7g} monge {name:<8} {t_m:7.3f} / {c_m:7.3f} s, "
+                      f"{int(res.convergence.n_iters)} its, err {float(res.convergence.error):.1e}, "
+                      f"{res.convergence.status[0]:<10} | {peer} | ratio {ratio}")
+
+
+def run_monge(a, b, n, eps, dtype, args):
+    """(best wall s, best CPU s, last result) of ``monge.solve_grid`` over ``args.repeat`` runs."""
+    at, bt = torch.from_numpy(a).to(dtype), torch.from_numpy(b).to(dtype)
+    tol = max(args.tol, 1e-5) if dtype == torch.float32 else args.tol
+    t_m = c_m = float("inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(args.repeat):
+            settle()
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = monge.solve_grid(at, bt, eps=eps, spacing=(1 / (n - 1),) * 2, tol=tol, max_iter=20000)
+            t_m, c_m = min(t_m, time.perf_counter() - t0), min(c_m, time.process_time() - c0)
+    return t_m, c_m, res
 
 
 if __name__ == "__main__":

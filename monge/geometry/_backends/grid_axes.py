@@ -83,8 +83,9 @@ def fused_product(h: torch.Tensor, kernels: list, eps: float):
 
 def _numpy_ok(h: torch.Tensor) -> bool:
     """Whether ``h`` may go through numpy: a plain strided CPU tensor whose soft-min records nothing for autograd."""
-    return (h.device.type == "cpu" and h.layout == torch.strided and type(h) is torch.Tensor
-            and not (h.requires_grad and torch.is_grad_enabled()) and not torch._C._functorch.is_functorch_wrapped_tensor(h))
+    plain = type(h) is torch.Tensor and h.layout == torch.strided and not h.is_neg()
+    return (plain and h.device.type == "cpu" and not (h.requires_grad and torch.is_grad_enabled())
+            and not torch._C._functorch.is_functorch_wrapped_tensor(h))  # (vmap / grad transforms: torch)
 
 
 def _fused_numpy(h: torch.Tensor, kernels: list, eps: float):

@@ -87,7 +87,8 @@ class GridLoop:
         Returns ``((f, g, Sf, Sg), done, complete, rows, cols, trace)`` as the compiled dense loop does:
         ``complete`` False when a product was unreliable at iteration ``done`` (the state returned is the one
         before it, ``None`` if there is none); ``rows``, ``cols`` the l1 residuals of the two marginals' optimality
-        conditions at the returned state; ``trace`` the rows residual after each iteration run (numpy).
+        conditions at the returned state; ``trace`` the rows residual after each iteration run (numpy), measured
+        only where the driver reads it (every iteration when ``omega = 1``, its probe phase; else NaN but the last).
         """
         eps = self.eps
         ela, elb = eps * np.asarray(lwa), eps * np.asarray(lwb)
@@ -95,7 +96,8 @@ class GridLoop:
         if not all(np.isfinite(t).all() for t in (f, g, Sg)):  # a start the log-domain step must handle
             return None, 0, False, math.nan, math.nan, None
         Sf, done, complete = None, 0, True
-        trace = np.zeros(max(int(iters), 1))
+        trace = np.full(max(int(iters), 1), math.nan)
+        every = omega == 1.0  # the driver reads the trace only in its probe phase (plain iterations)
         for done in range(int(iters)):
             fn = _relax(f, Sg, ka, omega)
             sf = self.half(fn, ela)
@@ -108,14 +110,15 @@ class GridLoop:
                 complete = False
                 break
             f, g, Sf, Sg = fn, gn, sf, sg
-            trace[done] = _residual(f, Sg, lwa, wa, eps, rho_a)
+            if every or done == iters - 1:
+                trace[done] = _residual(f, Sg, lwa, wa, eps, rho_a)
         else:
             done = int(iters)
         if not complete and self.on_fail is not None:
             self.on_fail()
         if Sf is None:
             return None, done, complete, math.nan, math.nan, None
-        rows = float(trace[done - 1])
+        rows = float(trace[done - 1]) if not math.isnan(trace[done - 1]) else _residual(f, Sg, lwa, wa, eps, rho_a)
         cols = _residual(g, Sf, lwb, wb, eps, rho_b)
         state = tuple(torch.from_numpy(np.ascontiguousarray(t)) for t in (f, g, Sf, Sg))
         return state, done, complete, rows, cols, trace[:done]
