@@ -148,3 +148,34 @@ def test_exact_batch_equals_loop():
         one = gromov_wasserstein(x[k], y[k])
         torch.testing.assert_close(batch.value[k], one.value, atol=1e-14, rtol=0)
         torch.testing.assert_close(batch.plan[k], one.plan, atol=1e-14, rtol=0)
+
+
+@pytest.mark.parametrize("B, n, m", [(6, 6, 4), (4, 6, 4)])  # B = n, then B = m
+def test_exact_batch_plans_are_sparse_and_equal_the_dense(B, n, m):
+    """A batch of exact results keeps sparse plans (B, K) padded with zeros; plan, plan_sparse and the marginals
+    agree with each other and with the single solves."""
+    from monge import gromov_wasserstein
+
+    g = torch.Generator().manual_seed(12)
+    x = torch.rand(B, n, 2, generator=g, dtype=torch.float64)
+    y = torch.rand(B, m, 3, generator=g, dtype=torch.float64)
+    x[1] = x[0]  # two equal elements: equal supports
+    y[1] = y[0]
+    res = gromov_wasserstein(x, y)
+    assert isinstance(res, ExactGWResult) and res.rows.dim() == 2 and res.rows.shape[0] == B
+    assert res.rows.shape == res.cols.shape == res.vals.shape and res.shape == (n, m)
+    dense = res.plan
+    assert dense.shape == (B, n, m)
+    sp = res.plan_sparse
+    assert sp.is_sparse and sp.shape == (B, n, m)
+    torch.testing.assert_close(sp.to_dense(), dense, atol=0, rtol=0)
+    ra, cb = res.marginals
+    torch.testing.assert_close(ra, dense.sum(-1), atol=1e-15, rtol=0)
+    torch.testing.assert_close(cb, dense.sum(-2), atol=1e-15, rtol=0)
+    for k in range(B):
+        one = gromov_wasserstein(x[k], y[k])
+        torch.testing.assert_close(dense[k], one.plan, atol=1e-14, rtol=0)
+        torch.testing.assert_close(sp[k].to_dense(), one.plan_sparse.to_dense(), atol=1e-14, rtol=0)
+        torch.testing.assert_close(res.value[k], one.value, atol=1e-14, rtol=0)
+        K = int((res.vals[k] > 0).sum())
+        assert K == int((one.vals > 0).sum()) and bool((res.vals[k, K:] == 0).all())  # padding at the end

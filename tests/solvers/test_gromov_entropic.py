@@ -197,9 +197,63 @@ def test_batch_colliding_with_sizes_equals_single_solves(eps):
     assert len(res.convergence.status) == B
     for k in range(B):
         one = gromov_wasserstein(x[k], y[k], a[k], eps=eps)
-        torch.testing.assert_close(res.plan[k], one.plan, atol=0, rtol=0)
-        torch.testing.assert_close(res.value[k], one.value, atol=0, rtol=0)
+        torch.testing.assert_close(res.plan[k], one.plan, atol=1e-10, rtol=0)
+        torch.testing.assert_close(res.value[k], one.value, atol=1e-10, rtol=0)
+        assert int(res.convergence.n_iters[k]) == int(one.convergence.n_iters)
     torch.testing.assert_close(res.plan.sum(-1), a, atol=1e-7, rtol=0)
+
+
+def _batch(rng, B, n, m):
+    x, y = torch.from_numpy(rng.normal(size=(B, n, 2)) / 2), torch.from_numpy(rng.normal(size=(B, m, 3)) / 2)
+    a, b = (torch.from_numpy(rng.dirichlet(np.ones(k), size=B)) for k in (n, m))
+    return x, y, a, b
+
+
+@pytest.mark.parametrize("B, n, m", [(6, 6, 4), (4, 6, 4)])  # B = n, then B = m
+@pytest.mark.parametrize("path", ["per_element", "batched_sinkhorn"])
+def test_batched_loop_equals_single_solves_to_1e10(monkeypatch, B, n, m, path):
+    """The batched loop (one driver loop over (B, n, m) plans) equals the single solves to 1e-10 in float64, on both
+    inner paths: compiled per-element Sinkhorn solves, and one batched log-domain Sinkhorn (forced here)."""
+    if path == "batched_sinkhorn":
+        monkeypatch.setattr(entropic_mod, "_compiled_first", lambda geom, eps: None)
+    x, y, a, b = _batch(np.random.default_rng(21), B, n, m)
+    kw = dict(eps=0.05, tol=1e-12, inner_tol=1e-13)
+    res = gromov_wasserstein(x, y, a, b, **kw)
+    assert res.convergence.converged.tolist() == [True] * B and res.convergence.n_iters.shape == (B,)
+    assert res.convergence.level("sinkhorn").n_iters.shape == (B,)
+    for k in range(B):
+        one = gromov_wasserstein(x[k], y[k], a[k], b[k], **kw)
+        torch.testing.assert_close(res.plan[k], one.plan, atol=1e-10, rtol=0)
+        torch.testing.assert_close(res.quadratic_term[k], one.quadratic_term, atol=1e-10, rtol=0)
+        torch.testing.assert_close(res.value[k], one.value, atol=1e-10, rtol=0)
+        if path == "per_element":  # the same inner solves: the same steps (a batched solve is at the batch's
+            assert int(res.convergence.n_iters[k]) == int(one.convergence.n_iters)  # tightest tolerance)
+
+
+@pytest.mark.parametrize("path", ["per_element", "batched_sinkhorn"])
+def test_batch_reports_each_elements_status(monkeypatch, path):
+    """One element that needs more outer steps than max_iter: it alone reports max_iter (with max_iter steps),
+    the others converge with their own step counts; one warning names it."""
+    if path == "batched_sinkhorn":
+        monkeypatch.setattr(entropic_mod, "_compiled_first", lambda geom, eps: None)
+    x, y, a, b = _batch(np.random.default_rng(22), 4, 5, 5)  # alone: 6, 17, 5 and 7 outer steps
+    kw = dict(eps=0.05)
+    steps = [int(gromov_wasserstein(x[k], y[k], a[k], b[k], **kw).convergence.n_iters) for k in range(4)]
+    slow = int(np.argmax(steps))
+    cap = sorted(steps)[-2] + 1  # every element but the slowest converges within the cap
+    assert cap < steps[slow]
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        res = gromov_wasserstein(x, y, a, b, max_iter=cap, **kw)
+    conv = res.convergence
+    assert [s for k, s in enumerate(conv.status) if k != slow] == ["converged"] * 3
+    assert conv.status[slow] in ("max_iter", "stalled") and not bool(conv.converged[slow])
+    assert conv.converged.tolist() == [k != slow for k in range(4)]
+    assert int(conv.n_iters[slow]) == cap
+    for k in range(4):
+        if k != slow:  # each its own count (a batched solve is at the batch's tightest tolerance: fewer steps)
+            assert int(conv.n_iters[k]) == steps[k] if path == "per_element" else 1 <= int(conv.n_iters[k]) < cap
+    assert len(w) == 1 and w[0].filename == __file__ and f"[{slow}]" in str(w[0].message)
 
 
 def test_batched_fused_and_precomputed():
@@ -212,7 +266,8 @@ def test_batched_fused_and_precomputed():
     assert res.convergence.all_converged and res.plan.shape == (B, n, n)
     for k in range(B):
         one = monge.fused_gromov_wasserstein(M[k], C[k], C[k], eps=0.3)
-        torch.testing.assert_close(res.value[k], one.value, atol=0, rtol=0)
+        torch.testing.assert_close(res.value[k], one.value, atol=1e-10, rtol=0)  # batched products: rounding
+        torch.testing.assert_close(res.plan[k], one.plan, atol=1e-10, rtol=0)
 
 
 def test_batch_warns_once_for_unconverged_members():

@@ -18,7 +18,7 @@ from ...geometry.base import Geometry
 from ...geometry.pointcloud import PointCloud
 from ...problems.quadratic import QuadraticProblem, check_square_symmetric
 from .cg import GromovWasserstein
-from .common import GWResult, stack_results, user_stacklevel
+from .common import GWResult, stack_exact, user_stacklevel
 from .entropic import EntropicGromovWasserstein
 
 __all__ = ["gromov_wasserstein", "fused_gromov_wasserstein"]
@@ -65,9 +65,10 @@ def gromov_wasserstein(x, y, a=None, b=None, *, eps: float | None = None, loss: 
             ``inner_max_iter``, ``backend``, ``grad`` (entropic).
 
     Batches: ``x (B, n, d)`` / ``(B, n, n)``, ``y``, ``a (B, n)``, ``b``, ``init (B, n, m)`` (any of them; the
-    others are shared) solve ``B`` problems of equal sizes, one after another; the result is a
-    :class:`~monge.solvers.gromov.GWResult` whose fields get a leading ``B`` (dense plans ``(B, n, m)``, also for the
-    exact solver) and ``convergence`` is per problem.
+    others are shared) solve ``B`` problems of equal sizes; every field gets a leading ``B`` and ``convergence`` is
+    per problem (status, ``n_iters``). Entropic: one batched loop over ``(B, n, m)`` plans (each outer step a
+    batched Sinkhorn over the problems still iterating). Exact: the problems one after another, the result an
+    :class:`~monge.results.ExactGWResult` with sparse plans ``rows, cols, vals (B, K)`` padded with zeros.
 
     Returns:
         :class:`~monge.solvers.gromov.GWResult`: ``plan``, ``value`` (differentiable), ``quadratic_term`` (the GW
@@ -85,14 +86,12 @@ def gromov_wasserstein(x, y, a=None, b=None, *, eps: float | None = None, loss: 
         >>> float(res.value) < 1e-12, res.plan.argmax(1).tolist() == perm.argsort().tolist()
         (True, True)
     """
-    def one(x, y, a, b, init):
+    def build(x, y, a, b):
         with _named(geom_xx="x", geom_yy="y"):
-            prob = QuadraticProblem(_intra(x, "x", cost), _intra(y, "y", cost), a, b, loss=loss, rho_a=rho_a,
+            return QuadraticProblem(_intra(x, "x", cost), _intra(y, "y", cost), a, b, loss=loss, rho_a=rho_a,
                                     rho_b=rho_b)
-        return solver(prob, init=init)
 
-    solver = _solver(eps, solver_kw)
-    return _batched(one, x=(x, 2), y=(y, 2), a=(a, 1), b=(b, 1), init=(init, 2))
+    return _batched(_solver(eps, solver_kw), build, init, x=(x, 2), y=(y, 2), a=(a, 1), b=(b, 1))
 
 
 def fused_gromov_wasserstein(M, Cx, Cy, a=None, b=None, *, alpha: float = 0.5, eps: float | None = None,
@@ -124,35 +123,39 @@ def fused_gromov_wasserstein(M, Cx, Cy, a=None, b=None, *, alpha: float = 0.5, e
         >>> float(res.value), (res.plan * 3).round().tolist()
         (0.0, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     """
-    def one(M, Cx, Cy, a, b, init):
+    def build(M, Cx, Cy, a, b):
         with _named(geom_xx="Cx", geom_yy="Cy", geom_xy="M"):
-            prob = QuadraticProblem(_intra(Cx, "Cx", "precomputed"), _intra(Cy, "Cy", "precomputed"), a, b,
+            return QuadraticProblem(_intra(Cx, "Cx", "precomputed"), _intra(Cy, "Cy", "precomputed"), a, b,
                                     geom_xy=M if isinstance(M, Geometry) else _fused(M), alpha=alpha, loss=loss,
                                     rho_a=rho_a, rho_b=rho_b)
-        return solver(prob, init=init)
 
-    solver = _solver(eps, solver_kw)
-    return _batched(one, M=(M, 2), Cx=(Cx, 2), Cy=(Cy, 2), a=(a, 1), b=(b, 1), init=(init, 2))
+    return _batched(_solver(eps, solver_kw), build, init, M=(M, 2), Cx=(Cx, 2), Cy=(Cy, 2), a=(a, 1), b=(b, 1))
 
 
-def _batched(one, **inputs):
-    """``one(*inputs)``, or a batch of them stacked: an input ``(t, k)`` with ``t.dim() == k + 1`` is batched."""
+def _batched(solver, build, init, **inputs):
+    """``solver(build(*inputs), init)``, or a batch: an input ``(t, k)`` with ``t.dim() == k + 1`` is batched (so is
+    ``init (B, n, m)``). The entropic solver runs the batch in one loop
+    (:meth:`~monge.solvers.gromov.EntropicGromovWasserstein.solve_batch`); the exact solver runs its problems one
+    after another and returns their plans sparse, padded to a common length (``rows, cols, vals (B, K)``)."""
     sizes = {name: t.shape[0] for name, (t, k) in inputs.items()
              if isinstance(t, torch.Tensor) and not isinstance(t, Geometry) and t.dim() == k + 1}
-    plain = [t for t, _ in inputs.values()]
+    if isinstance(init, torch.Tensor) and init.dim() == 3:
+        sizes["init"] = init.shape[0]
     if not sizes:
-        return one(*plain)
+        return solver(build(*[t for t, _ in inputs.values()]), init=init)
     first = next(iter(sizes))
     for name, B in sizes.items():
         if B != sizes[first]:
             raise ValueError(f"{name}: expected a batch of {sizes[first]} problems (as {first}), got a leading "
                              f"dimension of {B}; give every batched input the same batch size")
-    results = []
+    B = sizes[first]
+    probs = [build(*[t[k] if name in sizes else t for name, (t, _) in inputs.items()]) for k in range(B)]
+    inits = [init[k] if "init" in sizes else init for k in range(B)]
+    if isinstance(solver, EntropicGromovWasserstein):
+        return solver.solve_batch(probs, inits)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for k in range(sizes[first]):
-            results.append(one(*[t[k] if name in sizes else t for name, (t, _) in zip(inputs, inputs.values())]))
-    out = stack_results(results)
+        out = stack_exact([solver(p, init=i) for p, i in zip(probs, inits)])
     if caught:
         bad = [i for i, ok in enumerate(out.convergence.converged.tolist()) if not ok]
         warnings.warn(f"gromov_wasserstein: problems {bad} of the batch did not converge ({caught[0].message})",

@@ -7,13 +7,39 @@ import math
 import torch
 
 from ..._warnings import user_stacklevel
-from ...problems.quadratic import LowRank, QuadraticProblem, cross
+from ...problems.quadratic import LowRank, QuadraticProblem, Side, cross
 from ...results import Convergence
-from ...results.gromov import GWResult
+from ...results.gromov import ExactGWResult, GWResult
 from ..exact._batch import centred
 
-__all__ = ["GWResult", "Objective", "differentiable_value", "check_init", "dot", "user_stacklevel", "stack_results",
-           "stack_convergence"]
+__all__ = ["GWResult", "Objective", "differentiable_value", "check_init", "dot", "matvec", "user_stacklevel",
+           "stack_results", "stack_convergence", "stack_exact"]
+
+
+def matvec(H, p: torch.Tensor) -> torch.Tensor:
+    """``H p`` for a dense or :class:`LowRank` ``H (..., n, n)`` and ``p (..., n)``; batch-safe (a batch of ``B``
+    vectors is never read as one ``(B, n)`` matrix, also when ``B == n``)."""
+    if p.dim() == 1 and not isinstance(H, LowRank) and H.dim() == 2:
+        return H @ p
+    q = p.unsqueeze(-1)
+    return (H.U @ (H.V.mT @ q) if isinstance(H, LowRank) else H @ q).squeeze(-1)
+
+
+def _each(item, fn):
+    """``fn`` on a tensor, on both factors of a :class:`LowRank`, ``None`` kept."""
+    if item is None:
+        return None
+    return item.map(fn) if isinstance(item, LowRank) else fn(item)
+
+
+def _stacked(items):
+    """Items of the same kind (tensors, LowRank, None) stacked along a new leading batch dimension."""
+    first = items[0]
+    if first is None:
+        return None
+    if isinstance(first, LowRank):
+        return LowRank(torch.stack([i.U for i in items]), torch.stack([i.V for i in items]))
+    return torch.stack(items)
 
 
 class Objective:
@@ -41,7 +67,7 @@ class Objective:
     def grad(self, X: torch.Tensor, P: torch.Tensor | None = None) -> torch.Tensor:
         r""":math:`\nabla F(P) = (1 - \alpha) M + 2 \alpha (L \otimes P)` from ``X = cross(P)``; the plan's
         marginals are ``a, b`` unless ``P`` is given (unbalanced: its own marginals)."""
-        c1, c2 = (self.c1, self.c2) if P is None else (self.sx.fvec(P.sum(-1)), self.sy.fvec(P.sum(-2)))
+        c1, c2 = (self.c1, self.c2) if P is None else (matvec(self.sx.F, P.sum(-1)), matvec(self.sy.F, P.sum(-2)))
         G = torch.add(c1.unsqueeze(-1), c2.unsqueeze(-2)).sub_(X).mul_(2 * self.alpha)
         return G if self.M is None or self.alpha == 1.0 else G.add_(self.M, alpha=1.0 - self.alpha)
 
@@ -60,6 +86,33 @@ class Objective:
 
     def value(self, lin, quad):
         return (1.0 - self.alpha) * lin + self.alpha * quad
+
+    _FIELDS = ("a", "b", "M", "c1", "c2")
+
+    @classmethod
+    def stack(cls, objs) -> "Objective":
+        """The objectives of equal-size problems (same kind of sides, ``alpha`` and loss) as one with a leading
+        batch dimension on every field: :meth:`cross` and :meth:`grad` then act per element."""
+        out = object.__new__(cls)
+        out.alpha = objs[0].alpha
+        for k in ("sx", "sy"):
+            sides = [getattr(o, k) for o in objs]
+            setattr(out, k, Side(_stacked([s.H for s in sides]), _stacked([s.F for s in sides])))
+        for k in cls._FIELDS:
+            setattr(out, k, _stacked([getattr(o, k) for o in objs]))
+        return out
+
+    def select(self, idx: torch.Tensor) -> "Objective":
+        """The batch elements ``idx`` of a stacked objective."""
+        out = object.__new__(type(self))
+        out.alpha = self.alpha
+        pick = lambda t: t[idx]  # noqa: E731
+        for k in ("sx", "sy"):
+            s = getattr(self, k)
+            setattr(out, k, Side(_each(s.H, pick), _each(s.F, pick)))
+        for k in self._FIELDS:
+            setattr(out, k, _each(getattr(self, k), pick))
+        return out
 
 
 def dot(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
@@ -113,9 +166,23 @@ def stack_convergence(convs) -> Convergence:
                              criterion=convs[0].criterion, errors=trace, stalled=stalled, levels=levels)
 
 
-def stack_results(results) -> GWResult:
-    """The results of a batch of equal-size problems as one :class:`GWResult` with a leading batch dimension."""
+def stack_exact(results) -> ExactGWResult:
+    """Exact results of equal-size problems as one :class:`~monge.results.ExactGWResult` whose triplets are
+    ``(B, K)``, ``K`` the largest support of the batch, padded with zeros at ``(0, 0)`` (as
+    :class:`~monge.results.ExactResult`): ``plan``, ``plan_sparse``, ``marginals`` read it per element."""
+    K = max(r.vals.shape[-1] for r in results)
+    pad = lambda t: torch.cat([t, t.new_zeros(K - t.shape[-1])])  # noqa: E731
     st = lambda name: torch.stack([getattr(r, name) for r in results])  # noqa: E731
+    trip = {k: torch.stack([pad(getattr(r, k)) for r in results]) for k in ("rows", "cols", "vals")}
+    return ExactGWResult(value=st("value"), linear_term=st("linear_term"), quadratic_term=st("quadratic_term"),
+                         f=st("f"), g=st("g"), convergence=stack_convergence([r.convergence for r in results]),
+                         shape=results[0].shape, **trip)
+
+
+def stack_results(results, convergence: Convergence | None = None) -> GWResult:
+    """The results of a batch of equal-size problems as one :class:`GWResult` with a leading batch dimension
+    (``convergence``: the batch's record; ``None``: the elements' records stacked)."""
+    st = lambda name: torch.stack([getattr(r, name) for r in results])  # noqa: E731
+    conv = stack_convergence([r.convergence for r in results]) if convergence is None else convergence
     return GWResult(plan=st("plan"), value=st("value"), linear_term=st("linear_term"),
-                    quadratic_term=st("quadratic_term"), f=st("f"), g=st("g"),
-                    convergence=stack_convergence([r.convergence for r in results]))
+                    quadratic_term=st("quadratic_term"), f=st("f"), g=st("g"), convergence=conv)

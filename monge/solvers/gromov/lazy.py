@@ -136,19 +136,23 @@ def scan(P, old, Vx: torch.Tensor, Vy: torch.Tensor, rows: int):
 
 
 class DenseSteps:
-    """The mirror-descent steps on dense linearised costs (:class:`~monge.geometry.DenseCost`)."""
+    """The mirror-descent steps on dense linearised costs (:class:`~monge.geometry.DenseCost`), one problem or a
+    batch (plans ``(..., n, m)``, an objective stacked by :meth:`~monge.solvers.gromov.common.Objective.stack`)."""
 
     lazy = False
 
     def __init__(self, obj, unbalanced: bool):
         self.obj, self.unbalanced = obj, unbalanced
 
-    def geometry(self, P):
-        return DenseCost(self.obj.grad(self.obj.cross(P), P if self.unbalanced else None))
+    def geometry(self, P, obj=None):
+        """The linearised cost at ``P`` (``obj``: the objective of these elements, default the steps' own)."""
+        obj = self.obj if obj is None else obj
+        return DenseCost(obj.grad(obj.cross(P), P if self.unbalanced else None))
 
     def plan(self, res, geom, P_old):
+        """The new plan and its l1 change per element."""
         P = res.plan
-        return P, float((P - P_old).abs().sum())
+        return P, (P - P_old).abs().sum((-2, -1))
 
     def dense(self, P):
         return P
@@ -177,7 +181,7 @@ class LazySteps:
             self.summary = (core, r, c)
         return self.summary
 
-    def geometry(self, P) -> LinearisedCost:
+    def geometry(self, P, obj=None) -> LinearisedCost:
         core, r, c = self._summary(P)
         o, al = self.obj, self.obj.alpha
         c1, c2 = (o.sx.fvec(r), o.sy.fvec(c)) if self.unbalanced else (o.c1, o.c2)
@@ -196,7 +200,7 @@ class LazySteps:
         P = LazyPlan(geom, res.f + eps * torch.log(a), res.g + eps * torch.log(b), eps)
         core, r, c, diff = scan(P, P_old, self.Vx, self.Vy, P.rows)
         self.summary = (core, r, c)
-        return P, diff
+        return P, a.new_tensor(diff)
 
     def dense(self, P):
         return P if isinstance(P, torch.Tensor) else P.dense()
