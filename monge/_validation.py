@@ -258,8 +258,12 @@ def balance_masses(a: torch.Tensor, b: torch.Tensor, names=("a", "b"), k: int = 
     """
     dims = tuple(range(-k, 0))
     ma, mb = a.sum(dims), b.sum(dims)
-    rel = (ma - mb).abs() / torch.maximum(ma, mb)
     tol = MASS_RTOL[a.dtype]
+    if ma.dim() == 0 and mb.dim() == 0:  # one problem: one read; clearly within tol (not near it) decided here
+        fa, fb = torch.stack((ma.detach(), mb.detach())).tolist()
+        if abs(fa - fb) <= 0.5 * tol * max(fa, fb):
+            return b if fa == fb else b * (ma / mb).detach()
+    rel = (ma - mb).abs() / torch.maximum(ma, mb)
     if bool((rel > tol).any()):
         worst = int(rel.reshape(-1).argmax())
         raise ValueError(

@@ -61,7 +61,10 @@ class SinkhornData:
     def of(cls, prob: LinearProblem, detach: bool = False) -> "SinkhornData":
         a, b = (prob.a.detach(), prob.b.detach()) if detach else (prob.a, prob.b)
         ma = Hard(a) if prob.rho_a is None else KL(a, prob.rho_a)
-        mb = Hard(b) if prob.rho_b is None else KL(b, prob.rho_b)
+        if prob.b is prob.a and prob.rho_b == prob.rho_a:  # one measure on both sides: its log-weights once
+            mb = ma
+        else:
+            mb = Hard(b) if prob.rho_b is None else KL(b, prob.rho_b)
         sym = prob.geom.symmetric and prob.a is prob.b and prob.rho_a == prob.rho_b
         return cls(ma, mb, prob.geom.event_ndim, sym)
 

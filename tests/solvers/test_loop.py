@@ -100,3 +100,49 @@ def test_frozen_batch_elements_report_their_own_iteration_counts():
     # checks every 10 iterations after 0.5^k, 0.9^k <= 1e-3 (k = 10, 66 -> 70); the slowest element, the worst one,
     # gets the predicted extra check at the first k with 0.99^k <= 1e-3 (688)
     assert its == [10, 70, 688]
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.93])
+def test_unbatched_scalar_checks_equal_the_batched_path(rate):
+    """A 0-d state is decided on Python floats (one read per check): the same iterations, statuses, traces and
+    early checks as the same loop run as a batch of one."""
+    kw = dict(tol=1e-6, max_iter=1000, omega=1.0)
+    one = fixed_point(lambda x, o: rate * x, _err, torch.tensor(1.0, dtype=torch.float64), **kw)
+    ref = fixed_point(lambda x, o: rate * x, _err, torch.tensor([1.0], dtype=torch.float64), **kw)
+    assert one.n_iters == ref.n_iters and one.convergence.status == ref.convergence.status == ("converged",)
+    torch.testing.assert_close(one.convergence.errors, ref.convergence.errors[:, 0])
+    assert one.convergence.converged.shape == () and one.convergence.n_iters.shape == ()
+
+
+def test_unbatched_nan_is_diverged_at_its_iteration():
+    def step(x, omega):
+        return torch.where(x < 0.1, torch.full_like(x, float("nan")), 0.5 * x)
+
+    with pytest.warns(RuntimeWarning, match=r"diverged: NaN or inf appeared in the iterates at iteration 10"):
+        run = fixed_point(step, _err, torch.tensor(1.0), tol=1e-12, max_iter=1000, omega=1.0)
+    assert run.convergence.status == ("diverged",) and run.n_iters == 10 and not run.convergence.all_converged
+
+
+def test_unbatched_plateau_is_stalled():
+    with pytest.warns(RuntimeWarning, match="stalled"):
+        run = fixed_point(lambda x, o: torch.maximum(0.5 * x, torch.tensor(1e-3)), _err, torch.tensor(1.0), tol=1e-6,
+                          max_iter=100_000, omega=1.0)
+    assert run.convergence.status == ("stalled",) and run.n_iters < 1000
+
+
+def test_unbatched_float_errors_and_auto_omega():
+    """A measure that returns Python floats (the compiled loops) drives the checks and the auto over-relaxation."""
+    run = fixed_point(lambda x, o: x + o * (0.8 * x - x), _err, torch.tensor(1.0, dtype=torch.float64), tol=1e-8,
+                      max_iter=2000, measure=lambda x: (float(x.abs()), float(x.abs())))
+    assert run.convergence.status == ("converged",) and float(run.convergence.error) <= 1e-8
+    plain = fixed_point(lambda x, o: 0.8 * x, _err, torch.tensor(1.0, dtype=torch.float64), tol=1e-8, max_iter=2000,
+                        omega=1.0)
+    assert run.n_iters <= plain.n_iters
+
+
+def test_float32_scalar_convergence_rounds_tol_as_the_tensor_test():
+    from monge.results import Convergence
+
+    for v in (2e-5, 1e-7, 0.1):
+        err = torch.tensor(v, dtype=torch.float32)  # equal to tol in float32, above it in float64
+        assert Convergence.build(err, v, 3).status == Convergence.build(err[None], v, 3).status == ("converged",)

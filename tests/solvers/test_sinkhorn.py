@@ -201,3 +201,89 @@ def test_cuda_skips_cleanly():
     for backend in ("dense", "lazy"):
         res = monge.solve_points(x, y, eps=0.01, backend=backend)
         assert res.f.device.type == "cuda" and res.convergence.all_converged
+
+
+class _TorchOnly(monge.DenseCost):
+    """The same dense geometry with its own soft-min: no compiled start, block or finish (the general path)."""
+
+    def softmin(self, h, eps, dim):
+        return super().softmin(h, eps, dim)
+
+
+def _small(seed, n, m, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(n, 2, generator=g, dtype=dtype), torch.rand(m, 2, generator=g, dtype=dtype)
+    a, b = torch.rand(n, generator=g, dtype=dtype) + 0.1, torch.rand(m, generator=g, dtype=dtype) + 0.1
+    return torch.cdist(x, y) ** 2, a / a.sum(), b / b.sum()
+
+
+@pytest.mark.parametrize("n,m,rho", [(16, 16, None), (5, 23, None), (23, 5, 0.3)])
+def test_small_fast_path_equals_general_path_with_gradients(n, m, rho):
+    """The compiled start/block/finish of a small float64 dense solve against the torch path: values, potentials,
+    certificates and envelope gradients w.r.t. C, a, b."""
+    C, a, b = _small(1, n, m)
+    out = []
+    for geom_cls in (monge.DenseCost, _TorchOnly):
+        Cg, ag, bg = (t.clone().requires_grad_() for t in (C, a, b))
+        res = Sinkhorn(eps=0.05, tol=1e-11)(LinearProblem(geom_cls(Cg), ag, bg, rho_a=rho, rho_b=rho))
+        res.value.backward()
+        out.append((res, Cg.grad, ag.grad, bg.grad))
+        # the no-gradient call (compiled finish on the fast path) returns the same numbers
+        plain = Sinkhorn(eps=0.05, tol=1e-11)(LinearProblem(geom_cls(C), a, b, rho_a=rho, rho_b=rho))
+        torch.testing.assert_close(plain.value, res.value.detach(), atol=1e-13, rtol=0)
+        torch.testing.assert_close(plain.f, res.f.detach(), atol=1e-12, rtol=0)
+        assert plain.convergence.status == ("converged",) and float(plain.convergence.error) <= 1e-11
+    (fast, *gf), (ref, *gr) = out
+    torch.testing.assert_close(fast.f, ref.f, atol=1e-9, rtol=0)
+    torch.testing.assert_close(fast.g, ref.g, atol=1e-9, rtol=0)
+    torch.testing.assert_close(fast.value, ref.value, atol=1e-12, rtol=0)
+    for u, v in zip(gf, gr):
+        torch.testing.assert_close(u, v, atol=1e-9, rtol=0)
+    if rho is None:
+        torch.testing.assert_close(gf[0], fast.plan.detach(), atol=1e-12, rtol=0)  # d value / dC = plan
+
+
+def test_small_fast_path_reports_max_iter_truthfully():
+    C, a, b = _small(2, 12, 9)
+    with pytest.warns(RuntimeWarning, match="reached max_iter=7"):
+        res = monge.solve(C, a, b, eps=0.01, tol=1e-12, max_iter=7)
+    conv = res.convergence
+    assert conv.status == ("max_iter",) and not conv.all_converged and int(conv.n_iters) == 7
+    P = res.plan
+    err = (P.sum(1) - a).abs().sum() + (P.sum(0) - b).abs().sum()
+    torch.testing.assert_close(conv.error, err, atol=1e-15, rtol=1e-9)  # the certificate of the returned plan
+    assert conv.converged.shape == () and conv.n_iters.dtype == torch.int64 and conv.errors.dim() == 1
+
+
+def test_small_fast_path_nan_cost_scale_is_diverged_not_converged():
+    """Costs / eps beyond float64's exponent range: no silent 'converged'."""
+    C, a, b = _small(3, 8, 8)
+    with pytest.warns(RuntimeWarning):
+        res = monge.solve(C * 1e300, a, b, eps=1e-300, max_iter=50)
+    assert res.convergence.status[0] in ("diverged", "stalled", "max_iter")
+    assert not res.convergence.all_converged
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_small_batch_with_b_equal_n_equals_single_solves(dtype):
+    n = 6
+    Cs, As, Bs = zip(*(_small(s, n, n, dtype) for s in range(n)))
+    C, a, b = torch.stack(Cs), torch.stack(As), torch.stack(Bs)  # (B, n, n) with B = n = m
+    tol = None if dtype == torch.float32 else 1e-12  # tight: two converged runs stop at different iterates
+    batched = monge.solve(C, a, b, eps=0.05, tol=tol)
+    single = [monge.solve(C[i], a[i], b[i], eps=0.05, tol=tol) for i in range(n)]
+    atol = 1e-5 if dtype == torch.float32 else 1e-11
+    torch.testing.assert_close(batched.value, torch.stack([r.value for r in single]), atol=atol, rtol=0)
+    torch.testing.assert_close(batched.plan, torch.stack([r.plan for r in single]), atol=atol, rtol=0)
+    gauge = lambda f: f - f[..., :1]  # noqa: E731  (balanced potentials are defined up to f + c, g - c)
+    torch.testing.assert_close(gauge(batched.f), gauge(torch.stack([r.f for r in single])), atol=10 * atol, rtol=0)
+    assert batched.convergence.converged.shape == (n,) and batched.convergence.all_converged
+    assert all(r.convergence.all_converged and r.f.dtype == dtype for r in single)
+
+
+def test_small_distinct_weights_of_equal_mass_are_not_rescaled():
+    C, a, b = _small(4, 7, 7)
+    prob = LinearProblem(monge.DenseCost(C), a, b.clone())
+    torch.testing.assert_close(prob.b, b, atol=1e-16, rtol=0)
+    with pytest.raises(ValueError, match="same total mass"):
+        LinearProblem(monge.DenseCost(C), a, 2 * b)
