@@ -51,6 +51,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "network_simplex_basic_flow.hpp"
+
 namespace nb = nanobind;
 
 namespace {
@@ -99,10 +101,15 @@ class FlowSimplex {
     block_ = std::max<i64>(64, i64(std::sqrt(double(std::max<i64>(m, 1)))));  // small_blocks() for graphs
   }
 
-  // A basis from given flows (a previous optimum on a subset of these arcs, same supplies): its positive arcs
-  // (a forest: a union-find drops any cycle) hang from R by zero-flow artificial arcs. False (nothing set) if
-  // the flows do not meet the supplies.
-  bool init_from_flows(const double *flow0) {
+  // A basis from given flows meeting the supplies (a previous optimum on a subset of these arcs, or a flow
+  // prolonged from a coarser problem): cycles of its support are cancelled first (make_basic, never raising the
+  // cost), then the positive arcs (a forest) hang from R by zero-flow artificial arcs. False (nothing set) if the
+  // flows do not meet the supplies. pi0 (n,) or null: potentials that set each component's level (see
+  // offset_components).
+  bool init_from_flows(const double *flow0_in, const double *pi0 = nullptr) {
+    std::vector<double> basic(flow0_in, flow0_in + m_);
+    monge::flow::make_basic(n_, m_, src_.data(), dst_.data(), cost_.data(), basic.data());
+    const double *flow0 = basic.data();
     std::vector<int> uf(n_);
     std::iota(uf.begin(), uf.end(), 0);
     auto find = [&](int v) {
@@ -121,8 +128,10 @@ class FlowSimplex {
       rem[dst_[a]] += flow0[a];
       tree.push_back(a);
     }
+    double mass = 0.0;  // the flows may miss the supplies by rounding over the whole mass (e.g. a prolonged plan)
+    for (double s : supply_) mass += s > 0.0 ? s : 0.0;
     for (double r : rem)
-      if (!(std::fabs(r) <= 1e-12 * smax_)) {
+      if (!(std::fabs(r) <= 1e-12 * std::max(smax_, mass))) {
         for (i64 a : tree) flow_[a] = 0.0;
         return false;
       }
@@ -132,7 +141,28 @@ class FlowSimplex {
     build_forest(tree, rem, roots);
     for (int r : roots) hang(r, 0.0);
     finish_init();
+    if (pi0) offset_components(pi0);
     return true;
+  }
+
+  // Each tree component hangs from R by a zero-flow artificial arc, whose cost only sets the component's level of
+  // potentials: choose it so that the component's potentials match pi0 on average (e.g. potentials prolonged from
+  // a coarser problem), instead of 0 at every component root, which would make arcs between components look
+  // improving for no reason.
+  void offset_components(const double *pi0) {
+    int root = -1;
+    double sum = 0.0;
+    i64 count = 0;
+    auto close = [&]() {
+      if (root >= 0 && count > 0) cost_[pred_[root]] = (up_[root] ? -1.0 : 1.0) * (sum / double(count));
+    };
+    for (int c = thread_[R_]; c != R_; c = thread_[c]) {  // preorder: a component follows its root
+      if (parent_[c] == R_) close(), root = c, sum = 0.0, count = 0;
+      sum += pi0[c] - pi_[c];  // pi_ so far: 0 at every component root
+      ++count;
+    }
+    close();
+    compute_potentials();
   }
 
   void init_greedy(const double *pi0, double art_cost) {
@@ -861,7 +891,7 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
     if (init == 3) fs.init_cost_scaling(8.0, art_cost > 0.0 ? art_cost : 1e-4);
     else if (init >= 1) fs.init_spanning_tree(init == 2 ? pi0.data() : nullptr);
     if (init >= 1) fs.small_blocks();
-    else if (!(flow0.shape(0) && fs.init_from_flows(flow0.data())))
+    else if (!(flow0.shape(0) && fs.init_from_flows(flow0.data(), pi0.shape(0) ? pi0.data() : nullptr)))
       fs.init_greedy(pi0.shape(0) ? pi0.data() : nullptr, art_cost);
     status = fs.solve(max_iter);
     if (status == 0 && init == 0 && fs.rebase_potentials()) status = fs.solve(max_iter);  // full precision
