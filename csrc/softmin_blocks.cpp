@@ -81,85 +81,36 @@ void parallel_leaves(int nt, int64_t K, F &&body) {
   for (auto &th : pool) th.join();
 }
 
-// The rows of leaf I: their soft-min over the kept leaves (out: Sr entries).
+// The rows of leaf I: their soft-min over the kept leaves (out: Sr entries); the exponent tile and the online
+// log-sum-exp are softmin_common.hpp's (RowTile, OnlineLse), flushed into float64 every FLUSH_VEC vectors.
 template <class T, int D, int R>
 void forward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const int64_t *cb, const int64_t *ce,
                   T inv_eps, T *out) {
   using S = Simd<T>;
-  using V = typename S::V;
   constexpr int W = S::W;
-  constexpr int KD = D > 0 ? D : 1;
   const int dd = D > 0 ? D : d;
   const int64_t tile = static_cast<int64_t>(dd + 1) * Sp;
-  const V vinv = set1(inv_eps), vninf = set1(-std::numeric_limits<T>::infinity());
   const double scale_back = 1.0 / static_cast<double>(inv_eps);
   for (int64_t ib = 0; ib < Sr; ib += R) {
-    const T *xr[R];
-    V xb[R][KD];
-    T M[R];
-    double Sd[R];
-    V negM[R], acc[R];
-    for (int r = 0; r < R; ++r) {
-      xr[r] = x + std::min<int64_t>(ib + r, Sr - 1) * dd;
-      if constexpr (D > 0)
-        for (int k = 0; k < D; ++k) xb[r][k] = set1(xr[r][k]);
-      M[r] = -std::numeric_limits<T>::infinity();
-      Sd[r] = 0.0;
-      negM[r] = set1(-M[r]);
-      acc[r] = set1(T(0));
-    }
+    const RowTile<T, D, R> rows(x, dd, ib, Sr - 1);
+    OnlineLse<T, R> lse(inv_eps);
+    for (int r = 0; r < R; ++r) lse.start(r, -std::numeric_limits<T>::infinity(), 0.0);
     int count = 0;
     for (const int64_t *c = cb; c != ce; ++c) {
       const T *yl = ys + *c * tile;
       const T *hrow = yl + static_cast<int64_t>(dd) * Sp;
       for (int64_t j = 0; j < Sp; j += W) {
-        const V hv = load(hrow + j);
-        V a[R];
-        for (int r = 0; r < R; ++r) a[r] = hv;
-        for (int k = 0; k < dd; ++k) {
-          const V yk = load(yl + k * Sp + j);
-          for (int r = 0; r < R; ++r) {
-            V df;
-            if constexpr (D > 0)
-              df = sub(xb[r][k], yk);
-            else
-              df = sub(set1(xr[r][k]), yk);
-            a[r] = fnmadd(df, df, a[r]);
-          }
-        }
-        V p[R], t[R];
-        bool any = false;
-        for (int r = 0; r < R; ++r) {
-          p[r] = mul(a[r], vinv);
-          t[r] = add(p[r], negM[r]);
-          any |= any_pos(t[r]);
-        }
-        if (SM_UNLIKELY(any)) {
-          for (int r = 0; r < R; ++r) {
-            if (!any_pos(t[r])) continue;
-            const T newM = std::max(M[r], reduce_max(maxv(p[r], vninf)) + S::HEAD);
-            const T scale = std::exp2(M[r] - newM);
-            acc[r] = mul(acc[r], set1(scale));
-            Sd[r] *= static_cast<double>(scale);
-            M[r] = newM;
-            negM[r] = set1(-newM);
-            t[r] = add(p[r], negM[r]);
-          }
-        }
-        for (int r = 0; r < R; ++r) acc[r] = add(acc[r], vexp2(t[r]));
+        typename S::V a[R];
+        rows.exponents(yl + j, Sp, load(hrow + j), a);
+        lse.push(a);
         if (++count == FLUSH_VEC) {
-          for (int r = 0; r < R; ++r) {
-            Sd[r] += reduce_add(acc[r]);
-            acc[r] = set1(T(0));
-          }
+          lse.flush();
           count = 0;
         }
       }
     }
-    for (int r = 0; r < R && ib + r < Sr; ++r) {
-      const double lse = static_cast<double>(M[r]) + std::log2(Sd[r] + reduce_add(acc[r]));
-      out[ib + r] = static_cast<T>(-scale_back * lse);  // no kept weight: +inf
-    }
+    for (int r = 0; r < R && ib + r < Sr; ++r)
+      out[ib + r] = static_cast<T>(-scale_back * lse.lse(r));  // no kept weight: +inf
   }
 }
 

@@ -86,12 +86,9 @@ template <class T, int D, int R>
 void forward_lse(const T *x, const T *ys, int d, int64_t mp, T inv_eps, int64_t i0, int64_t i1, T *Mrow,
                  double *Srow) {
   using S = Simd<T>;
-  using V = typename S::V;
   constexpr int W = S::W;
-  constexpr int KD = D > 0 ? D : 1;
   const int dd = D > 0 ? D : d;
-  // Work in base 2: t = (h_j - C_ij) * log2(e) / eps - M, summed as 2^t.
-  const V vinv = set1(inv_eps), vninf = set1(-std::numeric_limits<T>::infinity());  // NaN lanes -> -inf
+  // Work in base 2: t = (h_j - C_ij) * log2(e) / eps - M, summed as 2^t (OnlineLse, softmin_common.hpp).
   const int64_t nr = i1 - i0;
   std::fill(Mrow, Mrow + nr, -std::numeric_limits<T>::infinity());
   std::fill(Srow, Srow + nr, 0.0);
@@ -100,68 +97,20 @@ void forward_lse(const T *x, const T *ys, int d, int64_t mp, T inv_eps, int64_t 
   for (int64_t j0 = 0; j0 < mp; j0 += S::TJ) {
     const int64_t j1 = std::min<int64_t>(mp, j0 + S::TJ);
     for (int64_t ib = 0; ib < nr; ib += R) {
-      const T *xr[R];
-      V xb[R][KD];
-      T M[R];
-      double Sd[R];
-      V negM[R], acc[R];
+      const RowTile<T, D, R> rows(x, dd, i0 + ib, i1 - 1);
+      OnlineLse<T, R> lse(inv_eps);
       for (int r = 0; r < R; ++r) {
         const int64_t ii = std::min<int64_t>(ib + r, nr - 1);
-        xr[r] = x + (i0 + ii) * dd;
-        if constexpr (D > 0)
-          for (int k = 0; k < D; ++k) xb[r][k] = set1(xr[r][k]);
-        M[r] = Mrow[ii];
-        Sd[r] = Srow[ii];
-        negM[r] = set1(-M[r]);
-        acc[r] = set1(T(0));
+        lse.start(r, Mrow[ii], Srow[ii]);
       }
       for (int64_t j = j0; j < j1; j += W) {
-        const V hv = load(hrow + j);
-        V a[R];
-        for (int r = 0; r < R; ++r) a[r] = hv;
-        if constexpr (D > 0) {
-          for (int k = 0; k < D; ++k) {
-            const V yk = load(ys + k * mp + j);
-            for (int r = 0; r < R; ++r) {
-              const V df = sub(xb[r][k], yk);
-              a[r] = fnmadd(df, df, a[r]);
-            }
-          }
-        } else {
-          for (int k = 0; k < dd; ++k) {
-            const V yk = load(ys + k * mp + j);
-            for (int r = 0; r < R; ++r) {
-              const V df = sub(set1(xr[r][k]), yk);
-              a[r] = fnmadd(df, df, a[r]);
-            }
-          }
-        }
-        // The shift and the exponent see the same rounded product p = a * s (not an fma's exact one, which
-        // can exceed the rounded maximum by half an ulp of p: 2^128 once |p| passes ~2^31 in float32).
-        V p[R], t[R];
-        bool any = false;
-        for (int r = 0; r < R; ++r) {
-          p[r] = mul(a[r], vinv);
-          t[r] = add(p[r], negM[r]);
-          any |= any_pos(t[r]);
-        }
-        if (SM_UNLIKELY(any)) {
-          for (int r = 0; r < R; ++r) {
-            if (!any_pos(t[r])) continue;
-            const T newM = std::max(M[r], reduce_max(maxv(p[r], vninf)) + S::HEAD);  // >= every p: t <= 0
-            const T scale = std::exp2(M[r] - newM);  // M = -inf -> 0 (nothing accumulated yet)
-            acc[r] = mul(acc[r], set1(scale));
-            Sd[r] *= static_cast<double>(scale);
-            M[r] = newM;
-            negM[r] = set1(-newM);
-            t[r] = add(p[r], negM[r]);
-          }
-        }
-        for (int r = 0; r < R; ++r) acc[r] = add(acc[r], vexp2(t[r]));
+        typename S::V a[R];
+        rows.exponents(ys + j, mp, load(hrow + j), a);
+        lse.push(a);
       }
       for (int r = 0; r < R && ib + r < nr; ++r) {
-        Mrow[ib + r] = M[r];
-        Srow[ib + r] = Sd[r] + reduce_add(acc[r]);
+        Mrow[ib + r] = lse.M[r];
+        Srow[ib + r] = lse.sum(r);
       }
     }
   }
