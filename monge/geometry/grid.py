@@ -8,7 +8,10 @@ Each 1-D reduction is a stabilised matrix product (shift every line by its max, 
 1-D kernel ``K = exp(-c / eps)``, ``log``, shift back). Where that product underflows (``eps`` small next to the
 spread of ``h`` along a line) the affected entries are recomputed: in float32, first by the same product in float64
 (whose range ``e^-708`` covers ~8x smaller ``eps``), then, for the entries that still underflow, and only those, by
-an exact log-sum-exp, so the result is the exact soft-min up to rounding for any ``eps > 0``.
+an exact log-sum-exp, so the result is the exact soft-min up to rounding for any ``eps > 0``. Before the per-axis
+products, one shift for the whole grid is tried (one ``exp``, ``d`` products, one ``log``; on numpy views for CPU
+tensors that record nothing), and the Sinkhorn solver runs float64 CPU grids several iterations per call through
+:meth:`Grid.scaling_loop` (:mod:`~monge.geometry._backends.grid_loop`), back in the log domain where it underflows.
 
 References:
     Solomon, de Goes, Peyre, Cuturi, Butscher, Nguyen, Du, Guibas (2015). Convolutional Wasserstein distances:

@@ -171,3 +171,21 @@ def test_batched_solve_with_batch_equal_to_grid_side():
         centred = batch.f[k] - batch.f[k].mean(), one.f - one.f.mean()  # potentials are defined up to a constant
         torch.testing.assert_close(*centred, rtol=1e-8, atol=1e-10)
         torch.testing.assert_close(batch.value[k], one.value, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(30,), (6, 5, 4)])
+def test_loop_equals_log_domain_1d_and_3d(shape, torch_only, runs):
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(shape, generator=gen, dtype=torch.float64) + 0.1
+    b = torch.rand(shape, generator=gen, dtype=torch.float64) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    spacing = tuple(1.0 / n for n in shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = monge.solve_grid(a, b, eps=0.02, spacing=spacing, tol=1e-11)
+        assert runs and all(complete for _, complete in runs)
+        torch_only()
+        ref = monge.solve_grid(a, b, eps=0.02, spacing=spacing, tol=1e-11)
+    assert fast.convergence.all_converged and int(fast.convergence.n_iters) == int(ref.convergence.n_iters)
+    torch.testing.assert_close(fast.f, ref.f, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast.value, ref.value, rtol=1e-10, atol=1e-12)
