@@ -179,3 +179,40 @@ def test_exact_batch_plans_are_sparse_and_equal_the_dense(B, n, m):
         torch.testing.assert_close(res.value[k], one.value, atol=1e-14, rtol=0)
         K = int((res.vals[k] > 0).sum())
         assert K == int((one.vals > 0).sum()) and bool((res.vals[k, K:] == 0).all())  # padding at the end
+
+
+def test_principal_coordinate_is_the_first_principal_component():
+    """Low-rank (points) and dense (cost matrix) routes give the points' first principal component, up to sign."""
+    g = torch.Generator().manual_seed(13)
+    x = torch.randn(80, 3, generator=g, dtype=torch.float64) * torch.tensor([3.0, 1.0, 0.5], dtype=torch.float64)
+    w = torch.full((80,), 1 / 80, dtype=torch.float64)
+    xc = x - x.mean(0)
+    pc = xc @ torch.linalg.svd(xc, full_matrices=False)[2][0]
+    prob = QuadraticProblem(PointCloud(x), PointCloud(x))
+    low = cg.principal_coordinate(prob.geom_xx, w)
+    dense = cg.principal_coordinate(torch.cdist(x, x) ** 2, w)
+    for c in (low, dense):
+        cos = float(c @ pc) / float(c.norm() * pc.norm())
+        assert abs(abs(cos) - 1.0) < 1e-8
+
+
+@pytest.mark.parametrize("precomputed", [False, True])
+def test_spectral_starts_never_worse_and_certified(precomputed):
+    from monge import gromov_wasserstein
+
+    rng = np.random.default_rng(14)
+    for _ in range(3):
+        x, y = torch.from_numpy(rng.normal(size=(30, 2))), torch.from_numpy(rng.normal(size=(25, 3)) * [1, 1, 0.3])
+        args = (torch.cdist(x, x) ** 2, torch.cdist(y, y) ** 2) if precomputed else (x, y)
+        kw = dict(cost="precomputed") if precomputed else {}
+        one = gromov_wasserstein(*args, **kw)
+        best = gromov_wasserstein(*args, starts="spectral", **kw)
+        assert best.convergence.all_converged and float(best.value) <= float(one.value) + 1e-12
+        ra, cb = best.marginals
+        torch.testing.assert_close(ra, torch.full((30,), 1 / 30, dtype=torch.float64))
+        torch.testing.assert_close(cb, torch.full((25,), 1 / 25, dtype=torch.float64))
+
+
+def test_starts_is_validated():
+    with pytest.raises(ValueError, match="starts: expected one of"):
+        GromovWasserstein(starts="random")

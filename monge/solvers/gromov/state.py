@@ -29,11 +29,14 @@ def densify(Q, n: int, m: int, like: torch.Tensor) -> torch.Tensor:
     return like.new_zeros(n, m).index_put_((rows, cols), vals, accumulate=True)
 
 
-def make_state(obj: Objective, P: torch.Tensor | None):
-    """The state for the objective's costs, from the plan ``P`` (``None``: the product ``a b^T``)."""
+def make_state(obj: Objective, P: torch.Tensor | None, vertex=None):
+    """The state for the objective's costs, from the plan ``P`` (``None``: the product ``a b^T``) or from a vertex
+    given as triplets ``(rows, cols, vals)`` (no ``(n, m)`` plan for low-rank costs)."""
     both = isinstance(obj.sx.H, LowRank) and isinstance(obj.sy.H, LowRank)
     if both:
-        return LowRankState(obj, P)
+        return LowRankState(obj, P, vertex)
+    if vertex is not None:
+        P = densify(vertex, obj.a.shape[-1], obj.b.shape[-1], obj.a)
     return DenseState(obj, torch.outer(obj.a, obj.b) if P is None else P)
 
 
@@ -82,16 +85,19 @@ class LowRankState:
     of a concave objective) the start is dropped and the plan is the vertex, ``n + m - 1`` triplets at most.
     The gradient is written into one reused ``(n, m)`` buffer."""
 
-    def __init__(self, obj: Objective, P0: torch.Tensor | None):
+    def __init__(self, obj: Objective, P0: torch.Tensor | None, vertex=None):
         self.obj, self.P0, self.s = obj, P0, 1.0
         self.Hx, self.Hy = obj.sx.H, obj.sy.H
         self.part = tuple(obj.a.new_zeros(0, dtype=t) for t in (torch.int64, torch.int64, obj.a.dtype))
-        if P0 is None:  # the product a b^T: rank one, so are its cores
+        self.G = None
+        if vertex is not None:  # a sparse start: the plan is its triplets alone
+            self.s, self.part = 0.0, vertex
+            self.K, self.S = self._cores(vertex)
+        elif P0 is None:  # the product a b^T: rank one, so are its cores
             self.K = torch.outer(self.Hx.V.mT @ obj.a, self.Hy.V.mT @ obj.b)
             self.S = torch.outer(self.Hx.U.mT @ obj.a, self.Hy.U.mT @ obj.b)
         else:
             self.K, self.S = self.Hx.V.mT @ P0 @ self.Hy.V, self.Hx.U.mT @ P0 @ self.Hy.U
-        self.G = None
 
     def grad(self) -> torch.Tensor:
         r""":math:`\nabla F(P) = 2\alpha(c_1 1^\top + 1 c_2^\top - U_x K U_y^\top) + (1 - \alpha) M`, one product, in
