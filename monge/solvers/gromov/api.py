@@ -61,7 +61,7 @@ def gromov_wasserstein(x, y, a=None, b=None, *, eps: float | None = None, loss: 
         init: a starting plan ``(n, m)`` (default: the product ``a b^T``).
         rho_a, rho_b: KL penalties replacing the marginal constraints (unbalanced GW, entropic only; one side alone
             is allowed).
-        **solver_kw: ``atol``, ``rtol``, ``max_iter`` (exact) or ``tol``, ``max_iter``, ``inner_tol``,
+        **solver_kw: ``atol``, ``rtol``, ``max_iter``, ``starts`` (exact) or ``tol``, ``max_iter``, ``inner_tol``,
             ``inner_max_iter``, ``backend``, ``grad`` (entropic).
 
     Batches: ``x (B, n, d)`` / ``(B, n, n)``, ``y``, ``a (B, n)``, ``b``, ``init (B, n, m)`` (any of them; the

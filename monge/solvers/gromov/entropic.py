@@ -280,9 +280,10 @@ class EntropicGromovWasserstein:
             rs = [solve(first if k == 0 else DenseCost(geom.C[k]), obj.a[k], obj.b[k], float(loose[k]),
                         None if fg is None else (fg[0][k], fg[1][k])) for k in range(len(loose))]
             st = lambda fn: torch.stack([fn(r) for r in rs])  # noqa: E731
-            P = st(lambda r: r.plan)
-            return (P, st(lambda r: r.f), st(lambda r: r.g), (P - P_old).abs().sum((-2, -1)),
-                    st(lambda r: r.convergence.error), st(lambda r: r.convergence.n_iters))
+            plans = [r.plan for r in rs]
+            d = torch.stack([(p - q).abs_().sum() for p, q in zip(plans, P_old)])  # each plan while in cache
+            return (torch.stack(plans), st(lambda r: r.f), st(lambda r: r.g), d, st(lambda r: r.convergence.error),
+                    st(lambda r: r.convergence.n_iters))
         res = solve(geom, obj.a, obj.b, float(loose.min()), fg)
         P, d = steps.plan(res, geom, P_old)
         return P, res.f, res.g, d, res.convergence.error, res.convergence.n_iters
