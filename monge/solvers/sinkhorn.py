@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from .._validation import check_batch
+from ..geometry.dense import DenseCost
+from ..geometry.pointcloud import PointCloud
 from ..problems.linear import LinearProblem
 from ..results import SinkhornResult
 from ._loop import fixed_point, relaxed
@@ -35,7 +37,7 @@ try:  # the compiled dense loop (csrc/sinkhorn_dense.cpp), called directly by _C
 except ImportError:  # pragma: no cover - depends on the build
     _kernel_run = None
 
-__all__ = ["Sinkhorn", "SinkhornData", "DEFAULT_TOL", "GRADS", "sinkhorn_loop"]
+__all__ = ["Sinkhorn", "SinkhornData", "DEFAULT_TOL", "DENSE_LOOP_MAX_ENTRIES", "GRADS", "sinkhorn_loop"]
 
 #: Default stopping tolerance on the l1 violation of both marginals (their sum), per dtype. float32: each marginal
 #: of the returned plan carries a rounding floor of ~1e-5 at small eps (|g| u / eps per entry, on top of the
@@ -314,7 +316,7 @@ class Sinkhorn:
         mode = torch.is_grad_enabled()  # the final half step runs in the caller's mode
         with torch.set_grad_enabled(unroll):
             geom, data = _loop_geometry(prob.geom, unroll), SinkhornData.of(prob, detach=not unroll)
-            f, g, n_it = self._anneal(geom, data, f, g)
+            f, g, n_it = self._anneal(geom, data, f, g, prob.geom)
             fast = _CompiledLoop.of(geom, data, f, self.eps)
             quick = fast is not None and self.grad != "implicit" and not (mode and _needs_grad(prob))
             run = sinkhorn_loop(geom, data, f, g, self.eps, tol=tol, max_iter=self.max_iter - n_it,
@@ -339,11 +341,12 @@ class Sinkhorn:
         return (f0.detach().to(like).expand(*batch, *n_shape).clone(),
                 g0.detach().to(like).expand(*batch, *m_shape).clone())
 
-    def _anneal(self, geom, data, f, g):
-        """The annealing stages of the schedule (if any), plain iterations: ``(f, g, iterations)``."""
+    def _anneal(self, geom, data, f, g, own):
+        """The annealing stages of the schedule (if any), plain iterations on ``geom``, from the temperatures of the
+        problem's own geometry ``own``: ``(f, g, iterations)``."""
         if self.schedule is None:
             return f, g, 0
-        temps = self.schedule.temperatures(self.eps, geom.cost_scale())
+        temps = self.schedule.temperatures(self.eps, own.cost_scale())
         run = _coarse_start(geom, data, f, g, temps, self.schedule.iters_per_stage)
         if run is not None:  # a multiscale cloud anneals on its cluster centres first
             return run
@@ -378,10 +381,25 @@ def _needs_grad(prob: LinearProblem) -> bool:
     return prob.a.requires_grad or prob.b.requires_grad or prob.geom.detach() is not prob.geom
 
 
+#: A float64 CPU point cloud of at most this many cost entries (all batch elements) iterates on its materialised
+#: cost (envelope/implicit loops): the dense kernel path and the compiled loop instead of a lazy reduction per
+#: soft-min (n = 64, divergence: ~4x less time per call). 8 MB for the cost, as much for its Gibbs kernel.
+DENSE_LOOP_MAX_ENTRIES = 1 << 20
+
+
 def _loop_geometry(geom, unroll: bool):
     """The geometry the iterations run on (:meth:`~monge.geometry.Geometry.loop_geometry`): detached for
-    envelope/implicit loops; for unrolling, the geometry's cheapest differentiable equivalent."""
-    return geom.loop_geometry(unroll)
+    envelope/implicit loops (a small float64 CPU point cloud: its detached cost matrix, see
+    :data:`DENSE_LOOP_MAX_ENTRIES`); for unrolling, the geometry's cheapest differentiable equivalent. The returned
+    potentials and gradients come from the problem's own geometry (the final half step)."""
+    loop = geom.loop_geometry(unroll)
+    if unroll or type(loop) is not PointCloud or loop.backend not in ("lazy", "dense"):
+        return loop
+    n, m = loop.shape
+    if loop.dtype != torch.float64 or loop.device.type != "cpu" or n * m * loop.batch_shape.numel() > \
+            DENSE_LOOP_MAX_ENTRIES:
+        return loop
+    return DenseCost(loop.cost())
 
 
 def _coarse_start(geom, data, f, g, temps, iters: int):

@@ -287,3 +287,25 @@ def test_small_distinct_weights_of_equal_mass_are_not_rescaled():
     torch.testing.assert_close(prob.b, b, atol=1e-16, rtol=0)
     with pytest.raises(ValueError, match="same total mass"):
         LinearProblem(monge.DenseCost(C), a, 2 * b)
+
+
+@pytest.mark.parametrize("backend", ["lazy", "dense"])
+def test_small_point_cloud_loop_on_its_cost_equals_the_cloud_loop(monkeypatch, backend):
+    """A small float64 cloud iterates on its materialised cost (DENSE_LOOP_MAX_ENTRIES); values, potentials and
+    gradients w.r.t. the points equal those of the loop on the cloud itself; the symmetric (divergence) terms too."""
+    from monge.solvers import sinkhorn as sk
+
+    g = torch.Generator().manual_seed(5)
+    x0, y0 = torch.rand(20, 3, generator=g, dtype=torch.float64), torch.rand(15, 3, generator=g, dtype=torch.float64)
+    out = []
+    for limit in (sk.DENSE_LOOP_MAX_ENTRIES, 0):
+        monkeypatch.setattr(sk, "DENSE_LOOP_MAX_ENTRIES", limit)
+        loop = sk._loop_geometry(monge.PointCloud(x0, y0, backend=backend), False)
+        assert isinstance(loop, monge.DenseCost) == (limit > 0)
+        x, y = x0.clone().requires_grad_(), y0.clone().requires_grad_()
+        res = monge.solve_points(x, y, eps=0.02, tol=1e-11, backend=backend)
+        div = monge.sinkhorn_divergence(x, y, eps=0.02, tol=1e-11, backend=backend)
+        (res.value + div).backward()
+        out.append((res.f.detach(), res.value.detach(), div.detach(), x.grad, y.grad))
+    for u, v in zip(*out):
+        torch.testing.assert_close(u, v, atol=1e-9, rtol=0)
