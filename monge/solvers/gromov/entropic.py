@@ -96,8 +96,9 @@ class EntropicGromovWasserstein:
     (total iterations; the marginal error of the solve that produced the returned plan, against ``inner_tol``); the
     outer loop converges only if that solve did. Early inner solves are inexact (see :data:`INEXACT`).
 
-    Failure modes: at small ``eps`` mirror descent may oscillate between plans and stop at ``max_iter``
-    (reported, warned once); so may unbalanced problems with ``rho`` small against the GW term (the plan's mass
+    Failure modes: at small ``eps`` mirror descent may oscillate between plans: the loop (the shared driver,
+    :func:`~monge.solvers._loop.fixed_point`) then stops with status ``"stalled"`` once the plan change has not
+    decreased over 50 steps, or at ``max_iter`` (reported, warned once); so may unbalanced problems with ``rho`` small against the GW term (the plan's mass
     then flips between two values: measured at ``rho = 0.05``, ``eps = 0.5`` on unit-size clouds). Every inner
     warning is folded into that one. Large ``rho`` makes the inner unbalanced Sinkhorn slow (its contraction is
     ``rho / (rho + eps)``).
