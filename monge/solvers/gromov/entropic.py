@@ -160,9 +160,11 @@ class EntropicGromovWasserstein:
         return self._result(prob, P, f, g, conv)
 
     def solve_batch(self, probs, inits=None) -> GWResult:
-        """``B`` problems of equal sizes (same kind of sides, loss, ``alpha``, ``rho``) in one batched loop: every
-        outer step is one batched Sinkhorn solve on the ``(B, n, m)`` linearised costs of the elements still
-        iterating; each element stops on its own (``convergence`` per element, with its own ``n_iters``). Where
+        """``B`` problems of equal sizes (same kind of sides, loss, ``alpha``, ``rho``) in one driver loop over
+        ``(B, n, m)`` plans: every outer step forms the linearised costs of the elements still iterating in one
+        batched product and solves their Sinkhorn problems (one batched solve, or the compiled loop per element on
+        float64 CPU costs: see :meth:`_inner`); each element stops on its own (``convergence`` per element, with
+        its own ``n_iters`` and inner record), and equals its single solve. Where
         the lazy backend applies (``n m`` above :data:`~monge.geometry.pointcloud.LAZY_ABOVE`, or
         ``backend="lazy"``), the elements are solved one after another (the lazy steps hold one problem).
 
