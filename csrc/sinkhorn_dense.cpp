@@ -214,7 +214,10 @@ nb::tuple gibbs_kernel(Mat C, double eps, int n_threads) {
 
 }  // namespace monge_sinkhorn_dense
 
+void register_barycenter_dense(nb::module_ &m);  // csrc/barycenter_dense.cpp: the barycenter loop
+
 void register_sinkhorn_dense(nb::module_ &m) {
+  register_barycenter_dense(m);
   using namespace monge_sinkhorn_dense;
   m.def("gibbs_kernel", &gibbs_kernel, nb::arg("C").noconvert(), nb::arg("eps"), nb::arg("n_threads") = 0,
         "gibbs_kernel(C, eps, n_threads=0) -> (K, c0)\n\nK = exp(-(C - c0)/eps) with c0 = min C (float64, C-contiguous,"
