@@ -14,7 +14,6 @@ r"""Entropic OT by Sinkhorn iterations in the log domain, over any geometry's ``
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -25,17 +24,9 @@ from ..geometry.pointcloud import PointCloud
 from ..problems.linear import LinearProblem
 from ..results import SinkhornResult
 from ._loop import fixed_point, relaxed
+from ._sinkhorn_compiled import _CompiledLoop
 from .marginals import KL, Hard, Marginal
 from .schedules import EpsScaling
-
-try:  # the compiled start and finish of small dense solves (csrc/sinkhorn_small.cpp); absent in a pure-Python build
-    from .._core import sinkhorn_small_state as _small_state
-except ImportError:  # pragma: no cover - depends on the build
-    _small_state = None
-try:  # the compiled dense loop (csrc/sinkhorn_dense.cpp), called directly by _CompiledLoop for dense kernels
-    from .._core import sinkhorn_kernel_run as _kernel_run
-except ImportError:  # pragma: no cover - depends on the build
-    _kernel_run = None
 
 __all__ = ["Sinkhorn", "SinkhornData", "DEFAULT_TOL", "DENSE_LOOP_MAX_ENTRIES", "GRADS", "sinkhorn_loop"]
 
@@ -151,103 +142,6 @@ def sinkhorn_loop(geom, data: SinkhornData, f, g, eps: float, *, tol: float, max
         finish=finish, start=start, quiet=quiet, check_start=check_start,
         watch=fast.watch if fast else lambda s: data.rows(s, eps),
         measure=fast.measure if fast else lambda s: data.measure(s, eps), block=fast.block if fast else None)
-
-
-class _CompiledLoop:
-    """:meth:`SinkhornData.step` ``k`` times in one compiled call (:meth:`block`), where the geometry offers it
-    (``scaling_loop``: a float64 CPU dense cost) for one problem with hard or KL marginals and nothing to
-    differentiate. The call also returns the two marginals' residuals at its final state, which :meth:`watch` and
-    :meth:`measure` hand to the driver for that state (any other state is measured in torch). Where a compiled sum
-    is unreliable (underflow at small eps), the rest of the block, and every later one, runs the log-domain step
-    (the same iterates up to rounding)."""
-
-    def __init__(self, geom, data: SinkhornData, kern, eps: float):
-        self.geom, self.data, self.kern, self.eps, self.live, self.last = geom, data, kern, eps, True, None
-        ms = (data.ma, data.mb)
-        self.kappa = [m.kappa(eps) if type(m) is KL else 1.0 for m in ms]
-        self.rho = [m.rho if type(m) is KL else math.inf for m in ms]
-        self.lw = [m.lw.contiguous().numpy() for m in ms]  # loop constants: converted once
-        self.w = [m.w.contiguous().numpy() for m in ms]
-        dense = hasattr(kern, "c0") and getattr(kern, "K", None) is not None and kern.K.dim() == 2
-        self.K = (kern.K.numpy(), float(kern.c0)) if dense else None  # a dense kernel: its numpy view and shift, once
-        self.threads = torch.get_num_threads()
-
-    def _state(self, f, g, half: bool):
-        """:func:`sinkhorn_small_state` (csrc/sinkhorn_small.cpp): ``(f, Sf, Sg, rows, cols, value)`` at ``(f, g)``,
-        after the final half step when ``half``; None where a sum was unreliable (the caller goes to torch)."""
-        if self.K is None or _small_state is None:
-            return None
-        out = _small_state(*self.K, self.eps, *self.lw, *self.w, *self.rho, f.detach().contiguous().numpy(),
-                           g.detach().contiguous().numpy(), half)
-        return out[:6] if out[6] else None
-
-    def start(self, f, g):
-        """The loop state ``(f, g, Sf, Sg)`` at the start (:meth:`SinkhornData.start`), measured in the same call
-        (the driver's first check reads it from :meth:`measure`); None: use the torch start."""
-        out = self._state(f, g, False)
-        if out is None:
-            return None
-        state = (f, g, torch.from_numpy(out[1]), torch.from_numpy(out[2]))
-        self.last = (state, out[3], out[4])
-        return state
-
-    def finish(self, g):
-        """The returned ``(f, g, value)`` and its error (:meth:`Sinkhorn._finish` without gradients): the final
-        half step from ``g``, the dual objective and both marginals' residuals in one call; None: use torch."""
-        out = self._state(g.new_empty(self.lw[0].shape), g, True)  # (f is computed, not read)
-        if out is None:
-            return None
-        f = torch.from_numpy(out[0])
-        return (f, g, f.new_tensor(out[5])), f.new_tensor(out[3] + out[4])
-
-    @classmethod
-    def of(cls, geom, data: SinkhornData, f, eps: float):
-        """The compiled loop for this problem, or None where it does not apply."""
-        loop = getattr(geom, "scaling_loop", None)
-        if loop is None or data.symmetric or f.dim() != data.k or f.dtype != torch.float64:
-            return None
-        if not all(type(m) in (Hard, KL) for m in (data.ma, data.mb)):
-            return None
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (f, data.ma.w, data.mb.w)):
-            return None
-        kern = loop(eps)
-        return None if kern is None else cls(geom, data, kern, eps)
-
-    def block(self, state, omega, k: int):
-        """``(state, seen)``: ``k`` iterations, and the first marginal's residual after each (what the driver's
-        over-relaxation probes watch)."""
-        seen = []
-        if self.live:
-            new, done, self.live, rows, cols, trace = self._run(state, omega, k)
-            if new is not None:
-                state, k = new, k - done
-                self.last = (new, rows, cols)
-                seen = trace[:done].tolist()  # floats: the driver reads them without a synchronisation
-        for _ in range(k):
-            state = self.data.step(self.geom, state, self.eps, omega)
-            seen.append(self.data.rows(state, self.eps))
-        return state, seen
-
-    def _run(self, state, omega, k: int):
-        """``kern.run``; for a dense kernel the binding itself, without the per-call conversions of its inputs."""
-        if self.K is None or _kernel_run is None:
-            return self.kern.run(state[0], state[1], state[3], self.lw[0], self.lw[1], *self.kappa, omega, k,
-                                 *self.w, *self.rho)
-        f, g, Sf, Sg, done, complete, rows, cols, trace = _kernel_run(
-            *self.K, self.eps, *self.lw, *(state[i].detach().numpy() for i in (0, 1, 3)), *self.kappa, float(omega),
-            int(k), *self.w, *self.rho, self.threads)
-        new = None if f is None else tuple(map(torch.from_numpy, (f, g, Sf, Sg)))
-        return new, done, complete, rows, cols, trace
-
-    def measure(self, state):
-        """``(error, rows)`` of ``state`` (:meth:`SinkhornData.measure`)."""
-        if self.last is not None and state is self.last[0]:
-            _, rows, cols = self.last
-            return rows + cols, rows  # floats (the driver's scalar checks)
-        return self.data.measure(state, self.eps)
-
-    def watch(self, state):
-        return self.measure(state)[1]
 
 
 @dataclass(frozen=True)
