@@ -10,12 +10,12 @@
 // Node potentials pi with reduced costs rc_a = c_a + pi_src - pi_dst (zero on tree arcs, pi_R = 0), so the
 // Kantorovich potential is u = -pi. Artificial arcs are never priced: once they leave the tree they are gone.
 //
-// Basis. A spanning tree rooted at R, stored per node in flat arrays: parent, the arc to the parent (pred) and
-// its direction (up: node -> parent), the preorder thread and reverse thread, subtree size (succ) and the last
-// node of the subtree in thread order (last_succ) -- the Barr-Glover-Klingman layout of network_simplex.cpp.
-// A pivot cuts the leaving arc, reverses the stem between it and the entering arc, re-threads the moved
-// subtree, and shifts the potentials of the smaller side of the cut along the thread (a contiguous walk):
-// O(cycle + depth + min(subtree, rest)). (Child lists are used only while the initial basis is built.)
+// Basis. A spanning tree rooted at R, stored per node in flat arrays: the arc to the parent (pred) and its
+// direction (up: node -> parent) here, and the tree itself (parent, thread, reverse thread, subtree size, last
+// successor) with its pivot update in flow_tree.hpp, the Barr-Glover-Klingman layout shared with the dense
+// transport simplex (network_simplex_solver.hpp). A pivot cuts the leaving arc, reverses the stem between it and
+// the entering arc, re-threads the moved subtree, and shifts the potentials of the smaller side of the cut along
+// the thread: O(cycle + depth + min(subtree, rest)). (Child lists are used only while the first basis is built.)
 // The tree is kept strongly feasible (every zero-flow arc points away from the root; leaving arc = the last
 // blocking arc of the cycle met from the join node), which rules out cycling on degenerate pivots.
 //
@@ -51,6 +51,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "flow_tree.hpp"
 #include "network_simplex_basic_flow.hpp"
 
 namespace nb = nanobind;
@@ -60,7 +61,7 @@ namespace {
 using i64 = std::int64_t;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-class FlowSimplex {
+class FlowSimplex : private monge::flow::FlowTree {
  public:
   struct Slot {  // an edge seen from one end (cost scaling)
     int w, fwd;  // the other end; 1 if this end is the edge's src
@@ -665,22 +666,14 @@ class FlowSimplex {
   void finish_init() {
     std::vector<int> order;
     preorder(order);
-    const int N = n_ + 1;
-    std::vector<int> at(N);
-    for (int k = 0; k < N; ++k) {
-      const int x = order[k], y = order[(k + 1) % N];
-      thread_[x] = y;
-      rev_thread_[y] = x;
-      at[x] = k;
-    }
-    for (int x = 0; x < N; ++x) last_succ_[x] = order[at[x] + succ_[x] - 1];
+    thread_from_preorder(order);
     std::vector<int>().swap(fchild_);
     std::vector<int>().swap(nsib_);
     std::vector<int>().swap(psib_);
     compute_potentials();
   }
 
-  // preorder of the whole tree from R; also refreshes the subtree sizes
+  // preorder of the whole tree from R (by the child lists)
   void preorder(std::vector<int> &order) {
     order.clear();
     order.reserve(n_ + 1);
@@ -691,8 +684,6 @@ class FlowSimplex {
       order.push_back(x);
       for (int c = fchild_[x]; c >= 0; c = nsib_[c]) stack_.push_back(c);
     }
-    for (int x : order) succ_[x] = 1;
-    for (size_t k = order.size(); k-- > 1;) succ_[parent_[order[k]]] += succ_[order[k]];
   }
 
   void compute_potentials() {  // thread order: parents first
@@ -723,12 +714,9 @@ class FlowSimplex {
 
   bool pivot(i64 e) {
     const int first = src_[e], second = dst_[e];
-    int u = first, v = second;
-    while (u != v) {  // an ancestor has a strictly larger subtree
-      if (succ_[u] < succ_[v]) u = parent_[u];
-      else v = parent_[v];
-    }
-    const int join = u;
+    i64 steps = 0;
+    const int join = join_node(first, second, steps);
+    int u;
     double delta = kInf;
     int u_out = -1;
     bool out_first = false;
@@ -746,100 +734,20 @@ class FlowSimplex {
     in_tree_[pred_[u_out]] = 0;
     in_tree_[e] = 1;
     const int u_in = out_first ? first : second, v_in = out_first ? second : first;
-    update_tree(e, u_in, v_in, u_out, join);
-    update_potentials(e, u_in, v_in);
-    return true;
-  }
-
-  void tlink(int x, int y) {  // y follows x in the thread
-    thread_[x] = y;
-    rev_thread_[y] = x;
-  }
-
-  // Replaces the pred arc of u_out by the entering arc e = (u_in, v_in): the path u_in .. u_out (the stem) is
-  // reversed and the subtree of u_out re-hung below v_in. Updates parent, pred, up, thread, rev_thread, succ
-  // and last_succ in O(stem + depth) (Barr-Glover-Klingman thread scheme, as in network_simplex.cpp).
-  void update_tree(i64 e, int u_in, int v_in, int u_out, int join) {
-    const int v_out = parent_[u_out];
-    const int old_rev = rev_thread_[u_out];
-    const int old_num = succ_[u_out];
-    const int old_last = last_succ_[u_out];
-    if (u_in == u_out) {
-      parent_[u_in] = v_in;
-      if (thread_[v_in] != u_out) {
-        const int after_block = thread_[old_last];
-        tlink(old_rev, after_block);
-        const int after_v = thread_[v_in];
-        tlink(v_in, u_out);
-        tlink(old_last, after_v);
-      }
-    } else {
-      reverse_stem(u_in, v_in, u_out, old_rev, old_last);
-      // down the stem from u_out (parents now point down the stem): each node takes the pred arc of its
-      // old child on the stem (reversed), and new subtree sizes are accumulated
-      int acc = 0;
-      const int ls = last_succ_[u_out];
-      for (int w = u_out, p = parent_[w]; w != u_in; w = p, p = parent_[w]) {
-        pred_[w] = pred_[p];
-        up_[w] = !up_[p];
-        acc += succ_[w] - succ_[p];
-        succ_[w] = acc;
-        last_succ_[p] = ls;
-      }
-      succ_[u_in] = old_num;
-    }
+    update_tree(u_in, v_in, u_out, join, [this](int w, int p) {  // w takes the arc of p, reversed
+      pred_[w] = pred_[p];
+      up_[w] = !up_[p];
+    });
     pred_[u_in] = e;
     up_[u_in] = src_[e] == u_in;
-    const int up_limit = last_succ_[join] == v_in ? join : -1;
-    const int new_last = last_succ_[u_out];
-    for (int w = v_in; w != -1 && last_succ_[w] == v_in; w = parent_[w]) last_succ_[w] = new_last;
-    if (join != old_rev && v_in != old_rev) {
-      for (int w = v_out; w != up_limit && last_succ_[w] == old_last; w = parent_[w]) last_succ_[w] = old_rev;
-    } else if (new_last != old_last) {
-      for (int w = v_out; w != up_limit && last_succ_[w] == old_last; w = parent_[w]) last_succ_[w] = new_last;
-    }
-    for (int w = v_in; w != join; w = parent_[w]) succ_[w] += old_num;
-    for (int w = v_out; w != join; w = parent_[w]) succ_[w] -= old_num;
-  }
-
-  // Thread and parent update of the stem reversal (u_in != u_out): each stem node with its subtree minus the
-  // next stem node's is cut out of the thread and appended after the previous stem node's block.
-  void reverse_stem(int u_in, int v_in, int u_out, int old_rev, int old_last) {
-    const int thread_continue = old_rev == v_in ? thread_[old_last] : thread_[v_in];
-    int stem = u_in, par_stem = v_in;
-    int last = last_succ_[u_in];
-    int after = thread_[last];
-    dirty_.clear();
-    thread_[v_in] = u_in;
-    dirty_.push_back(v_in);
-    while (stem != u_out) {
-      const int next_stem = parent_[stem];
-      thread_[last] = next_stem;
-      dirty_.push_back(last);
-      tlink(rev_thread_[stem], after);
-      parent_[stem] = par_stem;
-      par_stem = stem;
-      stem = next_stem;
-      last = last_succ_[stem] == last_succ_[par_stem] ? rev_thread_[par_stem] : last_succ_[stem];
-      after = thread_[last];
-    }
-    parent_[u_out] = par_stem;
-    tlink(last, thread_continue);
-    last_succ_[u_out] = last;
-    if (old_rev != v_in) tlink(old_rev, after);
-    for (int w : dirty_) rev_thread_[thread_[w]] = w;
+    update_potentials(e, u_in, v_in);
+    return true;
   }
 
   // rc(e) = 0 by shifting the potentials of u_in's subtree, or of the rest of the tree when that is smaller
   void update_potentials(i64 e, int u_in, int v_in) {
     const double target = src_[e] == u_in ? pi_[v_in] - cost_[e] : pi_[v_in] + cost_[e];
-    const double sigma = target - pi_[u_in];
-    const int end = thread_[last_succ_[u_in]];
-    if (2 * succ_[u_in] <= n_ + 1) {
-      for (int w = u_in; w != end; w = thread_[w]) pi_[w] += sigma;
-    } else {
-      for (int w = end; w != u_in; w = thread_[w]) pi_[w] -= sigma;
-    }
+    shift_potentials(u_in, target - pi_[u_in], n_ + 1, pi_.data());
   }
 
   int n_;
@@ -849,7 +757,7 @@ class FlowSimplex {
   i64 block_ = 64, next_ = 0, iter_ = 0, relabels_ = 0;
   std::vector<int> src_, dst_;
   std::vector<double> cost_, flow_, supply_, pi_;
-  std::vector<int> parent_, succ_, thread_, rev_thread_, last_succ_, fchild_, nsib_, psib_, stack_, dirty_;
+  std::vector<int> fchild_, nsib_, psib_, stack_;  // child lists: only while the first basis is built
   std::vector<i64> pred_;
   std::vector<char> up_, in_tree_;
 };
