@@ -50,7 +50,10 @@ class ExactGWResult(SparsePlan):
 
     Attributes:
         value, linear_term, quadratic_term, f, g, convergence: as in :class:`GWResult`.
-        rows, cols, vals: the nonzeros of the plan, ``(K,)`` each; ``shape = (n, m)``.
+        rows, cols, vals: the nonzeros of the plan, ``(K,)`` each; ``shape = (n, m)``. A batch of ``B`` problems
+            (``monge.gromov_wasserstein`` on ``(B, n, d)`` inputs): ``(B, K)``, ``K`` the largest support of the
+            batch, shorter supports padded with zeros at ``(0, 0)`` (as :class:`~monge.results.ExactResult`);
+            ``value``, ``f``, ``g``, ``convergence`` get the leading ``B``.
 
     :attr:`plan` materialises the dense ``(n, m)`` plan on each access; :attr:`plan_sparse` is a coalesced
     ``torch.sparse_coo_tensor``; :attr:`marginals` never forms the dense plan.
