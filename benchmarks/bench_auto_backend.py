@@ -89,24 +89,35 @@ def main():
     ap.add_argument("--steady", type=int, default=10, help="warm iterations timed for the per-iteration rate")
     ap.add_argument("--total", type=int, default=100, help="iterations at eps of the projected solve (winner)")
     ap.add_argument("--no-auto", action="store_true", help="time lazy and multiscale only (auto: its pick only)")
+    ap.add_argument("--min-entries", type=float, help="try another MULTISCALE_MIN_ENTRIES (auto's n m threshold)")
+    ap.add_argument("--max-blur", type=float, help="try another MULTISCALE_MAX_BLUR (auto's sqrt(eps) / diam)")
     args = ap.parse_args()
+    from monge.geometry import pointcloud
+
+    if args.min_entries is not None:
+        pointcloud.MULTISCALE_MIN_ENTRIES = args.min_entries
+    if args.max_blur is not None:
+        pointcloud.MULTISCALE_MAX_BLUR = args.max_blur
+    print(f"auto: multiscale from n m >= {pointcloud.MULTISCALE_MIN_ENTRIES:.3g}, d <= "
+          f"{pointcloud.MULTISCALE_MAX_DIM}, at sqrt(eps) <= {pointcloud.MULTISCALE_MAX_BLUR} diam", flush=True)
     grid = [(n, d, tuple(args.blur)) for n in args.n for d in args.d] if args.n else GRID
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32, uniform [0,1]^d, eps = blur^2; "
           f"first = EpsScaling(0.5) + {args.iters} iterations, it = CPU per steady iteration, proj = CPU of "
           f"EpsScaling + {args.total} iterations", flush=True)
     print(f"{'n':>6} {'d':>3} {'blur':>5} {'b/diam':>6} | {'lazy first CPU/wall':>19} {'it':>6} | "
           f"{'multisc. first CPU/wall':>23} {'it':>6} | {'proj lazy/ms':>12} {'winner':>10} | {'auto':>10} "
-          f"{'first':>6} {'it':>6} | value diff", flush=True)
+          f"{'first':>6} {'it':>6} {'lazy/auto':>7} | value diff", flush=True)
     for n, d, blurs in grid:
         for blur in blurs:
             r = run_case(n, d, blur, args.iters, args.steady, auto=not args.no_auto)
             lz, ms, au = r["lazy"], r["multiscale"], r.get("auto", (math.nan,) * 3 + (r["lazy"][3],))
             pl, pm = projected(lz, args.iters, args.total), projected(ms, args.iters, args.total)
+            pa = projected(au, args.iters, args.total)
             win = "multiscale" if pm < pl else "lazy"
             diff = max(abs(ms[3] - lz[3]), abs(au[3] - lz[3])) / abs(lz[3])
             print(f"{n:>6} {d:>3} {blur:>5.2f} {blur / math.sqrt(d):>6.3f} | {lz[0]:>8.2f} / {lz[1]:>8.2f} "
                   f"{lz[2]:>6.3f} | {ms[0]:>10.2f} / {ms[1]:>10.2f} {ms[2]:>6.3f} | {pl / pm:>11.2f}x {win:>10} | "
-                  f"{r['pick']:>10} {au[0]:>6.2f} {au[2]:>6.3f} | {diff:.1e}", flush=True)
+                  f"{r['pick']:>10} {au[0]:>6.2f} {au[2]:>6.3f} {pl / pa:>6.2f}x | {diff:.1e}", flush=True)
 
 
 if __name__ == "__main__":

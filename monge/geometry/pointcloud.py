@@ -25,7 +25,8 @@ KERNEL_MAX_DIM = 24
 #: ``backend="auto"`` considers the multiscale soft-min for unbatched squared-Euclidean clouds on the CPU from this
 #: many cost entries ``n m`` (below it, its clustering and block selections cost more than its truncation saves)
 #: and up to :data:`MULTISCALE_MAX_DIM`; it then runs each soft-min at ``eps <= (MULTISCALE_MAX_BLUR diam)^2``
-#: (``diam``: the bounding box's diagonal) on it, at larger ``eps`` (too many kept block pairs) on the lazy kernel.
+#: (``diam``: the bounding box's diagonal) on it from the second call at that ``eps``, at larger ``eps`` (too
+#: many kept block pairs) and at one-call annealing stages (a block selection each) on the lazy kernel.
 #: Measured by ``benchmarks/bench_auto_backend.py`` (lazy vs multiscale per (n, d, blur)); see RESULTS.md.
 MULTISCALE_MIN_ENTRIES = 10**8
 #: Highest dimension where ``backend="auto"`` considers the multiscale soft-min (see :data:`MULTISCALE_MIN_ENTRIES`).
@@ -150,8 +151,8 @@ class PointCloud(_PointsGeometry):
     def backend_for(self, eps: float) -> str:
         """The backend :meth:`softmin` runs at ``eps`` for an unbatched potential: :attr:`backend`, except for
         ``backend="auto"`` on large low-dimensional squared-Euclidean clouds (see :data:`MULTISCALE_MIN_ENTRIES`),
-        where it is ``"multiscale"`` at ``eps <= (MULTISCALE_MAX_BLUR diam)^2`` and ``"lazy"`` above (and for
-        batched potentials).
+        where it is ``"multiscale"`` at ``eps <= (MULTISCALE_MAX_BLUR diam)^2`` (from the second call at that ``eps``:
+        the first, an annealing stage's, runs lazy) and ``"lazy"`` above (and for batched potentials).
 
         Example:
             >>> import torch
@@ -270,19 +271,26 @@ def _multiscale_may_win(cost_fn: Cost, x: torch.Tensor, y: torch.Tensor) -> bool
 class _ByEps:
     """``backend="auto"`` where the best reduction depends on the temperature: the multiscale soft-min at
     ``eps <= eps_max`` for unbatched potentials (few kept block pairs), the lazy one otherwise. Both are exact to
-    the multiscale certificate (``eps * rtol`` per entry), so a solve may switch between them as eps anneals."""
+    the multiscale certificate (``eps * rtol`` per entry), so a solve may switch between them as eps anneals.
+    An ``eps`` takes the multiscale path from its second call per ``dim`` (an adaptive switch, as the dense
+    kernel cache's): a one-iteration annealing stage does not pay a block selection (measured at n = 2e4, d = 3:
+    eps-scaling + 10 iterations 4.4 CPU-s instead of 8.8 on multiscale, lazy 4.0; then 2.5x lazy per iteration)."""
 
     def __init__(self, cost_fn: Cost, x, y, chunk, eps_max: float):
         self.lazy = lazy_backend(cost_fn, x, chunk, "lazy")
         self.multiscale = MultiscaleSoftmin(cost_fn, x, y)  # its clustering is built on its first call
         self.eps_max = eps_max
+        self._seen: set = set()
 
     def backend_for(self, eps: float) -> str:
         return "multiscale" if eps <= self.eps_max else "lazy"
 
     def softmin(self, x, y, h, eps, dim):
         if h.dim() == 1 and eps <= self.eps_max:
-            return self.multiscale.softmin(x, y, h, eps, dim)
+            key = (dim, float(eps))
+            if key in self._seen:
+                return self.multiscale.softmin(x, y, h, eps, dim)
+            self._seen.add(key)
         return self.lazy.softmin(x, y, h, eps, dim)
 
 

@@ -207,8 +207,9 @@ def test_auto_switching_to_multiscale_by_eps_equals_the_lazy_backend(monkeypatch
     auto._impl.lazy.softmin = lambda *args: lazy_eps.append(args[3]) or lazy_softmin(*args)
     res = monge.solve(auto, **kw)
     ref = monge.solve(PointCloud(x, y, backend="lazy"), **kw)
-    assert auto._impl.multiscale.stats["calls"] > 0 and lazy_eps  # both ran: lazy at the early stages only
-    assert min(lazy_eps) > auto._impl.eps_max
+    assert auto._impl.multiscale.stats["calls"] > 0 and lazy_eps  # both ran
+    at_small = [e for e in lazy_eps if e <= auto._impl.eps_max]  # lazy below eps_max: each eps's first call only
+    assert len(at_small) <= 2 * len(set(at_small)) and max(lazy_eps) > auto._impl.eps_max
     assert res.convergence.all_converged and ref.convergence.all_converged
     torch.testing.assert_close(res.value, ref.value, rtol=1e-8, atol=0)
     shift = float((res.f - ref.f).mean())  # potentials are defined up to (f + c, g - c)
