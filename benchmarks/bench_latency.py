@@ -1,14 +1,15 @@
 """Per-call latency of small problems (n = 16..256): what a loop of many small solves (particle flows,
 minibatch OT in flow matching) feels.
 
-monge.solve(C) (exact) vs POT's ot.emd2, monge.assignment(C) vs scipy's linear_sum_assignment, and entropic
-monge.solve(C, eps) vs ot.sinkhorn2 at the same eps and marginal tolerance. Same inputs (float64 costs between
-uniform points in [0, 1]^2, uniform weights), one process; each figure is the best over ``--repeat`` rounds of
-the mean time of ``--calls`` back-to-back calls, the libraries interleaved round-robin. ``--clock cpu`` times
-the calling thread's CPU time instead of the wall clock: on a machine shared with other jobs it leaves out the
-time the benchmark waits for a core (every solver here runs on the calling thread for one problem). Usage:
+monge.solve(C) (exact) vs POT's ot.emd2, monge.assignment(C) vs scipy's linear_sum_assignment, entropic
+monge.solve(C, eps) vs ot.sinkhorn2 at the same eps and marginal tolerance (with both final l1 marginal errors),
+and monge.sinkhorn_divergence (forward, and forward + backward) vs GeomLoss and POT. Same inputs (float64 costs
+between uniform points in [0, 1]^2, uniform weights), one process; each figure is the best over ``--repeat``
+rounds of the mean time of ``--calls`` back-to-back calls, the libraries interleaved round-robin. ``--clock cpu``
+times the calling thread's CPU time instead of the wall clock: on a machine shared with other jobs it leaves out
+the time the benchmark waits for a core (every solver here runs on the calling thread for one problem). Usage:
     OMP_NUM_THREADS=1 python benchmarks/bench_latency.py [--sizes 16 32 64 128 256] [--calls 200] [--repeat 7]
-        [--clock wall|cpu] [--only exact assignment entropic]
+        [--clock wall|cpu] [--only exact assignment entropic divergence]
 """
 
 from __future__ import annotations
@@ -81,8 +82,47 @@ def bench_entropic(n, calls, repeat, eps, tol):
     res = mon()
     rel = abs(float(res.transport_cost) - float(pot())) / float(pot())
     its = int(res.convergence.n_iters)
+    P = ot.sinkhorn(a, a, C, eps, stopThr=tol, numItermax=100000)  # POT's plan: its l1 marginal error
+    pot_err = np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - a).sum()
     print(line(f"entropic n={n} eps={eps:g}", t["monge"], t["pot"], "sinkhorn2",
-               f"rel.diff {rel:.1e}, monge {its} iterations"))
+               f"rel.diff {rel:.1e}, monge {its} iterations, l1 marginal error monge "
+               f"{float(res.convergence.error):.1e} / POT {pot_err:.1e}"))
+
+
+def bench_divergence(n, calls, repeat, eps, tol):
+    """monge.sinkhorn_divergence (its defaults: eps-scaling 0.5, the default tol) forward and forward + backward
+    (w.r.t. x) against GeomLoss's tensorized SamplesLoss (cost |x - y|^2 / 2: blur = sqrt(eps / 2) and scaling
+    sqrt(0.5) give the same plans and temperatures, and half the value) and POT's empirical divergence (no
+    gradient, no eps-scaling) where installed."""
+    rng = np.random.default_rng(1)
+    X, Y = rng.random((n, 2)), rng.random((n, 2))
+    x, y = torch.from_numpy(X), torch.from_numpy(Y)
+    xg = x.clone().requires_grad_()
+
+    def mon_bwd():
+        xg.grad = None
+        monge.sinkhorn_divergence(xg, y, eps=eps).backward()
+
+    fns = {"monge": lambda: monge.sinkhorn_divergence(x, y, eps=eps), "monge_bwd": mon_bwd}
+    w = np.full(n, 1.0 / n)
+    fns["pot"] = lambda: ot.bregman.empirical_sinkhorn_divergence(X, Y, eps, w, w, stopThr=tol, numIterMax=100000)
+    try:
+        import geomloss
+
+        loss = geomloss.SamplesLoss("sinkhorn", p=2, blur=(eps / 2) ** 0.5, scaling=0.5 ** 0.5, backend="tensorized")
+
+        def geo_bwd():
+            xg.grad = None
+            loss(xg, y).backward()
+
+        fns["geomloss"], fns["geomloss_bwd"] = (lambda: loss(x, y)), geo_bwd
+    except ImportError:
+        pass
+    t = per_call(fns, max(1, calls // 8), repeat)
+    print(line(f"divergence n={n} eps={eps:g}", t["monge"], t["pot"], "POT div"))
+    if "geomloss" in t:
+        print(line(f"divergence n={n} eps={eps:g}", t["monge"], t["geomloss"], "geomloss"))
+        print(line(f"divergence+grad n={n}", t["monge_bwd"], t["geomloss_bwd"], "geomloss"))
 
 
 def main():
@@ -93,16 +133,17 @@ def main():
     ap.add_argument("--eps", type=float, default=0.05)
     ap.add_argument("--tol", type=float, default=1e-6)
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
-    ap.add_argument("--only", nargs="+", choices=["exact", "assignment", "entropic"],
-                    default=["exact", "assignment", "entropic"])
+    ap.add_argument("--only", nargs="+", choices=["exact", "assignment", "entropic", "divergence"],
+                    default=["exact", "assignment", "entropic", "divergence"])
     args = ap.parse_args()
     global CLOCK
     CLOCK = time.thread_time if args.clock == "cpu" else time.perf_counter
     warnings.simplefilter("ignore", UserWarning)
     print(f"# per-call latency ({args.clock} clock) on {machine()}")
-    for family, bench in (("exact", bench_exact), ("assignment", bench_assignment), ("entropic", bench_entropic)):
+    for family, bench in (("exact", bench_exact), ("assignment", bench_assignment), ("entropic", bench_entropic),
+                          ("divergence", bench_divergence)):
         for n in args.sizes if family in args.only else ():
-            bench(n, args.calls, args.repeat, *((args.eps, args.tol) if family == "entropic" else ()))
+            bench(n, args.calls, args.repeat, *((args.eps, args.tol) if family in ("entropic", "divergence") else ()))
 
 
 if __name__ == "__main__":

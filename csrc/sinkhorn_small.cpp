@@ -147,6 +147,39 @@ nb::tuple sinkhorn_small_state(Mat K, double c0, double eps, Vec1 lwa, Vec1 lwb,
   return nb::make_tuple(vec(f, n), vec(Sf, m), vec(Sg, n), rows, cols, value, ok);
 }
 
+// (f, S, done, complete, rows, trace): `iters` averaged iterations of a symmetric problem (one measure on one
+// support, OT(a, a)): f <- (f + kappa S) / 2, S = softmin_1(f + eps lw); rows (the residual of the side's
+// optimality condition at the returned (f, S)) after each in trace. complete = false: a sum was unreliable at
+// iteration `done` (the state returned is the one before it).
+nb::tuple sinkhorn_small_symmetric(Mat K, double c0, double eps, Vec1 lw, Vec1 w, double rho, Vec1 f0, Vec1 S0,
+                                   int64_t iters) {
+  check(K, lw, lw, w, w, f0, f0, eps);
+  const int64_t n = K.shape(0);
+  if (K.shape(1) != size_t(n) || S0.shape(0) != size_t(n))
+    throw nb::value_error("sinkhorn_small_symmetric: K must be square (n x n) and f, S, lw, w of n entries");
+  Side A{lw.data(), w.data(), n, rho, std::isinf(rho) ? 1.0 : rho / (rho + eps)};
+  std::vector<double> f(f0.data(), f0.data() + n), S(S0.data(), S0.data() + n), fn(n), Sn(n), u(n),
+      trace(std::max<int64_t>(iters, 1));
+  int64_t done = 0;
+  bool complete = true;
+  double rows = std::numeric_limits<double>::quiet_NaN();
+  {
+    nb::gil_scoped_release release;
+    for (; done < iters; ++done) {
+      for (int64_t i = 0; i < n; ++i) fn[i] = 0.5 * (f[i] + A.kappa * S[i]);
+      if (!softmin(K.data(), n, n, c0, eps, 1, fn.data(), A.lw, Sn.data(), u)) { complete = false; break; }
+      f.swap(fn);
+      S.swap(Sn);
+      trace[done] = rows = residual(A, f.data(), S.data(), eps, nullptr);
+    }
+    if (done == 0) rows = residual(A, f.data(), S.data(), eps, nullptr);
+  }
+  auto tr = monge::zeros<double>(std::max<int64_t>(done, 1));
+  std::copy(trace.begin(), trace.begin() + std::max<int64_t>(done, 1), tr.get());
+  return nb::make_tuple(vec(f, n), vec(S, n), done, complete, rows,
+                        monge::owned<double, 1>(std::move(tr), {size_t(std::max<int64_t>(done, 1))}));
+}
+
 }  // namespace monge_sinkhorn_small
 
 void register_sinkhorn_small(nb::module_ &m) {
@@ -161,4 +194,12 @@ void register_sinkhorn_small(nb::module_ &m) {
         "else f as given; Sf = softmin_0(f + eps lwa); rows, cols: the l1 residuals of the two marginals'\n"
         "optimality conditions at (f, g); value: the dual objective there. ok = False: a sum under- or overflowed\n"
         "(compute in the log domain instead; rows, cols, value are then inf, inf, NaN).");
+  m.def("sinkhorn_small_symmetric", &sinkhorn_small_symmetric, nb::arg("K").noconvert(), nb::arg("c0"), nb::arg("eps"),
+        nb::arg("lw").noconvert(), nb::arg("w").noconvert(), nb::arg("rho"), nb::arg("f").noconvert(),
+        nb::arg("S").noconvert(), nb::arg("iters"),
+        "sinkhorn_small_symmetric(K, c0, eps, lw, w, rho, f, S, iters) -> (f, S, done, complete, rows, trace)\n\n"
+        "`iters` averaged Sinkhorn iterations of OT(a, a) on one support (float64, CPU, GIL released, K square):\n"
+        "f <- (f + kappa S) / 2, S = softmin_1(f + eps lw) against K = exp(-(C - c0)/eps). complete = False: a sum\n"
+        "was unreliable at iteration `done` (the state returned is the last certified one); rows: the l1 residual of\n"
+        "the side's optimality condition at the returned state; trace: rows after each iteration run.");
 }

@@ -19,22 +19,61 @@ try:  # the averaged iterations of OT(a, a) (csrc/sinkhorn_small.cpp)
     from .._core import sinkhorn_small_symmetric as _small_symmetric
 except ImportError:  # pragma: no cover - depends on the build
     _small_symmetric = None
-try:  # the compiled dense loop (csrc/sinkhorn_dense.cpp), called directly by _CompiledLoop for dense kernels
+try:  # the compiled dense loop and Gibbs kernel (csrc/sinkhorn_dense.cpp), called directly for dense kernels
+    from .._core import gibbs_kernel as _gibbs_kernel
     from .._core import sinkhorn_kernel_run as _kernel_run
 except ImportError:  # pragma: no cover - depends on the build
-    _kernel_run = None
+    _kernel_run = _gibbs_kernel = None
 
-__all__ = ["_CompiledLoop"]
+__all__ = ["_CompiledLoop", "CompiledStages"]
+
+
+class CompiledStages:
+    """The annealing stages of eps-scaling (plain iterations ``f = kappa_a softmin_1(g + e log b)``,
+    ``g = kappa_b softmin_0(f + e log a)`` at each temperature ``e``) in one compiled call per iteration, on a Gibbs
+    kernel built per stage, where :class:`_CompiledLoop` applies at the target ``eps`` (also OT(a, a): the stages
+    alternate as in torch). :meth:`run` returns None where a sum is unreliable (the caller runs that stage in
+    torch from the same potentials)."""
+
+    def __init__(self, C: torch.Tensor, data):
+        self.C = C.numpy()
+        ms = (data.ma, data.mb)
+        self.rho = [m.rho if type(m) is KL else math.inf for m in ms]
+        self.lw = [m.lw.contiguous().numpy() for m in ms]
+        self.w = [m.w.contiguous().numpy() for m in ms]
+        self.threads = torch.get_num_threads()
+
+    @classmethod
+    def of(cls, geom, data, f, eps: float):
+        """The compiled stages for this problem, or None (then the stages run in torch)."""
+        if _small_state is None or _gibbs_kernel is None or _CompiledLoop.of(geom, data, f, eps) is None:
+            return None
+        C = geom.cost()
+        ok = C.dim() == 2 and C.dtype == torch.float64 and C.device.type == "cpu" and not C.requires_grad
+        return cls(C.contiguous(), data) if ok else None
+
+    def run(self, f, g, eps: float, iters: int):
+        """``(f, g)`` after ``iters`` plain iterations at ``eps``; None where a sum was unreliable."""
+        K, c0 = _gibbs_kernel(self.C, float(eps), self.threads)
+        fn, gn = f.detach().contiguous().numpy(), g.detach().contiguous().numpy()
+        kb = self.rho[1] / (self.rho[1] + eps) if math.isfinite(self.rho[1]) else 1.0
+        for _ in range(iters):
+            out = _small_state(K, c0, float(eps), *self.lw, *self.w, *self.rho, fn, gn, True)
+            if not out[6]:
+                return None
+            fn, gn = out[0], kb * out[1]
+        return torch.from_numpy(fn), torch.from_numpy(gn)
 
 
 class _CompiledLoop:
     """``SinkhornData.step`` ``k`` times in one compiled call (:meth:`block`), where the geometry offers it
     (``scaling_loop``: a float64 CPU dense cost) for one problem with hard or KL marginals and nothing to
     differentiate (OT(a, a) on one support: the averaged updates, for dense kernels). :meth:`start` and
-    :meth:`finish` give the first and the returned states of small dense solves in one call each. The call also returns the two marginals' residuals at its final state, which :meth:`watch` and
-    :meth:`measure` hand to the driver for that state (any other state is measured in torch). Where a compiled sum
-    is unreliable (underflow at small eps), the rest of the block, and every later one, runs the log-domain step
-    (the same iterates up to rounding)."""
+    :meth:`finish` give the first and the returned states of small dense solves in one call each. The block call
+    also returns the two marginals' residuals at its final state, which :meth:`watch` and :meth:`measure` hand to
+    the driver for that state (any other state is measured in torch). Where a compiled sum is unreliable
+    (underflow at small eps), the rest of the block, and every later one, runs the log-domain step (the same
+    iterates up to rounding)."""
 
     def __init__(self, geom, data: SinkhornData, kern, eps: float):
         self.geom, self.data, self.kern, self.eps, self.live, self.last = geom, data, kern, eps, True, None
@@ -57,7 +96,7 @@ class _CompiledLoop:
         return out[:6] if out[6] else None
 
     def start(self, f, g):
-        """The loop state ``(f, g, Sf, Sg)`` at the start (:meth:`~monge.solvers.sinkhorn.SinkhornData.start`), measured in the same call
+        """The loop state ``(f, g, Sf, Sg)`` at the start (``SinkhornData.start``), measured in the same call
         (the driver's first check reads it from :meth:`measure`); None: use the torch start."""
         out = self._state(f, g, False)
         if out is None:

@@ -24,7 +24,7 @@ from ..geometry.pointcloud import PointCloud
 from ..problems.linear import LinearProblem
 from ..results import SinkhornResult
 from ._loop import fixed_point, relaxed
-from ._sinkhorn_compiled import _CompiledLoop
+from ._sinkhorn_compiled import CompiledStages, _CompiledLoop
 from .marginals import KL, Hard, Marginal
 from .schedules import EpsScaling
 
@@ -216,7 +216,7 @@ class Sinkhorn:
             run = sinkhorn_loop(geom, data, f, g, self.eps, tol=tol, max_iter=self.max_iter - n_it,
                                 check_every=self.check_every, omega=self.omega, fixed_iters=self.fixed_iters,
                                 verbose=self.verbose, start=n_it, fast=fast,
-                                finish=lambda state: (quick and fast.finish(state[1])) or self._finish(prob, state, mode))
+                                finish=lambda st: (quick and fast.finish(st[1])) or self._finish(prob, st, mode))
         f, g, value = run.state
         return SinkhornResult(f=f, g=g, value=value, eps=self.eps, problem=prob, convergence=run.convergence)
 
@@ -244,7 +244,12 @@ class Sinkhorn:
         run = _coarse_start(geom, data, f, g, temps, self.schedule.iters_per_stage)
         if run is not None:  # a multiscale cloud anneals on its cluster centres first
             return run
+        fast = CompiledStages.of(geom, data, f, self.eps) if len(temps) > 1 else None
         for e in temps[:-1]:
+            done = fast.run(f, g, e, self.schedule.iters_per_stage) if fast is not None else None
+            if done is not None:
+                f, g = done
+                continue
             for _ in range(self.schedule.iters_per_stage):
                 f = data.f_update(geom, g, e)[0]
                 g = data.g_update(geom, f, e)

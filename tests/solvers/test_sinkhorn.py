@@ -309,3 +309,41 @@ def test_small_point_cloud_loop_on_its_cost_equals_the_cloud_loop(monkeypatch, b
         out.append((res.f.detach(), res.value.detach(), div.detach(), x.grad, y.grad))
     for u, v in zip(*out):
         torch.testing.assert_close(u, v, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("rho", [None, 0.5])
+def test_symmetric_compiled_iterations_equal_the_torch_ones(rho):
+    """OT(a, a) on one support: the compiled averaged iterations against the torch ones (values, potentials,
+    certificate of the returned plan, gradient w.r.t. the weights)."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(17, 2, generator=g, dtype=torch.float64)
+    C = torch.cdist(x, x) ** 2
+    C = 0.5 * (C + C.T)
+    a = torch.rand(17, generator=g, dtype=torch.float64) + 0.1
+    a = a / a.sum()
+    out = []
+    for geom_cls in (monge.DenseCost, _TorchOnly):
+        ag = a.clone().requires_grad_()
+        res = Sinkhorn(eps=0.03, tol=1e-12)(LinearProblem(geom_cls(C, symmetric=True), ag, ag, rho_a=rho, rho_b=rho))
+        res.value.backward()
+        assert res.convergence.status == ("converged",)
+        out.append((res.f.detach(), res.g.detach(), res.value.detach(), ag.grad))
+    for u, v in zip(*out):
+        torch.testing.assert_close(u, v, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("rho,symmetric", [(None, False), (0.4, False), (None, True)])
+def test_compiled_annealing_stages_equal_the_torch_stages(rho, symmetric):
+    """eps-scaling's stages on a Gibbs kernel per stage (compiled) against the torch stages: the same iterates up to
+    rounding, hence the same iteration counts and results."""
+    C, a, b = _small(7, 14, 14 if symmetric else 11)
+    if symmetric:
+        C, b = 0.5 * (C + C.T), a
+    # (OT(a, a)'s averaged updates converge slowly at small eps: 0.05 there)
+    solver = Sinkhorn(eps=0.05 if symmetric else 0.01, tol=1e-11, schedule=EpsScaling(0.5, iters_per_stage=2))
+    res = [solver(LinearProblem(cls(C, symmetric=symmetric), a, b, rho_a=rho, rho_b=rho))
+           for cls in (monge.DenseCost, _TorchOnly)]
+    assert res[0].convergence.status == res[1].convergence.status == ("converged",)
+    assert abs(int(res[0].convergence.n_iters) - int(res[1].convergence.n_iters)) <= 10
+    torch.testing.assert_close(res[0].value, res[1].value, atol=1e-12, rtol=0)
+    torch.testing.assert_close(res[0].plan, res[1].plan, atol=1e-10, rtol=0)
