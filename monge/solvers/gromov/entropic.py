@@ -54,7 +54,7 @@ INEXACT = 1e-2
 def _compiled_first(geom, eps: float):
     """The first element of a batched dense cost as a geometry whose Sinkhorn solve runs the compiled scaling loop
     (its kernel built), or None where that loop does not apply (not float64 on the CPU, a gradient, too large)."""
-    C = geom.C
+    C = geom.cost()
     if C.device.type != "cpu" or C.dtype != torch.float64 or C.requires_grad:
         return None
     first = DenseCost(C[0])
@@ -280,7 +280,7 @@ class EntropicGromovWasserstein:
 
         first = None if steps.lazy or not loose.dim() else _compiled_first(geom, self.eps)
         if first is not None:
-            rs = [solve(first if k == 0 else DenseCost(geom.C[k]), obj.a[k], obj.b[k], float(loose[k]),
+            rs = [solve(first if k == 0 else DenseCost(geom.cost()[k]), obj.a[k], obj.b[k], float(loose[k]),
                         None if fg is None else (fg[0][k], fg[1][k])) for k in range(len(loose))]
             st = lambda fn: torch.stack([fn(r) for r in rs])  # noqa: E731
             plans = [r.plan for r in rs]
