@@ -189,7 +189,7 @@ Kernel make_kernel(const double *K, int64_t n, int64_t m, bool sym, int n_thread
   double acc = 0.0;
   for (int t = 1; t < k.nt; ++t) {
     while (i < n && acc < total * t / k.nt) acc += double(n - i), ++i;
-    k.sym_rows[t] = i + (i & 1);  // even: whole row pairs per thread
+    k.sym_rows[t] = std::min(n, std::max(k.sym_rows[t - 1], i + (i & 1)));  // even: whole row pairs per thread
   }
   return k;
 }

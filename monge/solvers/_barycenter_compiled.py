@@ -6,8 +6,10 @@ product with the geometry's Gibbs kernel :math:`K = e^{-(C - c_0)/\varepsilon}` 
 path uses), the K couplings of a half iteration in one pass over it. A symmetric cost (:math:`C = C^\top`
 bitwise: inputs and barycenter on one support, the usual case) is read through its upper triangle, half the memory
 traffic per pass. Sums that may have lost terms to underflow stop the call at the last certified state; the rest
-runs the log-domain torch step (the same iterates up to rounding). Used for one problem (no batch) whose loop
-records nothing for autograd.
+runs the log-domain torch step (the same iterates up to rounding). Used for one problem (no batch) of at most
+:data:`MAX_INPUTS` inputs whose loop records nothing for autograd. float32 inputs iterate in float64 (a float64 kernel
+of the float32 cost, where its range is within ``600 eps``) and are returned in float32: the certificate is that of the float64 iterate, whose float32
+rounding moves each marginal by at most ~6e-8 of the mass, far below float32's default tolerance (2e-5).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import weakref
 
 import torch
 
-from ..geometry._backends.kernel import KernelDense
+from ..geometry._backends.kernel import KERNEL_MAX_ENTRIES, KernelDense
 
 try:  # absent in a pure-Python install
     from .._core import barycenter_kernel_run as _run
@@ -25,7 +27,10 @@ try:  # absent in a pure-Python install
 except ImportError:  # pragma: no cover - depends on the build
     _run = _symmetric = None
 
-__all__ = ["CompiledBarycenter"]
+__all__ = ["CompiledBarycenter", "MAX_INPUTS"]
+
+#: The compiled loop runs up to this many input histograms (its passes over the kernel take 4 at a time).
+MAX_INPUTS = 8
 
 _SYMMETRIC: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # kernel -> whether K = K^T (checked once)
 
@@ -41,7 +46,32 @@ def _is_symmetric(geom, kern) -> bool:
 
 
 def _np(t: torch.Tensor):
-    return t.detach().contiguous().numpy()
+    return t.detach().to(torch.float64).contiguous().numpy()
+
+
+_KERNELS64: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # float32 DenseCost -> (eps, float64 kernel)
+
+
+_SPAN = 600.0  # float32 costs whose range is within 600 eps: every kernel entry >= e^-600, no sum can underflow
+
+
+def _kernel64(geom, eps: float):
+    """A float64 kernel of a float32 :class:`~monge.geometry.DenseCost` (one problem, CPU, no gradient, cost range
+    within ``600 eps``: no kernel sum can underflow, so no iteration falls back to float32 midway): float32 inputs
+    iterate in float64 (kept per geometry and eps); None otherwise."""
+    from ..geometry.dense import DenseCost
+
+    if type(geom).softmin is not DenseCost.softmin or not isinstance(eps, (int, float)):
+        return None
+    C = geom.C
+    if C.dim() != 2 or C.device.type != "cpu" or C.requires_grad or C.numel() > KERNEL_MAX_ENTRIES or not C.numel():
+        return None
+    hit = _KERNELS64.get(geom)
+    if hit is None and float(C.amax() - C.amin()) > _SPAN * float(eps):  # a sum may underflow: stay in float32
+        return None
+    if hit is None or hit[0] != float(eps):
+        hit = _KERNELS64[geom] = (float(eps), KernelDense(C.double().contiguous(), float(eps)))
+    return hit[1]
 
 
 class CompiledBarycenter:
@@ -63,23 +93,25 @@ class CompiledBarycenter:
 
     def __init__(self, geom, data, kern, eps: float, sym: bool):
         self.geom, self.data, self.eps, self.live, self.last = geom, data, eps, True, None
-        self.K, self.c0, self.sym = kern.K.numpy(), float(kern.c0), sym
+        self.K, self.c0, self.sym, self.dtype = kern.K.numpy(), float(kern.c0), sym, data.la.dtype
         R = data.la.shape[0]
         self.la, self.a = _np(data.la.reshape(R, -1)), _np(data.a.reshape(R, -1))
         self.lam = _np(data.lam.reshape(R))
         self.rho = math.inf if data.rho is None else float(data.rho)
-        self.empty = data.la.new_zeros(0).numpy()
+        self.empty = self.la[:0, 0]
 
     @classmethod
     def of(cls, geom, data, state, eps: float):
         """The compiled loop for this problem and start ``state``, or None where it does not apply."""
         loop = getattr(geom, "scaling_loop", None)
-        if _run is None or loop is None or data.k != 1 or data.la.dim() != 2 or data.la.dtype != torch.float64:
+        if _run is None or loop is None or data.k != 1 or data.la.dim() != 2:
+            return None
+        if data.la.shape[0] > MAX_INPUTS:  # a pass per 4 inputs: beyond, one blocked matrix product is cheaper
             return None
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                            for t in (data.a, data.lam, *state)):
             return None
-        kern = loop(eps)
+        kern = loop(eps) if data.la.dtype == torch.float64 else _kernel64(geom, eps)
         if not isinstance(kern, KernelDense) or not kern.compiled:  # grids have their own (per-axis) loop kernels
             return None
         return cls(geom, data, kern, eps, _is_symmetric(geom, kern))
@@ -104,7 +136,7 @@ class CompiledBarycenter:
         f, g, h, S1, S0, lb, Sh = map(torch.from_numpy, out[:7])
         state = (f, g, h if deb else None, S1, S0, lb, Sh if deb else None)
         self.last = (state, err, rows)
-        return state, done, trace
+        return state, done, torch.from_numpy(trace[:done]).to(self.dtype)
 
     def block(self, state, omega, k: int):
         """``(state, seen)``: ``k`` iterations, and the first marginals' residual after each."""
@@ -113,8 +145,10 @@ class CompiledBarycenter:
             new, done, trace = self._call(state, omega, k)
             if new is not None:
                 state, k = new, k - done
-                seen = list(torch.from_numpy(trace[:done]).unbind())
-        for _ in range(k):  # after an unreliable sum: the log-domain torch step
+                seen = list(trace.unbind())
+        if k > 0:  # after an unreliable sum: the log-domain torch step, in the problem's dtype
+            state = tuple(None if t is None else t.to(self.dtype) for t in state)
+        for _ in range(k):
             state = self.data.step(self.geom, state, self.eps, omega)
             seen.append(self.data.rows(state, self.eps))
         return state, seen
@@ -123,7 +157,7 @@ class CompiledBarycenter:
         """``(error, rows)`` of ``state``: from the compiled call that made it, else measured in torch."""
         if self.last is not None and state is self.last[0]:
             _, err, rows = self.last
-            return state[0].new_tensor(err), state[0].new_tensor(rows)
+            return self.data.la.new_tensor(err), self.data.la.new_tensor(rows)
         return self.data.error(state, self.eps), self.data.rows(state, self.eps)
 
     def watch(self, state):

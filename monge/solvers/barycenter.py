@@ -266,9 +266,11 @@ class Barycenter:
         the caller's grad mode; compiled where nothing is differentiated), and its error (the soft-mins of that
         iteration give it)."""
         eps, k, (f, g, h) = self.eps, prob.event_ndim, state[:3]
+        dt = prob.hists.dtype
         if fast is not None and not (mode and _needs_grad(prob)):
             state = fast.block(state, 1.0, 1)[0]
-            return (torch.exp(state[5]), state[0], state[1]), fast.measure(state)[0]
+            return tuple(t.to(dt) for t in (torch.exp(state[5]), state[0], state[1])), fast.measure(state)[0]
+        f, g, h = (None if t is None else t.to(dt) for t in (f, g, h))  # float32 inputs may iterate in float64
         with torch.set_grad_enabled(mode):
             geom, data = prob.geom, _Data.of(prob, self.debias)
             if self.grad == "envelope":

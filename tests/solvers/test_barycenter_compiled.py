@@ -103,17 +103,46 @@ def test_symmetric_kernel_detection():
     assert not _core.kernel_symmetric(K2) and not _core.kernel_symmetric(K[:, :19].copy())
 
 
-@pytest.mark.parametrize("K", [4, 5, 9])
-def test_histogram_count_colliding_with_n(K):
-    """K = n histograms (K x n blocks whose layout a transposition would not change), and K beyond one sweep's
-    group of four right-hand sides."""
-    n = 4 if K == 4 else K
-    C, A, w = _instance(n, K=K, seed=K)
+def _counting(monkeypatch):
+    calls, real = [], compiled._run
+    monkeypatch.setattr(compiled, "_run", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize("K", [4, 5, 8, 9])
+def test_histogram_count_colliding_with_n(K, monkeypatch):
+    """K = n histograms (K x n blocks whose layout a transposition would not change), K beyond one sweep's group of
+    four right-hand sides, and beyond MAX_INPUTS (the torch path: one blocked matrix product is cheaper there)."""
+    C, A, w = _instance(K, K=K, seed=K)
+    calls = _counting(monkeypatch)
     fast, ref = _both(C, A, w, eps=0.3, tol=1e-11)
     assert fast.convergence.all_converged
+    assert bool(calls) == (K <= compiled.MAX_INPUTS)
     _close(fast, ref)
-    fast, ref = _both(C, A, w, eps=0.3, tol=1e-11, debias=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eps large against the spacing: the debiased solve may end at max_iter
+        fast, ref = _both(C, A, w, eps=0.3, tol=1e-11, debias=True, max_iter=500)
     _close(fast, ref)
+
+
+@pytest.mark.parametrize("sym", [True, False])
+def test_threaded_passes_equal_one_thread(sym):
+    """From 2^21 kernel entries the passes split rows over threads (equal triangle work for a symmetric kernel):
+    the same iterates up to rounding for 1, 2 and 3 threads, debiased (R + 1 rows in the second pass)."""
+    n = 1460
+    C, A, w = _instance(n, sym=sym, seed=7)
+    K = torch.exp(-(C - C.min()) / 0.05).contiguous().numpy()
+    assert K.size >= 1 << 21 and _core.kernel_symmetric(K) == sym
+    z = torch.zeros(3, n, dtype=F64).numpy()
+    h = torch.zeros(n, dtype=F64).numpy()
+    args = (K, float(C.min()), 0.05, z, z, z, h, h, torch.log(A).numpy(), w.numpy(), A.numpy(), float("inf"), 1.3, 4,
+            sym, True)
+    outs = [_core.barycenter_kernel_run(*args, n_threads=t) for t in (1, 2, 3)]
+    for out in outs[1:]:
+        assert out[7] == 4 and out[8]
+        for a, b in zip(out[:7], outs[0][:7]):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+        assert out[9] == pytest.approx(outs[0][9], rel=1e-9)
 
 
 def test_batched_problem_with_batch_equal_to_n_and_k():
@@ -138,6 +167,24 @@ def test_underflow_falls_back_to_the_log_domain():
         fast, ref = _both(C, A, w, eps=1e-2, tol=1e-9, max_iter=4000)
     torch.testing.assert_close(fast.barycenter, ref.barycenter, atol=1e-9, rtol=1e-6)
     assert fast.convergence.status == ref.convergence.status
+
+
+@pytest.mark.parametrize("scale", [1.0, 8.0])
+def test_float32_iterates_in_float64(scale, monkeypatch):
+    """float32 inputs run the compiled float64 loop and come back in float32, within float32's tolerance of the
+    float64 barycenter; where kernel sums may underflow (scale 8: costs up to 800 eps) they run the float32 torch loop
+    from the start (a fallback midway would switch precision)."""
+    C, A, w = _instance(40, seed=4, zeros=True)
+    C = C * (scale / float(C.max()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = Barycenter(eps=1e-2, tol=1e-12, max_iter=20000)(BarycenterProblem(DenseCost(C), A, w))
+        calls = _counting(monkeypatch)
+        res = Barycenter(eps=1e-2, max_iter=5000)(BarycenterProblem(DenseCost(C.float()), A.float(), w.float()))
+    assert bool(calls) == (scale == 1.0)
+    assert res.barycenter.dtype == res.f.dtype == res.convergence.error.dtype == torch.float32
+    assert res.convergence.status == ref.convergence.status
+    assert float((res.barycenter.double() - ref.barycenter).abs().sum()) < 1e-4
 
 
 def test_gradients_refuse_or_recompute_in_torch(monkeypatch):
