@@ -105,13 +105,20 @@ class _CompiledLoop:
         self.last = (state, out[3], out[4])
         return state
 
-    def finish(self, g):
+    def finish(self, g, dtype=torch.float64):
         """The returned ``(f, g, value)`` and its error (:meth:`Sinkhorn._finish` without gradients): the final
-        half step from ``g``, the dual objective and both marginals' residuals in one call; None: use torch."""
+        half step from ``g``, the dual objective and both marginals' residuals in one call; None: use torch.
+        ``dtype`` float32 (a float32 problem iterated in float64): the potentials are rounded to it and the value and
+        the error are those of the rounded pair (measured in float64)."""
         out = self._state(g.new_empty(self.lw[0].shape), g, True)  # (f is computed, not read)
         if out is None:
             return None
         f = torch.from_numpy(out[0])
+        if dtype != f.dtype:  # the potentials returned in dtype, their value and certificate measured as returned
+            f, g = f.to(dtype), g.to(dtype)
+            out = self._state(f.double(), g.double(), False)
+            if out is None:
+                return None
         return (f, g, f.new_tensor(out[5])), f.new_tensor(out[3] + out[4])
 
     @classmethod

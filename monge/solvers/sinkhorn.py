@@ -210,13 +210,19 @@ class Sinkhorn:
         mode = torch.is_grad_enabled()  # the final half step runs in the caller's mode
         with torch.set_grad_enabled(unroll):
             geom, data = _loop_geometry(prob.geom, unroll), SinkhornData.of(prob, detach=not unroll)
+            wide = not unroll and _widened(geom, data)
+            if wide:  # a small float32 dense cost: the float64 compiled loop, the returned step in float32
+                geom, data, f, g = *wide, f.double(), g.double()
             f, g, n_it = self._anneal(geom, data, f, g, prob.geom)
             fast = _CompiledLoop.of(geom, data, f, self.eps)
             quick = fast is not None and self.grad != "implicit" and not (mode and _needs_grad(prob))
+            dtype = prob.a.dtype
+            back = (lambda st: tuple(t.to(dtype) for t in st)) if wide else (lambda st: st)  # noqa: E731
             run = sinkhorn_loop(geom, data, f, g, self.eps, tol=tol, max_iter=self.max_iter - n_it,
                                 check_every=self.check_every, omega=self.omega, fixed_iters=self.fixed_iters,
                                 verbose=self.verbose, start=n_it, fast=fast,
-                                finish=lambda st: (quick and fast.finish(st[1])) or self._finish(prob, st, mode))
+                                finish=lambda st: (quick and fast.finish(st[1], dtype)) or
+                                self._finish(prob, back(st), mode))
         f, g, value = run.state
         return SinkhornResult(f=f, g=g, value=value, eps=self.eps, problem=prob, convergence=run.convergence)
 
@@ -298,7 +304,24 @@ def _loop_geometry(geom, unroll: bool):
     if loop.dtype != torch.float64 or loop.device.type != "cpu" or n * m * loop.batch_shape.numel() > \
             DENSE_LOOP_MAX_ENTRIES:
         return loop
-    return DenseCost(loop.cost())
+    C = loop.cost()
+    return DenseCost(C) if bool(torch.isfinite(C.sum())) else loop  # overflowing costs: the cloud's own errors
+
+
+def _widened(geom, data: SinkhornData):
+    """``(geometry, data)`` in float64 for a float32 dense CPU cost of one problem of at most
+    :data:`DENSE_LOOP_MAX_ENTRIES` entries with hard or KL marginals (the compiled loop then applies: the iterates
+    are float64 ones, the returned half step and its certificate are computed on the float32 problem); None
+    otherwise."""
+    if not isinstance(geom, DenseCost) or geom.dtype != torch.float32 or geom.device.type != "cpu":
+        return None
+    C = geom.cost()
+    if C.dim() != 2 or C.numel() > DENSE_LOOP_MAX_ENTRIES or not all(type(m) in (Hard, KL) for m in (data.ma, data.mb)):
+        return None
+    wide = lambda m: Hard(m.w.double()) if type(m) is Hard else KL(m.w.double(), m.rho)  # noqa: E731
+    ma = wide(data.ma)
+    mb = ma if data.mb is data.ma else wide(data.mb)
+    return DenseCost(C.detach().double()), SinkhornData(ma, mb, data.k, data.symmetric)
 
 
 def _coarse_start(geom, data, f, g, temps, iters: int):

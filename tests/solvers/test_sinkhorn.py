@@ -347,3 +347,27 @@ def test_compiled_annealing_stages_equal_the_torch_stages(rho, symmetric):
     assert abs(int(res[0].convergence.n_iters) - int(res[1].convergence.n_iters)) <= 10
     torch.testing.assert_close(res[0].value, res[1].value, atol=1e-12, rtol=0)
     torch.testing.assert_close(res[0].plan, res[1].plan, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("rho", [None, 0.5])
+def test_small_float32_cost_iterates_in_float64_and_returns_float32(rho):
+    """A small float32 dense cost runs the float64 compiled loop; the result is float32, its value and certificate
+    those of the returned float32 potentials, and equal to the float32 torch path within float32 rounding;
+    gradients (float32) too."""
+    C, a, b = _small(8, 19, 13, torch.float32)
+    res, ref = (Sinkhorn(eps=0.05)(LinearProblem(cls(C), a, b, rho_a=rho, rho_b=rho))
+                for cls in (monge.DenseCost, _TorchOnly))
+    assert res.f.dtype == res.g.dtype == res.value.dtype == res.convergence.error.dtype == torch.float32
+    assert res.convergence.status == ref.convergence.status == ("converged",)
+    torch.testing.assert_close(res.value, ref.value, atol=2e-6, rtol=0)
+    torch.testing.assert_close(res.plan, ref.plan, atol=2e-6, rtol=0)
+    if rho is None:  # the certificate is that of the returned (float32) plan
+        P = res.plan.double()
+        err = (P.sum(1) - a.double()).abs().sum() + (P.sum(0) - b.double()).abs().sum()
+        assert abs(float(err) - float(res.convergence.error)) <= 1e-6
+    grads = []
+    for cls in (monge.DenseCost, _TorchOnly):
+        Cg = C.clone().requires_grad_()
+        Sinkhorn(eps=0.05)(LinearProblem(cls(Cg), a, b, rho_a=rho, rho_b=rho)).value.backward()
+        grads.append(Cg.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=2e-6, rtol=0)
