@@ -7,9 +7,10 @@ path uses), the K couplings of a half iteration in one pass over it. A symmetric
 bitwise: inputs and barycenter on one support, the usual case) is read through its upper triangle, half the memory
 traffic per pass. Sums that may have lost terms to underflow stop the call at the last certified state; the rest
 runs the log-domain torch step (the same iterates up to rounding). Used for one problem (no batch) of at most
-:data:`MAX_INPUTS` inputs whose loop records nothing for autograd. float32 inputs iterate in float64 (a float64 kernel
-of the float32 cost, where its range is within ``600 eps``) and are returned in float32: the certificate is that of the float64 iterate, whose float32
-rounding moves each marginal by at most ~6e-8 of the mass, far below float32's default tolerance (2e-5).
+:data:`MAX_INPUTS` inputs whose loop records nothing for autograd. float32 inputs iterate in float64 (a float64
+kernel of the float32 cost, where its range is within ``600 eps``) and are returned in float32: the certificate is
+that of the float64 iterate, whose float32 rounding moves each marginal by at most ~6e-8 of the mass, far below
+float32's default tolerance (2e-5).
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ def _kernel64(geom, eps: float):
     if C.dim() != 2 or C.device.type != "cpu" or C.requires_grad or C.numel() > KERNEL_MAX_ENTRIES or not C.numel():
         return None
     hit = _KERNELS64.get(geom)
-    if hit is None and float(C.amax() - C.amin()) > _SPAN * float(eps):  # a sum may underflow: stay in float32
-        return None
     if hit is None or hit[0] != float(eps):
+        if float(C.amax() - C.amin()) > _SPAN * float(eps):  # a sum may underflow: stay in float32
+            return None
         hit = _KERNELS64[geom] = (float(eps), KernelDense(C.double().contiguous(), float(eps)))
     return hit[1]
 

@@ -43,7 +43,8 @@ def _instance(n, m=None, K=3, seed=0, sym=True, zeros=False):
 def _both(C, A, w, **kw):
     rho = kw.pop("rho", None)
     solver = Barycenter(**kw)
-    return solver(BarycenterProblem(DenseCost(C), A, w, rho=rho)), solver(BarycenterProblem(_TorchOnly(C), A, w, rho=rho))
+    fast = solver(BarycenterProblem(DenseCost(C), A, w, rho=rho))
+    return fast, solver(BarycenterProblem(_TorchOnly(C), A, w, rho=rho))
 
 
 def _close(fast, ref, atol=1e-12):
