@@ -40,10 +40,16 @@ def _is_symmetric(geom, kern) -> bool:
     sym = _SYMMETRIC.get(kern)
     if sym is None:
         K = kern.K
-        sym = K.shape[0] == K.shape[1] and (bool(getattr(geom, "symmetric", False)) and hasattr(geom, "C")
-                                            or _symmetric(K.numpy()))
+        sym = K.shape[0] == K.shape[1] and (_declared_symmetric(geom) or _symmetric(K.numpy()))
         _SYMMETRIC[kern] = sym
     return sym
+
+
+def _declared_symmetric(geom) -> bool:
+    """A :class:`~monge.geometry.DenseCost` declared ``symmetric=True`` (checked bitwise at construction)."""
+    from ..geometry.dense import DenseCost
+
+    return isinstance(geom, DenseCost) and geom.symmetric
 
 
 def _np(t: torch.Tensor):
@@ -64,7 +70,7 @@ def _kernel64(geom, eps: float):
 
     if type(geom).softmin is not DenseCost.softmin or not isinstance(eps, (int, float)):
         return None
-    C = geom.C
+    C = geom.cost()
     if C.dim() != 2 or C.device.type != "cpu" or C.requires_grad or C.numel() > KERNEL_MAX_ENTRIES or not C.numel():
         return None
     hit = _KERNELS64.get(geom)

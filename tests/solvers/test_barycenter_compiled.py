@@ -110,6 +110,14 @@ def _counting(monkeypatch):
     return calls
 
 
+def test_declared_symmetric_cost_skips_the_check(monkeypatch):
+    C, A, w = _instance(30, seed=5)
+    ref = Barycenter(eps=0.05, tol=1e-12)(BarycenterProblem(DenseCost(C), A, w))
+    monkeypatch.setattr(compiled, "_symmetric", None)  # DenseCost(symmetric=True) was checked at construction
+    res = Barycenter(eps=0.05, tol=1e-12)(BarycenterProblem(DenseCost(C, symmetric=True), A, w))
+    torch.testing.assert_close(res.barycenter, ref.barycenter, atol=1e-14, rtol=1e-12)
+
+
 @pytest.mark.parametrize("K", [4, 5, 8, 9])
 def test_histogram_count_colliding_with_n(K, monkeypatch):
     """K = n histograms (K x n blocks whose layout a transposition would not change), K beyond one sweep's group of
