@@ -47,7 +47,8 @@ def test_dense_cost_shift(dtype, c):
     geom = DenseCost(C + c)
     shifted = monge.solve(geom, a, b, **kw)
     _check(shifted, base, c, dtype)
-    assert geom._fast.kern is not None and geom._fast.eps == EPS  # the kernel fast path ran (from the third call)
+    if dtype == torch.float64:  # (a small float32 cost iterates on a float64 copy's compiled kernel instead)
+        assert geom._fast.kern is not None and geom._fast.eps == EPS  # the kernel fast path ran (from the third call)
     again = monge.solve(geom, a, b, **kw)  # and a second solve starts on it
     _check(again, base, c, dtype)
     torch.testing.assert_close(shifted.plan, base.plan, rtol=0, atol=RTOL[dtype] * 10)
