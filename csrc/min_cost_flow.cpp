@@ -146,6 +146,67 @@ class FlowSimplex : private monge::flow::FlowTree {
     return true;
   }
 
+  // A basis given as the tree arc of every node (e.g. the final basis of a solve on a subset of these arcs, same
+  // supplies: basis_out): an arc index < m (its other end is the node's parent), or -1 / -2: the node hangs from R
+  // by its artificial arc pointing down / up. Its flows are the tree solve of the supplies; false (nothing set)
+  // unless it is a spanning tree whose real arcs carry flow >= 0 and artificial arcs none (up to rounding). pi0
+  // (or null) sets the level of the potentials below each artificial arc (offset_components).
+  bool init_from_basis(const i64 *basis, const double *pi0) {
+    std::vector<int> par(n_ + 1, -1), head(n_ + 2, 0), kids(n_);
+    for (int v = 0; v < n_; ++v) {
+      const i64 b = basis[v];
+      if (b >= 0 && b < m_ && (src_[b] == v) != (dst_[b] == v)) par[v] = src_[b] == v ? dst_[b] : src_[b];
+      else if (b == -1 || b == -2) par[v] = R_;
+      else return false;
+      ++head[par[v] + 1];
+    }
+    for (int v = 0; v <= n_; ++v) head[v + 1] += head[v];
+    std::vector<int> pos(head.begin(), head.end() - 1), order, stack{R_};
+    for (int v = 0; v < n_; ++v) kids[pos[par[v]]++] = v;
+    order.reserve(n_ + 1);
+    while (!stack.empty()) {
+      const int x = stack.back();
+      stack.pop_back();
+      order.push_back(x);
+      for (int k = head[x]; k < head[x + 1]; ++k) stack.push_back(kids[k]);
+    }
+    if (int(order.size()) != n_ + 1) return false;  // a cycle: some nodes are not below R
+    double mass = 0.0;
+    for (double s : supply_) mass += s > 0.0 ? s : 0.0;
+    const double tol = 1e-12 * std::max(smax_, mass);
+    std::vector<double> sub(supply_), x(n_, 0.0);
+    sub.push_back(0.0);
+    for (size_t k = order.size(); k-- > 1;) {  // children first: net flow of v's subtree to its parent
+      const int v = order[k];
+      const i64 b = basis[v];
+      x[v] = b >= 0 ? (src_[b] == v ? sub[v] : -sub[v]) : sub[v];
+      if (b >= 0 ? !(x[v] >= -tol) : !(std::fabs(x[v]) <= tol)) return false;
+      sub[par[v]] += sub[v];
+    }
+    art_ = 0.0;
+    for (size_t k = 1; k < order.size(); ++k) {
+      const int v = order[k];
+      const i64 b = basis[v];
+      if (b >= 0) {
+        set_parent(v, par[v], b, src_[b] == v, std::max(x[v], 0.0));
+      } else {
+        const i64 a = m_ + v;
+        cost_[a] = 0.0;
+        if (b == -2) src_[a] = v, dst_[a] = R_;
+        else src_[a] = R_, dst_[a] = v;
+        set_parent(v, R_, a, b == -2, 0.0);
+      }
+    }
+    finish_init();
+    if (pi0) offset_components(pi0);
+    return true;
+  }
+
+  // The basis in init_from_basis's form.
+  void basis_out(i64 *out) const {
+    for (int v = 0; v < n_; ++v) out[v] = pred_[v] < m_ ? pred_[v] : (up_[v] ? -2 : -1);
+  }
+
   // Each tree component hangs from R by a zero-flow artificial arc, whose cost only sets the component's level of
   // potentials: choose it so that the component's potentials match pi0 on average (e.g. potentials prolonged from
   // a coarser problem), instead of 0 at every component root, which would make arcs between components look
@@ -772,23 +833,29 @@ nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T> &&v) {
 using F1 = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using I1 = nb::ndarray<const i64, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
-nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, double art_cost, i64 max_iter,
-                        F1 flow0) {
+void check_arcs(const I1 &src, const I1 &dst, const F1 &cost, size_t n) {
   const i64 m = i64(src.shape(0));
-  const size_t n = supply.shape(0);
   if (i64(dst.shape(0)) != m || i64(cost.shape(0)) != m)
     throw std::invalid_argument("min_cost_flow: expected src (m,), dst (m,), cost (m,)");
   if (n == 0 || n >= size_t(std::numeric_limits<int>::max() - 1))
     throw std::invalid_argument("min_cost_flow: need 1 <= n < 2^31 - 1 nodes");
+  const i64 *ps = src.data(), *pd = dst.data();
+  for (i64 a = 0; a < m; ++a)
+    if (ps[a] < 0 || pd[a] < 0 || ps[a] >= i64(n) || pd[a] >= i64(n))
+      throw std::invalid_argument("min_cost_flow: arc endpoint out of range [0, n)");
+}
+
+nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, double art_cost, i64 max_iter,
+                        F1 flow0) {
+  const i64 m = i64(src.shape(0));
+  const size_t n = supply.shape(0);
+  check_arcs(src, dst, cost, n);
   if (init == 2 ? i64(pi0.shape(0)) != m / 2 : pi0.shape(0) != 0 && pi0.shape(0) != n)
     throw std::invalid_argument("min_cost_flow: pi0 must be (n,) or (0,), or the edge priorities (m/2,) for init=2");
   if (flow0.shape(0) != 0 && i64(flow0.shape(0)) != m)
     throw std::invalid_argument("min_cost_flow: flow0 must be (m,) or (0,)");
   if (init >= 1 && m % 2 != 0) throw std::invalid_argument("min_cost_flow: init=1 needs arcs in reverse pairs");
   const i64 *ps = src.data(), *pd = dst.data();
-  for (i64 a = 0; a < m; ++a)
-    if (ps[a] < 0 || pd[a] < 0 || ps[a] >= i64(n) || pd[a] >= i64(n))
-      throw std::invalid_argument("min_cost_flow: arc endpoint out of range [0, n)");
   std::vector<double> flow(m), u(n);
   int status;
   i64 iters;
@@ -810,6 +877,42 @@ nb::tuple min_cost_flow(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, int init, do
   return nb::make_tuple(to_numpy(std::move(flow)), to_numpy(std::move(u)), status, iters, art_flow, tol);
 }
 
+// min_cost_flow's greedy / flow0 start (init 0) with a basis first: see FlowSimplex::init_from_basis. Returns also
+// the final basis (n,) and whether the given basis was used.
+nb::tuple min_cost_flow_warm(I1 src, I1 dst, F1 cost, F1 supply, F1 pi0, I1 basis, double art_cost, i64 max_iter,
+                             F1 flow0) {
+  const i64 m = i64(src.shape(0));
+  const size_t n = supply.shape(0);
+  check_arcs(src, dst, cost, n);
+  if (pi0.shape(0) != 0 && pi0.shape(0) != n) throw std::invalid_argument("min_cost_flow_warm: pi0 must be (n,) or (0,)");
+  if (basis.shape(0) != 0 && basis.shape(0) != n)
+    throw std::invalid_argument("min_cost_flow_warm: basis must be (n,) or (0,)");
+  if (flow0.shape(0) != 0 && i64(flow0.shape(0)) != m)
+    throw std::invalid_argument("min_cost_flow_warm: flow0 must be (m,) or (0,)");
+  std::vector<double> flow(m), u(n);
+  std::vector<i64> bout(n);
+  int status;
+  i64 iters;
+  double art_flow, tol;
+  bool warm;
+  {
+    nb::gil_scoped_release release;
+    FlowSimplex fs(int(n), m, src.data(), dst.data(), cost.data(), supply.data());
+    const double *p0 = pi0.shape(0) ? pi0.data() : nullptr;
+    warm = basis.shape(0) && fs.init_from_basis(basis.data(), p0);
+    const bool from_flows = !warm && flow0.shape(0) && fs.init_from_flows(flow0.data(), p0);
+    if (!warm && !from_flows) fs.init_greedy(p0, art_cost);
+    status = fs.solve(max_iter);
+    if (status == 0 && fs.rebase_potentials()) status = fs.solve(max_iter);  // full precision after a big-M start
+    iters = fs.iterations();
+    fs.basis_out(bout.data());
+    art_flow = fs.finalize(flow.data(), u.data());
+    tol = fs.tolerance();
+  }
+  return nb::make_tuple(to_numpy(std::move(flow)), to_numpy(std::move(u)), status, iters, art_flow, tol,
+                        to_numpy(std::move(bout)), warm);
+}
+
 }  // namespace
 
 void register_min_cost_flow(nb::module_ &m) {
@@ -820,4 +923,12 @@ void register_min_cost_flow(nb::module_ &m) {
         "u is the dual potential (u_src - u_dst <= cost). status 0 = optimal, 1 = max_iter, 3 = unbounded. "
         "init 0 = greedy basis by reduced cost for potentials pi0 (= -u0; empty: none), 1 = BFS spanning tree "
         "(arcs a and a + m/2 reverse each other), 2 = that tree preferring the edges of largest priority pi0 (m/2,), 3 = the tree of a cost-scaling eps-optimal flow (same arcs; eps_final = art_cost * max cost, default 1e-4). flow0 (m,): a warm start from a feasible basis' flows (empty: none).");
+  m.def("min_cost_flow_warm", &min_cost_flow_warm, nb::arg("src"), nb::arg("dst"), nb::arg("cost"), nb::arg("supply"),
+        nb::arg("pi0"), nb::arg("basis"), nb::arg("art_cost"), nb::arg("max_iter"), nb::arg("flow0"),
+        "min_cost_flow (init 0) started from a basis: (flow, u, status, n_iter, artificial_flow, tol, basis, warm). "
+        "basis (n,) int64: the tree arc of every node (an arc index; -1 / -2: the node hangs from the root by its "
+        "artificial arc pointing down / up), e.g. the basis returned by a solve on a subset of these arcs (remapped to "
+        "their new indices) with the same supplies; empty or not a feasible spanning tree: flow0, then the greedy start. "
+        "pi0 (n,) = -u0 (or empty) sets the potentials' level below each artificial arc. Returns the final basis in the "
+        "same form and warm = whether the given basis was used.");
 }
