@@ -23,17 +23,19 @@ LAZY_ABOVE = 1 << 24
 #: 4.6x faster at d = 16, dense (distances once, by BLAS) 1.2x faster at d = 32 and 2.5x at d = 64.
 KERNEL_MAX_DIM = 24
 #: ``backend="auto"`` considers the multiscale soft-min for unbatched squared-Euclidean clouds on the CPU from this
-#: many cost entries ``n m`` (below it, its clustering and block selections cost more than its truncation saves)
-#: and up to :data:`MULTISCALE_MAX_DIM`; it then runs each soft-min at ``eps <= (MULTISCALE_MAX_BLUR diam)^2``
-#: (``diam``: the bounding box's diagonal) on it from the second call at that ``eps``, at larger ``eps`` (too
-#: many kept block pairs) and at one-call annealing stages (a block selection each) on the lazy kernel.
-#: Measured by ``benchmarks/bench_auto_backend.py`` (lazy vs multiscale per (n, d, blur)); see RESULTS.md.
+#: many cost entries ``n m`` and up to :data:`MULTISCALE_MAX_DIM`; it then runs each soft-min at
+#: ``eps <= (MULTISCALE_MAX_BLUR diam)^2`` (``diam``: the bounding box's diagonal) on it from the second call at that
+#: ``eps``, at larger ``eps`` (too many kept block pairs) and at one-call annealing stages (a block selection each) on
+#: the lazy kernel. ``benchmarks/bench_auto_backend.py`` (float32, uniform clouds, eps-scaling + 100 iterations,
+#: CPU time, auto / lazy): n = 1e4: 1.18x at blur/diam 0.012, 1.04x at 0.029, 0.73x at 0.058; n = 2e4: 1.87x,
+#: 1.40x, 0.97x; n = 5e4: 2.31x at 0.029, 1.08x at 0.058; d = 2, n = 2e4: 1.74x at 0.014, 1.05x at 0.035.
 MULTISCALE_MIN_ENTRIES = 10**8
-#: Highest dimension where ``backend="auto"`` considers the multiscale soft-min (see :data:`MULTISCALE_MIN_ENTRIES`).
+#: Highest dimension where ``backend="auto"`` considers the multiscale soft-min: at n = 2e4 and blur/diam 0.04 one
+#: multiscale iteration costs what a lazy one does in d = 4, 1.5x more in d = 6 and 2.4x in d = 10.
 MULTISCALE_MAX_DIM = 4
-#: Largest ``sqrt(eps) / diam`` where ``backend="auto"`` runs the multiscale soft-min (see
-#: :data:`MULTISCALE_MIN_ENTRIES`).
-MULTISCALE_MAX_BLUR = 0.05
+#: Largest ``sqrt(eps) / diam`` where ``backend="auto"`` runs the multiscale soft-min (it wins at 0.029-0.035, ties
+#: or loses at 0.058 below n = 5e4; see :data:`MULTISCALE_MIN_ENTRIES`).
+MULTISCALE_MAX_BLUR = 0.04
 _BACKENDS = ("auto", "dense", "lazy", "triton", "multiscale")
 
 
