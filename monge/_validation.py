@@ -12,6 +12,8 @@ import numbers
 import numpy as np
 import torch
 
+from .ops.broadcast import broadcast_shapes
+
 __all__ = [
     "MASS_RTOL",
     "WEIGHTS_ATOL",
@@ -224,7 +226,7 @@ def check_batch(**shapes) -> torch.Size:
     if all(tuple(v) == tuple(first) for v in rest):  # the common case, without torch's general broadcast
         return torch.Size(first)
     try:
-        return torch.broadcast_shapes(*shapes.values())
+        return broadcast_shapes(*shapes.values())
     except RuntimeError:
         got = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
         raise ValueError(

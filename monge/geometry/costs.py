@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from ..ops.broadcast import sum_to_shape
+from ..ops.broadcast import broadcast_shapes, sum_to_shape
 
 __all__ = ["Cost", "SqEuclidean", "Euclidean", "Cosine", "CallableCost", "get_cost"]
 
@@ -39,7 +39,7 @@ class _SqDist(torch.autograd.Function):
         if d > _DIRECT_MAX_D:
             return (x.pow(2).sum(-1, keepdim=True) + y.pow(2).sum(-1).unsqueeze(-2)
                     - 2.0 * x @ y.transpose(-1, -2)).clamp_min_(0.0)
-        batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
+        batch = broadcast_shapes(x.shape[:-2], y.shape[:-2])
         out = x.new_empty((*batch, x.shape[-2], y.shape[-2]))
         rows = max(1, (1 << 22) // max(1, y.shape[-2] * d * max(1, batch.numel())))
         for i0 in range(0, x.shape[-2], rows):
@@ -153,7 +153,7 @@ class CallableCost(Cost):
 
     def __call__(self, x, y):
         C = self.fn(x, y)
-        expected = (*torch.broadcast_shapes(x.shape[:-2], y.shape[:-2]), x.shape[-2], y.shape[-2])
+        expected = (*broadcast_shapes(x.shape[:-2], y.shape[:-2]), x.shape[-2], y.shape[-2])
         if not isinstance(C, torch.Tensor) or tuple(C.shape) != expected:
             got = tuple(C.shape) if isinstance(C, torch.Tensor) else type(C).__name__
             raise ValueError(f"cost: the callable must return a tensor of shape (..., n, m) = {expected}, got {got}")

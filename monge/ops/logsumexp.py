@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from .broadcast import broadcast_shapes
+
 try:  # compiled streaming kernel (forward only); absent in a pure-Python install
     from .._core import softmin_dense as _softmin_dense_core
 except ImportError:  # pragma: no cover - depends on the build
@@ -56,7 +58,7 @@ def dense_softmin(C: torch.Tensor, h: torch.Tensor, eps: float, dim: int) -> tor
 def _dense_softmin_core(C: torch.Tensor, h: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
     """Forward-only path through the compiled kernel: one streaming pass over ``C`` (batch dims flattened)."""
     n, m = C.shape[-2], C.shape[-1]
-    batch = torch.broadcast_shapes(C.shape[:-2], h.shape[:-1])
+    batch = broadcast_shapes(C.shape[:-2], h.shape[:-1])
     B, k = math.prod(batch), (m if dim == 1 else n)
     hb = h.expand(*batch, k).reshape(B, k).contiguous().detach()
     if C.dim() == 2 and B > 1 and C.numel() >= 1 << 20:  # one large cost, a batch of potentials: a pass per row

@@ -23,6 +23,7 @@ from .._validation import (
     check_weights,
 )
 from ..geometry.base import Geometry
+from ..ops.broadcast import broadcast_shapes
 
 __all__ = ["BarycenterProblem", "WEIGHTS_ATOL"]
 
@@ -90,7 +91,7 @@ class BarycenterProblem:
         if rho is None:
             hists = _balance(hists, k)
         try:
-            torch.broadcast_shapes(hists.shape[: hists.dim() - k - 1], weights.shape[:-1], geom.batch_shape)
+            broadcast_shapes(hists.shape[: hists.dim() - k - 1], weights.shape[:-1], geom.batch_shape)
         except RuntimeError:
             raise ValueError(
                 f"hists, weights and geom: batch dimensions {tuple(hists.shape[: hists.dim() - k - 1])}, "
@@ -123,7 +124,7 @@ class BarycenterProblem:
     @property
     def batch_shape(self) -> torch.Size:
         k = self.event_ndim
-        return torch.broadcast_shapes(self.hists.shape[: self.hists.dim() - k - 1], self.weights.shape[:-1],
+        return broadcast_shapes(self.hists.shape[: self.hists.dim() - k - 1], self.weights.shape[:-1],
                                       self.geom.batch_shape)
 
 

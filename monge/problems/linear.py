@@ -8,6 +8,7 @@ import torch
 
 from .._validation import balance_masses, check_batch, check_positive, check_weights
 from ..geometry.base import Geometry
+from ..ops.broadcast import broadcast_shapes
 
 __all__ = ["LinearProblem"]
 
@@ -71,5 +72,5 @@ class LinearProblem:
     @property
     def batch_shape(self) -> torch.Size:
         k = self.geom.event_ndim
-        return torch.broadcast_shapes(self.geom.batch_shape, self.a.shape[: self.a.dim() - k],
+        return broadcast_shapes(self.geom.batch_shape, self.a.shape[: self.a.dim() - k],
                                       self.b.shape[: self.b.dim() - k])

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from ..ops.broadcast import broadcast_shapes
+
 __all__ = ["plan_projection", "extend_map", "EXTENSIONS"]
 
 EXTENSIONS = ("nearest", "kernel")
@@ -38,7 +40,7 @@ def plan_projection(rows, cols, vals, y, n: int) -> tuple[torch.Tensor, torch.Te
         >>> T.flatten().tolist(), mass.tolist()
         ([2.0, 4.0], [0.5, 0.5])
     """
-    batch = torch.broadcast_shapes(rows.shape[:-1], y.shape[:-2])
+    batch = broadcast_shapes(rows.shape[:-1], y.shape[:-2])
     d = y.shape[-1]
     rows, cols, vals = (t.expand(*batch, t.shape[-1]) for t in (rows, cols, vals))
     y = y.expand(*batch, *y.shape[-2:])
@@ -78,7 +80,7 @@ def extend_map(q, xs, Ts, mass, extension: str = "nearest", bandwidth: float | N
         raise ValueError(f"bandwidth: expected a positive number or None, got {bandwidth!r}")
     q = _check_query(q, xs.shape[-1], "x", xs)
     disp = Ts - xs
-    batch = torch.broadcast_shapes(q.shape[:-2], xs.shape[:-2], mass.shape[:-1])
+    batch = broadcast_shapes(q.shape[:-2], xs.shape[:-2], mass.shape[:-1])
     q = q.expand(*batch, *q.shape[-2:])
     xs_d = xs.detach().expand(*batch, *xs.shape[-2:])
     disp = disp.expand(*batch, *disp.shape[-2:])

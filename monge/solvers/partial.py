@@ -25,6 +25,7 @@ from ..geometry.base import Geometry
 from ..results.partial import PartialResult
 from ._loop import fixed_point, relaxed
 from .sinkhorn import DEFAULT_TOL
+from ..ops.broadcast import broadcast_shapes
 
 __all__ = ["partial_wasserstein"]
 
@@ -112,7 +113,7 @@ def _exact(geom, a, b, mass) -> PartialResult:
     from ..api import solve  # the public exact entry point (validation, batches, certificate)
 
     C = geom.cost()
-    batch = torch.broadcast_shapes(C.shape[:-2], a.shape[:-1], b.shape[:-1], mass.shape)
+    batch = broadcast_shapes(C.shape[:-2], a.shape[:-1], b.shape[:-1], mass.shape)
     n, m = C.shape[-2:]
     C = C.expand(*batch, n, m)
     a, b, mass = a.expand(*batch, n), b.expand(*batch, m), mass.expand(batch)
@@ -188,7 +189,7 @@ def _entropic(geom, a, b, mass, eps, tol, max_iter, check_every, verbose) -> Par
     """Block ascent at ``eps * 4^k`` down to ``eps`` from the cost scale (loose stages, warm-started: without them
     a plan that must saturate every row stalls), over-relaxed by the driver's adaptive rule; the certificate is
     the final stage's KKT residual of the returned duals."""
-    batch = torch.broadcast_shapes(geom.batch_shape, a.shape[:-1], b.shape[:-1], mass.shape)
+    batch = broadcast_shapes(geom.batch_shape, a.shape[:-1], b.shape[:-1], mass.shape)
     n, m = geom.shape
     loop = geom.detach()
     args = (a.detach().expand(*batch, n), b.detach().expand(*batch, m), mass.detach().expand(batch))

@@ -32,6 +32,7 @@ import torch
 
 from .._validation import check_positive
 from ..results import Convergence
+from ..ops.broadcast import broadcast_shapes
 
 __all__ = ["QuadraticRegOT", "QuadraticRegResult", "quadratic_ot"]
 
@@ -161,7 +162,7 @@ class QuadraticRegOT:
             raise ValueError("prob: QuadraticRegOT solves balanced problems; got rho_a/rho_b set (use rho=None)")
         C = prob.geom.cost()
         a, b = prob.a, prob.b
-        batch = torch.broadcast_shapes(C.shape[:-2], a.shape[:-1], b.shape[:-1])
+        batch = broadcast_shapes(C.shape[:-2], a.shape[:-1], b.shape[:-1])
         n, m = C.shape[-2:]
         Cb, ab, bb = C.expand(*batch, n, m), a.expand(*batch, n), b.expand(*batch, m)
         c64, a64, b64 = (t.detach().cpu().double().reshape(-1, *t.shape[len(batch):]).numpy() for t in (Cb, ab, bb))

@@ -14,7 +14,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from ..costs import Cost, SqEuclidean
-from ...ops.broadcast import sum_to_shape
+from ...ops.broadcast import broadcast_shapes, sum_to_shape
 
 try:  # the compiled CPU kernel (csrc/softmin.cpp): streaming log-sum-exp, vectorised exp, threads
     from ..._core import softmin_sqeuclid as _k_fwd
@@ -58,7 +58,7 @@ class _SqEuclidSoftmin(torch.autograd.Function):
     def forward(ctx, x, y, h, eps, chunk):
         y2 = (y * y).sum(-1)
         n = x.shape[-2]
-        batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2], h.shape[:-1])
+        batch = broadcast_shapes(x.shape[:-2], y.shape[:-2], h.shape[:-1])
         out = x.new_empty((*batch, n))
         for i0 in range(0, n, chunk):
             C = _sq_tile(x[..., i0 : i0 + chunk, :], y, y2)
@@ -110,7 +110,7 @@ class _SqEuclidSoftminKernel(torch.autograd.Function):
 
 
 def _kernel_softmin(x, y, h, eps):
-    batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2], h.shape[:-1])
+    batch = broadcast_shapes(x.shape[:-2], y.shape[:-2], h.shape[:-1])
     n, m, d = x.shape[-2], y.shape[-2], x.shape[-1]
     xb = x.expand(*batch, n, d).reshape(-1, n, d).contiguous()
     yb = y.expand(*batch, m, d).reshape(-1, m, d).contiguous()
@@ -239,7 +239,7 @@ def plan_cost_tiles(x, y, u, v, eps: float, cost_fn: Cost, chunk: int | None = N
         >>> bool(torch.allclose(plan_cost_tiles(x, y, u, v, 0.1, SqEuclidean(), chunk=2), dense))
         True
     """
-    batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2], u.shape[:-1], v.shape[:-1])
+    batch = broadcast_shapes(x.shape[:-2], y.shape[:-2], u.shape[:-1], v.shape[:-1])
     chunk = chunk or default_chunk(y.shape[-2], max(1, batch.numel()))
 
     def rows(i0):
@@ -264,7 +264,7 @@ def barycentric_map_tiles(xq, y, v, eps: float, cost_fn: Cost, chunk: int | None
         >>> bool(torch.allclose(barycentric_map_tiles(xq, y, v, 0.1, SqEuclidean(), chunk=4), dense))
         True
     """
-    batch = torch.broadcast_shapes(xq.shape[:-2], y.shape[:-2], v.shape[:-1])
+    batch = broadcast_shapes(xq.shape[:-2], y.shape[:-2], v.shape[:-1])
     chunk = chunk or max(1, _MAP_TILE // max(1, y.shape[-2] * batch.numel()))
     s = _sq_scale(cost_fn)
     centre = y.detach().mean(-2, keepdim=True)  # T(x) - centre is a convex combination of y - centre

@@ -29,7 +29,7 @@ import sys
 import torch
 from torch.autograd.function import once_differentiable
 
-from ...ops.broadcast import sum_to_shape
+from ...ops.broadcast import broadcast_shapes, sum_to_shape
 from ..costs import Cosine, Cost, Euclidean, SqEuclidean
 
 __all__ = ["triton_available", "triton_usable", "TritonSoftmin", "triton_softmin"]
@@ -198,7 +198,7 @@ def triton_softmin(x, y, h, eps: float, cost_fn: Cost, precision: str = "ieee") 
         raise ValueError(f"precision: expected 'ieee' or 'tf32', got {precision!r}")
     if not (isinstance(eps, (int, float)) and eps > 0):
         raise ValueError(f"eps: expected a positive float, got {eps!r}")
-    batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2], h.shape[:-1])
+    batch = broadcast_shapes(x.shape[:-2], y.shape[:-2], h.shape[:-1])
     B, n = batch.numel(), x.shape[-2]
     xp, yp = _prepare(cost_fn, x, y)
     xf, sx = _flat(xp, batch, 2)

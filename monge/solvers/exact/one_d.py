@@ -31,6 +31,7 @@ from ..._validation import (
 from ...geometry import PointCloud
 from ...problems.linear import LinearProblem
 from ...results import Convergence, ExactResult
+from ...ops.broadcast import broadcast_shapes
 
 __all__ = ["wasserstein_1d", "solve_1d", "quantile_function", "normalising_scale"]
 
@@ -111,7 +112,7 @@ def quantile_function(qs: torch.Tensor, cws: torch.Tensor, xs: torch.Tensor) -> 
         raise ValueError(
             f"cws: expected cumulative weights of shape (..., n) matching xs (n = {n}), got {tuple(cws.shape)}"
         )
-    batch = torch.broadcast_shapes(qs.shape[:-1], cws.shape[:-1], xs.shape[:-1])
+    batch = broadcast_shapes(qs.shape[:-1], cws.shape[:-1], xs.shape[:-1])
     cws = cws.expand(*batch, n).contiguous()
     qs = qs.expand(*batch, qs.shape[-1]).contiguous()
     idx = torch.searchsorted(cws, qs).clamp_(max=n - 1)
@@ -183,7 +184,7 @@ def _cumulative(x: torch.Tensor, a: torch.Tensor | None) -> tuple[torch.Tensor, 
         xs, _ = _sort(x, with_perm=False)
         return xs, torch.arange(1, n + 1, dtype=x.dtype, device=x.device) / n
     xs, perm = _sort(x, with_perm=True)
-    batch = torch.broadcast_shapes(x.shape[:-1], a.shape[:-1])
+    batch = broadcast_shapes(x.shape[:-1], a.shape[:-1])
     a_sorted = a.expand(*batch, n).gather(-1, perm.expand(*batch, n))
     return xs, torch.cumsum(a_sorted, dim=-1)
 
@@ -197,7 +198,7 @@ def _wasserstein_1d_pow(x, y, a, b, p: float) -> torch.Tensor:
             return _abs_pow(xs - ys, p).mean(-1)
         return _abs_pow(xs.sub_(ys), p).mean(-1)  # xs is a fresh buffer we own: no extra allocation
     (xs, ca), (ys, cb) = _in_parallel(_cumulative, x, y, (a,), (b,))
-    batch = torch.broadcast_shapes(xs.shape[:-1], ca.shape[:-1], ys.shape[:-1], cb.shape[:-1])
+    batch = broadcast_shapes(xs.shape[:-1], ca.shape[:-1], ys.shape[:-1], cb.shape[:-1])
     levels = torch.cat([ca.expand(*batch, n), cb.expand(*batch, m)], dim=-1)
     qs, _ = _sort(levels, with_perm=False)
     dq = torch.diff(qs, dim=-1, prepend=qs.new_zeros(()).expand(*batch, 1))
@@ -229,7 +230,7 @@ def _validate(x, y, a, b, p):
     if a is not None or b is not None:
         wb = balance_masses(wa, wb)
     try:
-        torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], wa.shape[:-1], wb.shape[:-1])
+        broadcast_shapes(x.shape[:-1], y.shape[:-1], wa.shape[:-1], wb.shape[:-1])
     except RuntimeError:
         raise ValueError(
             f"x, y, a, b: leading batch dimensions must broadcast, got x {tuple(x.shape)}, y {tuple(y.shape)}, "
@@ -363,7 +364,7 @@ def solve_1d(x, y, a=None, b=None, p: float = 2):
     n, m = x.shape[-1], y.shape[-1]
     wa = x.new_full((n,), 1.0 / n) if a is None else a
     wb = x.new_full((m,), 1.0 / m) if b is None else b
-    batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], wa.shape[:-1], wb.shape[:-1])
+    batch = broadcast_shapes(x.shape[:-1], y.shape[:-1], wa.shape[:-1], wb.shape[:-1])
     xe, ye = x.expand(*batch, n), y.expand(*batch, m)
     wa, wb = wa.expand(*batch, n), wb.expand(*batch, m)
     px, py = _sort(xe.detach(), True)[1], _sort(ye.detach(), True)[1]  # numpy's sort on the CPU

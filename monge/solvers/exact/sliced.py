@@ -16,6 +16,7 @@ from ..._validation import (
     common_dtype_device,
 )
 from .one_d import _safe_root, _wasserstein_1d_pow, normalising_scale
+from ...ops.broadcast import broadcast_shapes
 
 __all__ = ["sliced_wasserstein", "max_sliced_wasserstein", "max_sliced_direction"]
 
@@ -189,7 +190,7 @@ def _exact_direction(x, y, wa, wb, p):
     r"""Closed forms: ``d = 1`` (the only direction); ``p = 2`` with one point on a side, where
     :math:`W_2^2(\theta) = \theta^\top M \theta`, :math:`M = \sum_i a_i (x_i - y)(x_i - y)^\top` (top eigenvector)."""
     d, n, m = x.shape[-1], x.shape[-2], y.shape[-2]
-    batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2], wa.shape[:-1], wb.shape[:-1])
+    batch = broadcast_shapes(x.shape[:-2], y.shape[:-2], wa.shape[:-1], wb.shape[:-1])
     if d == 1:
         return x.new_ones((*batch, 1))
     if p != 2 or min(n, m) != 1:
@@ -234,7 +235,7 @@ def max_sliced_direction(x, y, a=None, b=None, p: float = 2, *, method: str = "a
     mean_diff = (wa.unsqueeze(-1) * x).sum(-2) / wa.sum(-1, keepdim=True) \
         - (wb.unsqueeze(-1) * y).sum(-2) / wb.sum(-1, keepdim=True)
     mean_diff = mean_diff / mean_diff.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-    batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2], wa.shape[:-1], wb.shape[:-1])
+    batch = broadcast_shapes(x.shape[:-2], y.shape[:-2], wa.shape[:-1], wb.shape[:-1])
     cand = torch.cat([cand.expand(*batch, *cand.shape), mean_diff.unsqueeze(-2).expand(*batch, 1, x.shape[-1])], -2)
     scores = _projected_pow(x, y, wa, wb, cand, p)
     top = scores.topk(min(n_starts, cand.shape[-2]), dim=-1).indices
