@@ -55,6 +55,8 @@ WARNINGS = {
     "jko_flow": ("(step, flow) pairs", "marginal error", "raise max_iter, take a larger eps or a smaller tau"),
     "dictionary_learning": ("problems", "marginal error", "raise n_iter or the learning rate (the change is the "
                             "relative loss change)"),
+    "partial_wasserstein": ("problems", "KKT residual", "raise max_iter or use a larger eps (the block ascent slows "
+                            "down as eps shrinks)"),
 }
 _DIVERGED_HINT = ("costs / eps beyond the dtype's exponent range are the usual cause: rescale the costs, raise "
                   "eps, or use float64")
