@@ -199,15 +199,15 @@ def _entropic(geom, a, b, mass, eps, tol, max_iter, check_every, verbose) -> Par
     while e < 0.25 * loop.cost_scale() and len(stages) < 60:
         e *= 4.0
         stages.append(e)
-    done = 0
-    for e in stages[::-1]:  # loose: 1e-2 of the mass, or tol if that is looser; no warning (the last stage reports)
+    done, budget = 0, max_iter // (2 * len(stages)) if stages else 0  # the stages take at most half of max_iter
+    for e in stages[::-1] if budget else ():  # loose: 1e-2 of the mass, or tol if that is looser; no warning (the last stage reports)
         stage = _Dual(loop, *args, e)
         run = fixed_point(stage.step, stage.error, state, tol=max(tol, 1e-2),
-                          max_iter=max_iter, check_every=check_every, freeze=_Dual.freeze if batch else None,
+                          max_iter=budget, check_every=check_every, freeze=_Dual.freeze if batch else None,
                           quiet=True, criterion="kkt_l1")
         state, done = run.state, done + run.n_iters
     dual = _Dual(loop, *args, eps)
-    run = fixed_point(dual.step, dual.error, state, tol=tol, max_iter=max(max_iter - done, 1), start=done,
+    run = fixed_point(dual.step, dual.error, state, tol=tol, max_iter=max_iter - done, start=done,
                       check_every=check_every, freeze=dual.freeze if batch else None, verbose=verbose,
                       name="partial_wasserstein", criterion="kkt_l1")
     f, g, lam = run.state
