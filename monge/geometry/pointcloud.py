@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._validation import as_tensor, check_cost_power, check_points, common_dtype_device
+from ..ops.broadcast import broadcast_shapes
 from ._backends.kernel import KernelCache
 from ._backends.lazy import barycentric_map_tiles, kernel_available, plan_cost_tiles
 from ._backends.triton_softmin import lazy_backend
@@ -50,7 +51,7 @@ class _PointsGeometry(Geometry):
 
     @property
     def batch_shape(self):
-        return torch.broadcast_shapes(self.x.shape[:-2], self.y.shape[:-2])
+        return broadcast_shapes(self.x.shape[:-2], self.y.shape[:-2])
 
     @property
     def dtype(self):
@@ -104,7 +105,7 @@ class PointCloud(_PointsGeometry):
                 f"and y of shape {tuple(y.shape)} (d = {y.shape[-1]})"
             )
         try:
-            torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
+            broadcast_shapes(x.shape[:-2], y.shape[:-2])
         except RuntimeError:
             raise ValueError(
                 f"x and y: batch dimensions {tuple(x.shape[:-2])} and {tuple(y.shape[:-2])} do not broadcast"

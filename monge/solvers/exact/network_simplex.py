@@ -13,6 +13,7 @@ from ... import _core
 from ..._validation import check_int
 from ..._warnings import warn
 from ...problems.linear import LinearProblem
+from ...ops.broadcast import broadcast_shapes
 from ...results import Convergence, ExactResult
 from ._batch import EnvelopeValue, needs_grad, to_numpy64, to_tensor
 
@@ -145,7 +146,7 @@ def _broadcast(C, a, b):
     n, m = C.shape[-2:]
     if C.dim() == 2 and a.dim() == 1 and b.dim() == 1:  # one problem: no broadcasting to work out
         return C.unsqueeze(0), a.unsqueeze(0), b.unsqueeze(0)
-    batch = torch.broadcast_shapes(C.shape[:-2], a.shape[:-1], b.shape[:-1])
+    batch = broadcast_shapes(C.shape[:-2], a.shape[:-1], b.shape[:-1])
     return (
         C.expand(*batch, n, m).reshape(-1, n, m),
         a.expand(*batch, n).reshape(-1, n),
