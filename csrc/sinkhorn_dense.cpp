@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include "dense_rows.hpp"
 #include "softmin_common.hpp"
 
 namespace nb = nanobind;
@@ -24,6 +25,8 @@ namespace nb = nanobind;
 namespace monge_sinkhorn_dense {
 
 using namespace monge_softmin;
+using monge::dense::axpy_rows;
+using monge::dense::dot_rows;
 using Vec1 = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using Mat = nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
@@ -32,42 +35,6 @@ inline int pass_threads(int n_threads, int64_t n, int64_t m) {
   if (n * m < (int64_t(1) << 21)) return 1;
   int nt = n_threads > 0 ? n_threads : static_cast<int>(std::thread::hardware_concurrency());
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(std::max(nt, 1), n)));
-}
-
-// out_j = sum_i K_ij u_i for rows [i0, i1) (four rows per sweep of acc, vectorised across j).
-void axpy_rows(const double *K, const double *u, int64_t m, int64_t i0, int64_t i1, double *acc) {
-  int64_t i = i0;
-  for (; i + 4 <= i1; i += 4) {
-    const double *k0 = K + i * m, *k1 = k0 + m, *k2 = k1 + m, *k3 = k2 + m;
-    const double u0 = u[i], u1 = u[i + 1], u2 = u[i + 2], u3 = u[i + 3];
-#pragma GCC ivdep
-    for (int64_t j = 0; j < m; ++j) acc[j] += (k0[j] * u0 + k1[j] * u1) + (k2[j] * u2 + k3[j] * u3);
-  }
-  for (; i < i1; ++i) {
-    const double *k0 = K + i * m, u0 = u[i];
-#pragma GCC ivdep
-    for (int64_t j = 0; j < m; ++j) acc[j] += k0[j] * u0;
-  }
-}
-
-// out_i = sum_j K_ij v_j for rows [i0, i1).
-void dot_rows(const double *K, const double *v, int64_t m, int64_t i0, int64_t i1, double *out) {
-  using V = VD;
-  constexpr int W = WD;
-  const int64_t mf = m / (4 * W) * (4 * W);
-  for (int64_t i = i0; i < i1; ++i) {
-    const double *k = K + i * m;
-    V a0 = set1(0.0), a1 = set1(0.0), a2 = set1(0.0), a3 = set1(0.0);
-    for (int64_t j = 0; j < mf; j += 4 * W) {
-      a0 = fmadd(load(k + j), load(v + j), a0);
-      a1 = fmadd(load(k + j + W), load(v + j + W), a1);
-      a2 = fmadd(load(k + j + 2 * W), load(v + j + 2 * W), a2);
-      a3 = fmadd(load(k + j + 3 * W), load(v + j + 3 * W), a3);
-    }
-    double s = reduce_add(add(add(a0, a1), add(a2, a3)));
-    for (int64_t j = mf; j < m; ++j) s += k[j] * v[j];
-    out[i] = s;
-  }
 }
 
 struct Problem {

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "bind_util.hpp"
-#include "simd.hpp"
+#include "dense_rows.hpp"
 
 namespace nb = nanobind;
 
@@ -45,27 +45,9 @@ bool softmin(const double *K, int64_t n, int64_t m, double c0, double eps, int d
   for (int64_t k = 0; k < len; ++k) u[k] = std::exp(((pot[k] + eps * lw[k]) - M) * inv);
   if (dim == 0) {  // S_j = sum_i K_ij u_i: axpy over rows
     std::fill(S, S + m, 0.0);
-    for (int64_t i = 0; i < n; ++i) {
-      const double *k = K + i * m, ui = u[i];
-      for (int64_t j = 0; j < m; ++j) S[j] += k[j] * ui;
-    }
+    monge::dense::axpy_rows(K, u.data(), m, 0, n, S);
   } else {  // S_i = sum_j K_ij u_j: row dots, four vector accumulators (a scalar sum is one dependency chain)
-    using namespace monge::simd;
-    const int64_t mf = m / (4 * WD) * (4 * WD);
-    const double *v = u.data();
-    for (int64_t i = 0; i < n; ++i) {
-      const double *k = K + i * m;
-      VD a0 = set1(0.0), a1 = set1(0.0), a2 = set1(0.0), a3 = set1(0.0);
-      for (int64_t j = 0; j < mf; j += 4 * WD) {
-        a0 = fmadd(load(k + j), load(v + j), a0);
-        a1 = fmadd(load(k + j + WD), load(v + j + WD), a1);
-        a2 = fmadd(load(k + j + 2 * WD), load(v + j + 2 * WD), a2);
-        a3 = fmadd(load(k + j + 3 * WD), load(v + j + 3 * WD), a3);
-      }
-      double s = reduce_add(add(add(a0, a1), add(a2, a3)));
-      for (int64_t j = mf; j < m; ++j) s += k[j] * v[j];
-      S[i] = s;
-    }
+    monge::dense::dot_rows(K, u.data(), m, 0, n, S);
   }
   const double floor = static_cast<double>(len) * DBL_MIN / DBL_EPSILON;
   bool ok = true;

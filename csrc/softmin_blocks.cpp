@@ -137,13 +137,13 @@ void backward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const
       return rsd[r * dd + k];
   };
   for (int64_t ib = 0; ib < Sr; ib += R) {
-    const T *xr[R];
-    V xb[R][KD], ob[R], ub[R];
+    const RowTile<T, D, R> rows(x, dd, ib, Sr - 1);  // rows past Sr - 1 repeat it (their weights are 0)
+    const T *const *xr = rows.xr;
+    V ob[R], ub[R];
     T xw[R][KD];
     for (int r = 0; r < R; ++r) {
       const bool valid = ib + r < Sr;
       const int64_t ii = std::min<int64_t>(ib + r, Sr - 1);
-      xr[r] = x + ii * dd;
       const T oi = out[ii], ui = valid ? u[ii] : T(0);
       const bool live = valid && std::isfinite(oi) && ui != T(0);
       ob[r] = set1(live ? static_cast<T>(static_cast<double>(oi) * static_cast<double>(inv_eps)) : NEG_INF);
@@ -151,7 +151,6 @@ void backward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const
       for (int k = 0; k < dd; ++k) {
         RS(r, k) = set1(T(0));
         if constexpr (D > 0) {
-          xb[r][k] = set1(xr[r][k]);
           xw[r][k] = live ? ui * xr[r][k] : T(0);
         } else {
           xwd[r * dd + k] = set1(live ? ui * xr[r][k] : T(0));
@@ -164,20 +163,8 @@ void backward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const
       const T *hrow = yl + static_cast<int64_t>(dd) * Sp;
       T *tp0 = colT + *c * tile;
       for (int64_t j = 0; j < Sp; j += W) {
-        const V hv = load(hrow + j);
         V a[R];
-        for (int r = 0; r < R; ++r) a[r] = hv;
-        for (int k = 0; k < dd; ++k) {
-          const V yk = load(yl + k * Sp + j);
-          for (int r = 0; r < R; ++r) {
-            V df;
-            if constexpr (D > 0)
-              df = sub(xb[r][k], yk);
-            else
-              df = sub(set1(xr[r][k]), yk);
-            a[r] = fnmadd(df, df, a[r]);
-          }
-        }
+        rows.exponents(yl + j, Sp, load(hrow + j), a);
         T *tp = tp0 + j;
         V col = load(tp + static_cast<int64_t>(dd) * Sp);
         for (int r = 0; r < R; ++r) {
