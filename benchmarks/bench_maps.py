@@ -7,30 +7,19 @@ best of ``--repeat``, interleaved) next to wall time; ratios are POT / monge (ab
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np
 import ot
 import torch
 
-from _common import machine
+from _common import cpu_best, machine
 
 import monge
 from monge.apps.domain_adaptation import OTDomainAdapter
 from monge.solvers.exact.one_d import solve_1d
 from monge.solvers.exact.sliced import max_sliced_wasserstein
 
-
-def cpu_best(fns: dict, repeat: int) -> dict:
-    """Best (CPU, wall) seconds of each callable, round-robin."""
-    out = {k: (float("inf"), float("inf")) for k in fns}
-    for _ in range(repeat):
-        for k, f in fns.items():
-            c0, w0 = time.process_time(), time.perf_counter()
-            f()
-            out[k] = min(out[k], (time.process_time() - c0, time.perf_counter() - w0))
-    return out
 
 
 def show(title, times, ref="monge"):

@@ -8,26 +8,15 @@ checked to agree before anything is timed.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import ot
 import torch
 
-from _common import machine
+from _common import cpu_best, machine
 
 import monge
 
-
-def cpu_best(fns: dict, repeat: int) -> dict:
-    """Best (CPU, wall) seconds of each callable, round-robin."""
-    out = {k: (float("inf"), float("inf")) for k in fns}
-    for _ in range(repeat):
-        for k, f in fns.items():
-            c0, w0 = time.process_time(), time.perf_counter()
-            f()
-            out[k] = min(out[k], (time.process_time() - c0, time.perf_counter() - w0))
-    return out
 
 
 def case(n: int, eps: float | None, repeat: int) -> None:
