@@ -3,6 +3,8 @@
 from .closed_forms import (
     dirac_wasserstein,
     gaussian_w2,
+    grid_cost,
+    grid_histograms,
     permutation_problem,
     quantile_wasserstein_1d,
 )
@@ -14,5 +16,7 @@ __all__ = [
     "dirac_wasserstein",
     "gaussian_w2",
     "permutation_problem",
+    "grid_histograms",
+    "grid_cost",
     "quantile_wasserstein_1d",
 ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["dirac_wasserstein", "quantile_wasserstein_1d", "gaussian_w2", "permutation_problem"]
+__all__ = ["dirac_wasserstein", "quantile_wasserstein_1d", "gaussian_w2", "permutation_problem", "grid_histograms",
+           "grid_cost"]
 
 
 def dirac_wasserstein(s: torch.Tensor, t: torch.Tensor, p: float = 2) -> torch.Tensor:
@@ -83,3 +84,31 @@ def permutation_problem(n: int, d: int = 2, seed: int = 0, dtype=torch.float64):
     perm = torch.randperm(n, generator=g)
     noise = (torch.rand(n, d, generator=g, dtype=dtype) - 0.5) * 0.1
     return x, x[perm] + noise, perm
+
+
+def grid_histograms(shape, seed: int, zeros: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Two random histograms on a grid of ``shape`` (cubed uniforms: uneven masses), a fraction ``zeros`` of each
+    set to 0, normalised to mass 1 (float64 numpy).
+
+    Example:
+        >>> a, b = grid_histograms((3, 4), seed=0)
+        >>> a.shape, round(float(a.sum()), 12)
+        ((3, 4), 1.0)
+    """
+    rng = np.random.default_rng(seed)
+    a, b = rng.random(shape) ** 3, rng.random(shape) ** 3
+    a[rng.random(shape) < zeros] = 0.0
+    b[rng.random(shape) < zeros] = 0.0
+    return a / a.sum(), b / b.sum()
+
+
+def grid_cost(shape, spacing, p: float) -> np.ndarray:
+    r"""The dense ``(N, N)`` cost :math:`\sum_k |h_k (i_k - j_k)|^p` between the cells of a grid (row-major), the
+    reference the grid solvers avoid storing.
+
+    Example:
+        >>> grid_cost((2, 2), 1.0, 2)[0].tolist()
+        [0.0, 1.0, 1.0, 2.0]
+    """
+    pts = np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), 1) * np.asarray(spacing)
+    return (np.abs(pts[:, None] - pts[None]) ** p).sum(-1)

@@ -5,28 +5,16 @@ import pytest
 import torch
 
 import monge
+from monge.testing import grid_cost, grid_histograms
 from monge.solvers.exact.grid_flow import solve_grid_flow
-
-
-def _hists(shape, seed, zeros=0.0):
-    rng = np.random.default_rng(seed)
-    a, b = rng.random(shape) ** 3, rng.random(shape) ** 3
-    a[rng.random(shape) < zeros] = 0.0
-    b[rng.random(shape) < zeros] = 0.0
-    return a / a.sum(), b / b.sum()
-
-
-def _dense_cost(shape, h, p):
-    pts = np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), 1) * np.asarray(h)
-    return (np.abs(pts[:, None] - pts[None]) ** p).sum(-1)
 
 
 @pytest.mark.parametrize("shape, p, zeros", [((5, 7), 2, 0.0), ((6, 6), 2, 0.4), ((3, 4, 3), 2, 0.2),
                                              ((5, 7), 1, 0.3), ((9,), 2, 0.0), ((4, 5), 1.5, 0.0)])
 def test_equals_dense_solver_with_full_certificate(shape, p, zeros):
-    a, b = _hists(shape, seed=len(shape) + int(10 * zeros), zeros=zeros)
+    a, b = grid_histograms(shape, seed=len(shape) + int(10 * zeros), zeros=zeros)
     h = [1.0 / k for k in shape]
-    C = _dense_cost(shape, h, p)
+    C = grid_cost(shape, h, p)
     res = solve_grid_flow(a, b, p=p)
     ref = monge.solve(torch.tensor(C), torch.tensor(a.ravel()), torch.tensor(b.ravel()))
     assert abs(float(res.value) - float(ref.value)) <= 1e-12 * float(ref.value)
@@ -41,10 +29,10 @@ def test_equals_dense_solver_with_full_certificate(shape, p, zeros):
 
 
 def test_spacing_dtype_and_the_solve_grid_route():
-    a, b = _hists((8, 6), seed=3)
+    a, b = grid_histograms((8, 6), seed=3)
     at, bt = torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32)
     res = solve_grid_flow(at, bt, spacing=(0.5, 2.0))
-    C = _dense_cost((8, 6), (0.5, 2.0), 2)
+    C = grid_cost((8, 6), (0.5, 2.0), 2)
     ref = monge.solve(torch.tensor(C), torch.tensor(a.ravel()), torch.tensor(b.ravel()))
     assert res.value.dtype == torch.float32 and res.f.shape == (48,)
     assert abs(float(res.value) - float(ref.value)) <= 1e-6 * float(ref.value)
@@ -78,6 +66,6 @@ def test_bad_inputs_name_the_argument(kwargs, match):
 
 
 def test_max_iter_cap_is_reported():
-    a, b = _hists((6, 6), seed=1)
+    a, b = grid_histograms((6, 6), seed=1)
     res = solve_grid_flow(a, b, max_iter=3)
     assert res.convergence.status == ("max_iter",) and not res.convergence.all_converged

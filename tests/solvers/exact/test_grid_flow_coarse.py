@@ -7,21 +7,9 @@ import torch
 from scipy.optimize import linprog
 
 import monge
+from monge.testing import grid_cost, grid_histograms
 from monge import _core
 from monge.solvers.exact import grid_flow as gf
-
-
-def _hists(shape, seed, zeros=0.0):
-    rng = np.random.default_rng(seed)
-    a, b = rng.random(shape) ** 3, rng.random(shape) ** 3
-    a[rng.random(shape) < zeros] = 0.0
-    b[rng.random(shape) < zeros] = 0.0
-    return a / a.sum(), b / b.sum()
-
-
-def _dense_cost(shape, h, p):
-    pts = np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), 1) * np.asarray(h)
-    return (np.abs(pts[:, None] - pts[None]) ** p).sum(-1)
 
 
 def _check(res, a, b, C, ref_value):
@@ -37,9 +25,9 @@ def _check(res, a, b, C, ref_value):
                                                  ((16, 16), 0.0, 1), ((300,), 0.5, 2)])
 def test_coarse_start_equals_the_dense_simplex(shape, zeros, short, monkeypatch):
     monkeypatch.setattr(gf, "_SHORT", short)  # short = 1, 2: arcs priced negative must join in later rounds
-    a, b = _hists(shape, seed=sum(shape), zeros=zeros)
+    a, b = grid_histograms(shape, seed=sum(shape), zeros=zeros)
     h = [1.0 / k for k in shape]
-    C = _dense_cost(shape, h, 2)
+    C = grid_cost(shape, h, 2)
     res = gf.solve_grid_flow(a, b)
     ref = monge.solve(torch.tensor(C), torch.tensor(a.ravel()), torch.tensor(b.ravel()))
     _check(res, a, b, C, float(ref.value))
@@ -48,8 +36,8 @@ def test_coarse_start_equals_the_dense_simplex(shape, zeros, short, monkeypatch)
 def test_multilevel_start_on_a_tiny_grid_equals_highs(monkeypatch):
     monkeypatch.setattr(gf, "_WARM_MIN_CELLS", 9)  # 7 x 6 -> 4 x 3 -> 2 x 2: three levels
     monkeypatch.setattr(gf, "_SHORT", 1)
-    a, b = _hists((7, 6), seed=5)
-    C = _dense_cost((7, 6), (1 / 7, 1 / 6), 2)
+    a, b = grid_histograms((7, 6), seed=5)
+    C = grid_cost((7, 6), (1 / 7, 1 / 6), 2)
     n = a.size
     A = np.vstack([np.kron(np.eye(n), np.ones(n)), np.kron(np.ones(n), np.eye(n))])
     lp = linprog(C.ravel(), A_eq=A, b_eq=np.r_[a.ravel(), b.ravel()], bounds=(0, None), method="highs")
@@ -57,7 +45,7 @@ def test_multilevel_start_on_a_tiny_grid_equals_highs(monkeypatch):
 
 
 def test_coarse_start_is_used_and_saves_pivots(monkeypatch):
-    a, b = _hists((32, 32), seed=2)
+    a, b = grid_histograms((32, 32), seed=2)
     warm = gf.solve_grid_flow(a, b)
     monkeypatch.setattr(gf, "_WARM_MIN_CELLS", 10**9)  # the artificial start on every arc
     cold = gf.solve_grid_flow(a, b)
@@ -70,7 +58,7 @@ def test_far_transport_and_point_masses(monkeypatch):
     a[1, 1], a[20, 3] = 0.5, 0.5
     b[22, 22], b[2, 18] = 0.25, 0.75  # moves of 15-21 cells: longer than the short arcs
     res = gf.solve_grid_flow(a, b)
-    C = _dense_cost((24, 24), (1 / 24, 1 / 24), 2)
+    C = grid_cost((24, 24), (1 / 24, 1 / 24), 2)
     ref = monge.solve(torch.tensor(C), torch.tensor(a.ravel()), torch.tensor(b.ravel()))
     _check(res, a, b, C, float(ref.value))
 
@@ -89,7 +77,7 @@ def test_violations_match_a_full_pricing():
 
 
 def test_prolonged_flow_is_feasible():
-    a, b = _hists((9, 10), seed=1, zeros=0.3)
+    a, b = grid_histograms((9, 10), seed=1, zeros=0.3)
     shape = a.shape
     start, _ = gf._coarse_start(a.ravel(), b.ravel(), shape, (1 / 9, 1 / 10), 2.0)
     ids, flow, pi0 = start
