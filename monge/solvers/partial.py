@@ -105,7 +105,7 @@ def _checked_mass(mass, a, b, like) -> torch.Tensor:
         raise ValueError(f"mass: expected at most min(|a|, |b|) = {float(top.min()):.6g}, got {mass!r}; partial OT "
                          "cannot move more than the lighter measure holds (pass a smaller mass, or use monge.solve "
                          "for balanced OT)")
-    return torch.minimum(t, top.detach()) if t.requires_grad else torch.minimum(t, top)
+    return torch.minimum(t, top.detach())  # the clip is rounding: no gradient flows to a or b through it
 
 
 def _exact(geom, a, b, mass) -> PartialResult:
