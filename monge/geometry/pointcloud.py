@@ -10,7 +10,8 @@ from ._backends.kernel import KernelCache
 from ._backends.lazy import barycentric_map_tiles, kernel_available, plan_cost_tiles
 from ._backends.triton_softmin import lazy_backend
 from ._backends import multiscale as _multiscale
-from ._backends.multiscale import MultiscaleSoftmin, coarse_view
+from ._backends.multiscale import MultiscaleSoftmin
+from ._backends.multiscale_coarse import coarse_view
 from .base import Geometry, cost_scale_of
 from .costs import CallableCost, Cost, SqEuclidean, get_cost
 
