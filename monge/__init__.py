@@ -6,7 +6,7 @@ The short public surface; see the README for conventions (cost = |x - y|^p, eps 
 (:mod:`monge.apps`) and the command line (:mod:`monge.cli`) load on first use, so ``import monge`` stays fast.
 """
 
-import importlib
+import importlib as _importlib
 
 from . import geometry, nn, problems, results
 from .api import (
@@ -73,9 +73,9 @@ _LAZY_MODULES = {"apps": "monge.apps", "flows": "monge.apps.flows", "gen": "mong
 
 def __getattr__(name):
     if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(_importlib.import_module(_LAZY[name]), name)
     elif name in _LAZY_MODULES:
-        value = importlib.import_module(_LAZY_MODULES[name])
+        value = _importlib.import_module(_LAZY_MODULES[name])
     else:
         raise AttributeError(f"module 'monge' has no attribute {name!r}")
     globals()[name] = value
