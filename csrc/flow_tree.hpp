@@ -1,5 +1,6 @@
 // The spanning tree of a primal network simplex and its pivot update: one implementation for the dense transport
-// simplex (network_simplex_solver.hpp) and the min-cost flow on an arc list (min_cost_flow.cpp).
+// simplex (network_simplex_solver.hpp) and the min-cost flow on an arc list (min_cost_flow_solver.hpp); and the
+// preorder of a tree given by its parents, with which both check a basis given to them.
 //
 // Layout (Barr-Glover-Klingman, as in Kovacs, "Minimum-cost flow algorithms: an experimental evaluation", 2015):
 // per node its parent, the preorder thread and reverse thread, the subtree size (succ) and the last node of its
@@ -145,5 +146,26 @@ class FlowTree {
 
   std::vector<int> dirty_;
 };
+
+// The preorder (root first, every subtree contiguous: a stack DFS, children in node order) of the tree given by the
+// parents par[v] in [0, N) of the nodes v < N - 1 below the root N - 1. False when some node is not below the root
+// (par has a cycle); order is then partial.
+inline bool preorder_from_parents(const int *par, int N, std::vector<int> &order) {
+  const int root = N - 1;
+  std::vector<int> head(N + 1, 0), kids(N - 1);
+  for (int v = 0; v < root; ++v) ++head[par[v] + 1];
+  for (int v = 0; v < N; ++v) head[v + 1] += head[v];
+  std::vector<int> pos(head.begin(), head.end() - 1), stack{root};
+  for (int v = 0; v < root; ++v) kids[pos[par[v]]++] = v;
+  order.clear();
+  order.reserve(N);
+  while (!stack.empty()) {
+    const int x = stack.back();
+    stack.pop_back();
+    order.push_back(x);
+    for (int k = head[x]; k < head[x + 1]; ++k) stack.push_back(kids[k]);
+  }
+  return int(order.size()) == N;
+}
 
 }  // namespace monge::flow

@@ -136,25 +136,13 @@ void TransportSimplex::init_tree(const std::vector<Alloc> &arcs) {
 
 bool TransportSimplex::init_tree_from(const int *par) {
   parent_.assign(N_, -1);
-  std::vector<int> head(N_ + 1, 0), kids(N_ - 1);
   for (int u = 0; u < R_; ++u) {
     const int p = par[u];
     if (p < 0 || p > R_ || p == u || (p != R_ && (u < n_) == (p < n_))) return false;
     parent_[u] = p;
-    ++head[p + 1];
   }
-  for (int u = 0; u < N_; ++u) head[u + 1] += head[u];
-  std::vector<int> pos(head.begin(), head.end() - 1);
-  for (int u = 0; u < R_; ++u) kids[pos[parent_[u]]++] = u;
-  std::vector<int> order, stack{R_};
-  order.reserve(N_);
-  while (!stack.empty()) {
-    const int u = stack.back();
-    stack.pop_back();
-    order.push_back(u);
-    for (int k = head[u]; k < head[u + 1]; ++k) stack.push_back(kids[k]);
-  }
-  if (int(order.size()) != N_) return false;  // a cycle: some nodes are not below R
+  std::vector<int> order;
+  if (!monge::flow::preorder_from_parents(parent_.data(), N_, order)) return false;  // some nodes not below R
   double mass = 0.0;
   for (int i = 0; i < n_; ++i) mass += supply_[i];
   const double tol = 1e-13 * mass;

@@ -33,10 +33,10 @@
 // (C is read in place; the dense scan is memory-bound). Optimality is only declared by a full dense pass.
 // Problems of fewer than 768 columns price the dense matrix only (faster there, see build_shortlists).
 //
-// Pivots. The leaving arc is the last blocking arc of the cycle met from the join node (strongly-feasible rule); the tree update
-// (flow_tree.hpp, shared with min_cost_flow.cpp) follows the thread/reverse-thread scheme of Barr-Glover-Klingman /
-// Kovacs ("Minimum-cost flow algorithms: an experimental evaluation", 2015); potentials are shifted on the smaller
-// side of the cut.
+// Pivots. The leaving arc is the last blocking arc of the cycle met from the join node (strongly-feasible rule);
+// the tree update (flow_tree.hpp, shared with min_cost_flow_solver.hpp) follows the thread/reverse-thread scheme of
+// Barr-Glover-Klingman / Kovacs ("Minimum-cost flow algorithms: an experimental evaluation", 2015); potentials are
+// shifted on the smaller side of the cut.
 // At the end flows and potentials are recomputed from the final tree (exact tree solves), which removes
 // accumulated rounding, and zero-mass nodes get their duals by c-transforms.
 //
