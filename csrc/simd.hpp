@@ -231,6 +231,47 @@ SM_INLINE VF vexp2(VF x) { return {x.v > -160.0f ? std::exp2(x.v) : 0.0f}; }  //
 SM_INLINE VD vexp2(VD x) { return {x.v > -1100.0 ? std::exp2(x.v) : 0.0}; }
 #endif
 
+// ---------------------------------------------------------------------------------------------------
+// e^x and log x in float64 (issue 14: the per-iteration vectors of the compiled Sinkhorn loops).
+// vexp: 2^(x log2 e) with the rounding of the product x log2 e carried to first order (its low part lo,
+//   e^x = 2^t (1 + lo ln 2)): a few ulp where the scalar exp is <= 1 ulp; -inf and NaN -> 0 as vexp2.
+// vlog (AVX-512): x = m 2^e with m in [0.75, 1.5) (getexp of 4x/3, scalef), log m = 2 atanh(s),
+//   s = (m - 1)/(m + 1) in [-1/7, 1/5], the atanh series to s^23 (truncation < 2e-17 relative), e ln 2 in two
+//   parts (the high part has trailing zeros: e ln2_hi is exact). Positive normal x only (the callers check the
+//   sums before and discard them otherwise). Elsewhere: the scalar std::log per lane.
+// ---------------------------------------------------------------------------------------------------
+constexpr double LOG2E_LO = 2.0355273740931033e-17;  // log2(e) - LOG2E
+constexpr double LN2 = 0.6931471805599453;
+SM_INLINE VD vexp(VD x) {
+  x = minv(maxv(x, set1(-800.0)), set1(800.0));  // -inf, NaN -> 0, +inf -> inf (no inf - inf in the low part)
+  const VD t = mul(x, set1(LOG2E));
+  const VD lo = fmadd(x, set1(LOG2E_LO), fmadd(x, set1(LOG2E), sub(set1(0.0), t)));
+  const VD r = vexp2(t);
+  return mul(r, fmadd(lo, set1(LN2), set1(1.0)));  // (r (1 + lo ln 2): inf stays inf)
+}
+#if defined(MONGE_SIMD_AVX512)
+SM_INLINE VD vlog(VD x) {
+  const __m512d e = _mm512_getexp_pd(_mm512_mul_pd(x.v, _mm512_set1_pd(4.0 / 3.0)));
+  const __m512d m = _mm512_scalef_pd(x.v, _mm512_sub_pd(_mm512_setzero_pd(), e));
+  const __m512d one = _mm512_set1_pd(1.0);
+  const __m512d s = _mm512_div_pd(_mm512_sub_pd(m, one), _mm512_add_pd(m, one));
+  const __m512d z = _mm512_mul_pd(s, s);
+  __m512d p = _mm512_set1_pd(1.0 / 23.0);
+  for (int q = 21; q >= 3; q -= 2) p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / q));
+  // log m = 2 s + 2 s z p; log x = e ln2_hi + (2 s + (2 s z p + e ln2_lo))
+  const __m512d s2 = _mm512_add_pd(s, s);
+  const __m512d tail = _mm512_fmadd_pd(_mm512_mul_pd(s2, z), p, _mm512_mul_pd(e, _mm512_set1_pd(1.90821492927058770002e-10)));
+  return {_mm512_fmadd_pd(e, _mm512_set1_pd(6.93147180369123816490e-01), _mm512_add_pd(s2, tail))};
+}
+#else
+SM_INLINE VD vlog(VD x) {
+  alignas(64) double t[WD];
+  store(t, x);
+  for (int q = 0; q < WD; ++q) t[q] = std::log(t[q]);
+  return load(t);
+}
+#endif
+
 template <class T>
 struct Vec;
 template <>

@@ -19,6 +19,7 @@
 
 #include "dense_rows.hpp"
 #include "softmin_common.hpp"
+#include "softmin_vec.hpp"
 
 namespace nb = nanobind;
 
@@ -49,11 +50,8 @@ struct Problem {
 bool half_softmin(const Problem &P, int dim, const double *pot, const double *lw, double *S,
                   std::vector<double> &u, std::vector<std::vector<double>> &part) {
   const int64_t len = dim == 0 ? P.n : P.m, out = dim == 0 ? P.m : P.n;
-  double M = -std::numeric_limits<double>::infinity();
-  for (int64_t k = 0; k < len; ++k) M = std::max(M, pot[k] + P.eps * lw[k]);
+  const double M = monge::softvec::shifted_exp(pot, lw, P.eps, len, u.data());  // vectorised (softmin_vec.hpp)
   if (!std::isfinite(M)) return false;
-  const double inv = 1.0 / P.eps;
-  for (int64_t k = 0; k < len; ++k) u[k] = std::exp(((pot[k] + P.eps * lw[k]) - M) * inv);
   if (dim == 0) {
     const int nt = P.nt_cols;
     for (int t = 0; t < nt; ++t) std::fill(part[t].begin(), part[t].end(), 0.0);
@@ -70,13 +68,7 @@ bool half_softmin(const Problem &P, int dim, const double *pot, const double *lw
       dot_rows(P.K, u.data(), P.m, i0, i1, S);
     });
   }
-  const double floor = static_cast<double>(len) * DBL_MIN / DBL_EPSILON;
-  bool ok = true;
-  for (int64_t k = 0; k < out; ++k) {
-    ok &= S[k] >= floor && S[k] <= DBL_MAX;  // NaN fails both
-    S[k] = P.c0 - (M + P.eps * std::log(S[k]));
-  }
-  return ok;
+  return monge::softvec::shifted_log(S, out, len, P.c0, M, P.eps);
 }
 
 // pot <- pot + omega (kappa S - pot) where the update is finite (over-relaxation; omega = 1: pot = kappa S).
@@ -91,13 +83,7 @@ inline void relax(double *pot, const double *S, int64_t len, double kappa, doubl
 // condition (rho = inf: a hard constraint, target w), as monge/solvers/marginals.py measures it.
 double residual(const double *pot, const double *S, const double *lw, const double *w, int64_t len, double eps,
                 double rho) {
-  double r = 0.0;
-  const bool hard = std::isinf(rho);
-  for (int64_t k = 0; k < len; ++k) {
-    const double m = std::exp(lw[k] + (pot[k] - S[k]) / eps);
-    r += std::fabs(m - (hard ? w[k] : w[k] * std::exp(-pot[k] / rho)));
-  }
-  return r;
+  return monge::softvec::residual(pot, S, lw, w, len, eps, rho);
 }
 
 // (f, g, Sf, Sg, iterations run, complete, rows, cols, rows after each iteration): `iters` iterations f <- ka Sg, Sf, g <- kb Sf, Sg (over-relaxed by

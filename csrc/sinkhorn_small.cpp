@@ -20,6 +20,7 @@
 
 #include "bind_util.hpp"
 #include "dense_rows.hpp"
+#include "softmin_vec.hpp"
 
 namespace nb = nanobind;
 
@@ -38,38 +39,21 @@ struct Side {  // one marginal: log-weights, weights, penalty (inf: hard), kappa
 bool softmin(const double *K, int64_t n, int64_t m, double c0, double eps, int dim, const double *pot,
              const double *lw, double *S, std::vector<double> &u) {
   const int64_t len = dim == 0 ? n : m, out = dim == 0 ? m : n;
-  double M = -std::numeric_limits<double>::infinity();
-  for (int64_t k = 0; k < len; ++k) M = std::max(M, pot[k] + eps * lw[k]);
+  const double M = monge::softvec::shifted_exp(pot, lw, eps, len, u.data());  // u = e^{(h - M)/eps}
   if (!std::isfinite(M)) return false;
-  const double inv = 1.0 / eps;
-  for (int64_t k = 0; k < len; ++k) u[k] = std::exp(((pot[k] + eps * lw[k]) - M) * inv);
   if (dim == 0) {  // S_j = sum_i K_ij u_i: axpy over rows
     std::fill(S, S + m, 0.0);
     monge::dense::axpy_rows(K, u.data(), m, 0, n, S);
   } else {  // S_i = sum_j K_ij u_j: row dots, four vector accumulators (a scalar sum is one dependency chain)
     monge::dense::dot_rows(K, u.data(), m, 0, n, S);
   }
-  const double floor = static_cast<double>(len) * DBL_MIN / DBL_EPSILON;
-  bool ok = true;
-  for (int64_t k = 0; k < out; ++k) {
-    ok &= S[k] >= floor && S[k] <= DBL_MAX;  // NaN fails both
-    S[k] = c0 - (M + eps * std::log(S[k]));
-  }
-  return ok;
+  return monge::softvec::shifted_log(S, out, len, c0, M, eps);
 }
 
 // sum_k |w_k e^{lw_k + (pot_k - S_k)/eps} - target_k|, target = w (hard) or w e^{-pot/rho} (KL): the l1
-// residual of the side's optimality condition; *mass += the plan's mass along it.
+// residual of the side's optimality condition; *mass = the plan's mass along it.
 double residual(const Side &s, const double *pot, const double *S, double eps, double *mass) {
-  double r = 0.0, total = 0.0;
-  const bool hard = std::isinf(s.rho);
-  for (int64_t k = 0; k < s.len; ++k) {
-    const double mk = std::exp(s.lw[k] + (pot[k] - S[k]) / eps);
-    total += mk;
-    r += std::fabs(mk - (hard ? s.w[k] : s.w[k] * std::exp(-pot[k] / s.rho)));
-  }
-  if (mass) *mass = total;
-  return r;
+  return monge::softvec::residual(pot, S, s.lw, s.w, s.len, eps, s.rho, mass);
 }
 
 // The side's term of the dual objective: sum w f (hard), -rho sum w expm1(-f / rho) (KL).
@@ -162,6 +146,70 @@ nb::tuple sinkhorn_small_symmetric(Mat K, double c0, double eps, Vec1 lw, Vec1 w
                         monge::owned<double, 1>(std::move(tr), {size_t(std::max<int64_t>(done, 1))}));
 }
 
+// K = exp(-(C - c0) / e) (entries below the smallest normal flushed to 0); from the previous stage's kernel by
+// one squaring where e is exactly half its temperature (eps-scaling by 0.5: exp(-2x) = exp(-x)^2).
+void stage_kernel(const double *C, int64_t nm, double c0, double e, double prev, std::vector<double> &K) {
+  using namespace monge::simd;
+  if (prev == 2.0 * e) {
+    for (int64_t k = 0; k < nm; ++k) {
+      const double q = K[k] * K[k];
+      K[k] = q >= DBL_MIN ? q : 0.0;
+    }
+    return;
+  }
+  const double inv = LOG2E / e;
+  const int64_t lf = nm / WD * WD;
+  const VD vc0 = set1(c0), vi = set1(inv);
+  for (int64_t k = 0; k < lf; k += WD) store(K.data() + k, vexp2(mul(sub(vc0, load(C + k)), vi)));
+  for (int64_t k = lf; k < nm; ++k) K[k] = std::exp2((c0 - C[k]) * inv);
+  for (int64_t k = 0; k < nm; ++k) K[k] = K[k] >= DBL_MIN ? K[k] : 0.0;
+}
+
+// (f, g, stages): eps-scaling's annealing stages in one call, `iters` plain iterations at each temperature e of
+// temps (f = kappa_a softmin_1(g + e lwb), g = kappa_b softmin_0(f + e lwa), kappa = rho / (rho + e)) on
+// K_e = exp(-(C - c0)/e), c0 = min C. stages < len(temps): a sum was unreliable in that stage; (f, g) are the
+// potentials before it (the caller runs the rest in the log domain).
+nb::tuple sinkhorn_small_stages(Mat C, Vec1 temps, int64_t iters, Vec1 lwa, Vec1 lwb, double rho_a, double rho_b,
+                                Vec1 f0, Vec1 g0) {
+  const int64_t n = C.shape(0), m = C.shape(1), ns = temps.shape(0);
+  if (lwa.shape(0) != size_t(n) || f0.shape(0) != size_t(n) || lwb.shape(0) != size_t(m) ||
+      g0.shape(0) != size_t(m) || n == 0 || m == 0)
+    throw nb::value_error("sinkhorn_small_stages: lwa, f must have n entries and lwb, g m entries (C: n x m, "
+                          "non-empty)");
+  for (int64_t s = 0; s < ns; ++s)
+    if (!(temps.data()[s] > 0.0) || !std::isfinite(temps.data()[s]))
+      throw nb::value_error("sinkhorn_small_stages: every temperature must be positive and finite");
+  std::vector<double> f(f0.data(), f0.data() + n), g(g0.data(), g0.data() + m), fn(n), gn(m), Sf(m), Sg(n),
+      u(std::max(n, m)), K(static_cast<size_t>(n * m));
+  int64_t done = 0;
+  {
+    nb::gil_scoped_release release;
+    const double *c = C.data();
+    double c0 = std::numeric_limits<double>::infinity();
+    for (int64_t k = 0; k < n * m; ++k) c0 = std::min(c0, c[k]);
+    double prev = 0.0;
+    for (; done < ns; ++done) {
+      const double e = temps.data()[done];
+      stage_kernel(c, n * m, c0, e, prev, K);
+      prev = e;
+      const double ka = std::isinf(rho_a) ? 1.0 : rho_a / (rho_a + e), kb = std::isinf(rho_b) ? 1.0 : rho_b / (rho_b + e);
+      bool ok = std::isfinite(c0);
+      std::copy(f.begin(), f.end(), fn.begin());
+      std::copy(g.begin(), g.end(), gn.begin());
+      for (int64_t it = 0; ok && it < iters; ++it) {
+        ok = softmin(K.data(), n, m, c0, e, 1, gn.data(), lwb.data(), Sg.data(), u);
+        for (int64_t i = 0; ok && i < n; ++i) fn[i] = ka * Sg[i];
+        ok = ok && softmin(K.data(), n, m, c0, e, 0, fn.data(), lwa.data(), Sf.data(), u);
+        for (int64_t j = 0; ok && j < m; ++j) gn[j] = kb * Sf[j];
+      }
+      if (!ok) break;
+      f.swap(fn);
+      g.swap(gn);
+    }
+  }
+  return nb::make_tuple(vec(f, n), vec(g, m), done);
+}
+
 }  // namespace monge_sinkhorn_small
 
 void register_sinkhorn_small(nb::module_ &m) {
@@ -184,4 +232,13 @@ void register_sinkhorn_small(nb::module_ &m) {
         "f <- (f + kappa S) / 2, S = softmin_1(f + eps lw) against K = exp(-(C - c0)/eps). complete = False: a sum\n"
         "was unreliable at iteration `done` (the state returned is the last certified one); rows: the l1 residual of\n"
         "the side's optimality condition at the returned state; trace: rows after each iteration run.");
+  m.def("sinkhorn_small_stages", &sinkhorn_small_stages, nb::arg("C").noconvert(), nb::arg("temps").noconvert(),
+        nb::arg("iters"), nb::arg("lwa").noconvert(), nb::arg("lwb").noconvert(), nb::arg("rho_a"), nb::arg("rho_b"),
+        nb::arg("f").noconvert(), nb::arg("g").noconvert(),
+        "sinkhorn_small_stages(C, temps, iters, lwa, lwb, rho_a, rho_b, f, g) -> (f, g, stages)\n\n"
+        "eps-scaling's annealing stages in one call (float64, CPU, one thread, GIL released): at each temperature e\n"
+        "of temps, `iters` plain iterations f = kappa_a softmin_1(g + e lwb), g = kappa_b softmin_0(f + e lwa)\n"
+        "(kappa = rho / (rho + e), 1 for rho = inf) on K_e = exp(-(C - c0)/e), c0 = min C (the square of the\n"
+        "previous stage's kernel where e is exactly half its temperature). stages < len(temps): a sum was\n"
+        "unreliable in that stage and (f, g) are the potentials before it.");
 }

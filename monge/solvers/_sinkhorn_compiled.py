@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .marginals import KL, Hard
@@ -15,6 +16,10 @@ try:  # the compiled start and finish of small dense solves (csrc/sinkhorn_small
     from .._core import sinkhorn_small_state as _small_state
 except ImportError:  # pragma: no cover - depends on the build
     _small_state = None
+try:  # eps-scaling's stages in one call (csrc/sinkhorn_small.cpp)
+    from .._core import sinkhorn_small_stages as _small_stages
+except ImportError:  # pragma: no cover - depends on the build
+    _small_stages = None
 try:  # the averaged iterations of OT(a, a) (csrc/sinkhorn_small.cpp)
     from .._core import sinkhorn_small_symmetric as _small_symmetric
 except ImportError:  # pragma: no cover - depends on the build
@@ -51,6 +56,24 @@ class CompiledStages:
         C = geom.cost()
         ok = C.dim() == 2 and C.dtype == torch.float64 and C.device.type == "cpu" and not C.requires_grad
         return cls(C.contiguous(), data) if ok else None
+
+    #: Below this many cost entries the stages run in one single-threaded compiled call (each kernel from the previous
+    #: one by a squaring where eps halves); above, a threaded Gibbs kernel per stage (:meth:`run`).
+    ONE_CALL_MAX_ENTRIES = 1 << 21
+
+    def run_all(self, f, g, temps, iters: int):
+        """``(f, g, k)``: the first ``k`` stages of ``temps`` run (``iters`` plain iterations each); ``k < len(temps)``
+        where a sum was unreliable in stage ``k`` (the caller runs the rest in torch from ``(f, g)``)."""
+        if _small_stages is not None and self.C.size <= self.ONE_CALL_MAX_ENTRIES:
+            fn, gn, k = _small_stages(self.C, np.asarray(temps, dtype=np.float64), int(iters), *self.lw, *self.rho,
+                                      f.detach().contiguous().numpy(), g.detach().contiguous().numpy())
+            return torch.from_numpy(fn), torch.from_numpy(gn), k
+        for k, e in enumerate(temps):
+            done = self.run(f, g, e, iters)
+            if done is None:
+                return f, g, k
+            f, g = done
+        return f, g, len(temps)
 
     def run(self, f, g, eps: float, iters: int):
         """``(f, g)`` after ``iters`` plain iterations at ``eps``; None where a sum was unreliable."""

@@ -251,11 +251,10 @@ class Sinkhorn:
         if run is not None:  # a multiscale cloud anneals on its cluster centres first
             return run
         fast = CompiledStages.of(geom, data, f, self.eps) if len(temps) > 1 else None
-        for e in temps[:-1]:
-            done = fast.run(f, g, e, self.schedule.iters_per_stage) if fast is not None else None
-            if done is not None:
-                f, g = done
-                continue
+        k = 0
+        if fast is not None:  # the stages it can, compiled; from the first unreliable one on, torch
+            f, g, k = fast.run_all(f, g, temps[:-1], self.schedule.iters_per_stage)
+        for e in temps[k:-1]:
             for _ in range(self.schedule.iters_per_stage):
                 f = data.f_update(geom, g, e)[0]
                 g = data.g_update(geom, f, e)
