@@ -138,3 +138,18 @@ def test_geomloss_half_cost_convention():
     geomloss = pytest.importorskip("geomloss")
     ref = geomloss.SamplesLoss("sinkhorn", p=2, blur=0.1, scaling=0.999, backend="tensorized")(x, y)
     torch.testing.assert_close(half, ref, rtol=1e-4, atol=1e-8)
+
+
+def test_divergence_gradcheck_points_and_weights():
+    """Envelope gradients of S_eps (float64, converged): w.r.t. both clouds and both weight vectors, against finite
+    differences (the small dense compiled path: annealing stages, loop and finish)."""
+    g = torch.Generator().manual_seed(11)
+    x, y = torch.rand(6, 2, generator=g, dtype=torch.float64), torch.rand(5, 2, generator=g, dtype=torch.float64)
+    a, b = torch.rand(6, generator=g, dtype=torch.float64) + 0.5, torch.rand(5, generator=g, dtype=torch.float64) + 0.5
+    x, y = x.requires_grad_(), y.requires_grad_()
+    div = lambda x, y: monge.sinkhorn_divergence(x, y, eps=0.1, tol=1e-13)  # noqa: E731
+    assert torch.autograd.gradcheck(div, (x, y), eps=1e-6, atol=1e-7, rtol=1e-5)
+    # weights: the unbalanced divergence (masses may move freely)
+    a, b = (a / a.sum()).requires_grad_(), (b / b.sum() * 1.2).requires_grad_()
+    divw = lambda a, b: monge.sinkhorn_divergence(x.detach(), y.detach(), a, b, eps=0.1, rho=1.0, tol=1e-13)  # noqa: E731
+    assert torch.autograd.gradcheck(divw, (a, b), eps=1e-6, atol=1e-7, rtol=1e-5)

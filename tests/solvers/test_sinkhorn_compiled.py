@@ -84,3 +84,51 @@ def test_compiled_run_rejects_mismatched_shapes():
     z3, z4 = torch.zeros(3, dtype=F64).numpy(), torch.zeros(4, dtype=F64).numpy()
     with pytest.raises(ValueError, match="lwa, f, Sg must have n entries"):
         _core.sinkhorn_kernel_run(K, 0.0, 0.1, z4, z4, z3, z4, z3, 1.0, 1.0, 1.0, 2, z3, z4, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.6])
+@pytest.mark.parametrize("rho", [None, 0.4])
+def test_stages_in_one_call_equal_a_kernel_per_stage_and_torch(factor, rho):
+    """eps-scaling's stages in one compiled call (factor 0.5: each kernel the square of the previous one) against a
+    Gibbs kernel per stage and against the torch stages: the same potentials up to rounding."""
+    from monge.solvers import _sinkhorn_compiled as sc
+    from monge.solvers.schedules import EpsScaling
+    from monge.solvers.sinkhorn import SinkhornData
+
+    C, a, b, _ = _problem(13, 9, seed=3)
+    prob = LinearProblem(DenseCost(C), a, b, rho_a=rho, rho_b=rho)
+    data = SinkhornData.of(prob)
+    temps = EpsScaling(factor).temperatures(0.02, float(C.max()))[:-1]
+    f0, g0 = torch.zeros(13, dtype=F64), torch.zeros(9, dtype=F64)
+    stages = sc.CompiledStages.of(prob.geom, data, f0, 0.02)
+    one = stages.run_all(f0, g0, temps, 2)
+    stages.ONE_CALL_MAX_ENTRIES = 0  # (instance attribute: this object only)
+    per = stages.run_all(f0, g0, temps, 2)
+    f, g = f0, g0
+    for e in temps:
+        for _ in range(2):
+            f = data.f_update(prob.geom, g, e)[0]
+            g = data.g_update(prob.geom, f, e)
+    assert one[2] == per[2] == len(temps) > 3
+    for u, v, w in zip(one[:2], per[:2], (f, g)):
+        torch.testing.assert_close(u, v, atol=1e-12, rtol=0)
+        torch.testing.assert_close(u, w, atol=1e-12, rtol=0)
+
+
+def test_stages_in_one_call_stop_where_a_sum_underflows():
+    """A stage whose sums underflow (costs / eps beyond e^-745) is not run: the call returns the potentials before
+    it and how many stages it ran; the solver finishes those stages in torch and still converges."""
+    from monge import _core
+
+    C, a, b, _ = _problem(8, 8, seed=4)
+    C = C * (10.0 / float(C.max()))
+    lw = a.log().numpy()
+    f, g, k = _core.sinkhorn_small_stages(C.numpy(), torch.tensor([1.0, 0.5, 1e-3, 5e-4], dtype=F64).numpy(), 1,
+                                          lw, lw, float("inf"), float("inf"), torch.zeros(8, dtype=F64).numpy(),
+                                          torch.zeros(8, dtype=F64).numpy())
+    assert k == 2 and f.shape == g.shape == (8,)
+    with pytest.raises(ValueError, match="temperature"):
+        _core.sinkhorn_small_stages(C.numpy(), torch.tensor([1.0, 0.0], dtype=F64).numpy(), 1, lw, lw,
+                                    float("inf"), float("inf"), f, g)
+    res = monge.solve(C, a, b, eps=2e-2, schedule=monge.solvers.EpsScaling(0.5), tol=1e-9, max_iter=20000)
+    assert res.convergence.all_converged
