@@ -8,6 +8,7 @@ void register_assignment(nb::module_ &m);
 void register_softmin_lazy(nb::module_ &m);
 void register_softmin_dense(nb::module_ &m);
 void register_softmin_blocks(nb::module_ &m);
+void register_softmin_blocks_select(nb::module_ &m);
 void register_min_cost_flow(nb::module_ &m);
 void register_reduced_costs(nb::module_ &m);
 void register_sinkhorn_small(nb::module_ &m);
@@ -19,6 +20,7 @@ NB_MODULE(_core, m) {
   register_softmin_lazy(m);
   register_softmin_dense(m);
   register_softmin_blocks(m);
+  register_softmin_blocks_select(m);
   register_min_cost_flow(m);
   register_reduced_costs(m);
   register_sinkhorn_small(m);

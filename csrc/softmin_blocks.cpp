@@ -83,8 +83,8 @@ void parallel_leaves(int nt, int64_t K, F &&body) {
 
 // The rows of leaf I: their soft-min over the kept leaves (out: Sr entries); the exponent tile and the online
 // log-sum-exp are softmin_common.hpp's (RowTile, OnlineLse), flushed into float64 every FLUSH_VEC vectors.
-template <class T, int D, int R>
-void forward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const int64_t *cb, const int64_t *ce,
+template <class T, int D, int R, class Ix>
+void forward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const Ix *cb, const Ix *ce,
                   T inv_eps, T *out) {
   using S = Simd<T>;
   constexpr int W = S::W;
@@ -96,7 +96,7 @@ void forward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const 
     OnlineLse<T, R> lse(inv_eps);
     for (int r = 0; r < R; ++r) lse.start(r, -std::numeric_limits<T>::infinity(), 0.0);
     int count = 0;
-    for (const int64_t *c = cb; c != ce; ++c) {
+    for (const Ix *c = cb; c != ce; ++c) {
       const T *yl = ys + *c * tile;
       const T *hrow = yl + static_cast<int64_t>(dd) * Sp;
       for (int64_t j = 0; j < Sp; j += W) {
@@ -116,8 +116,8 @@ void forward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const 
 
 // The gradients of sum_i u_i out_i for the rows of leaf I: gx (Sr, d) written, column sums added to the
 // thread's tile buffer colT and flushed into its float64 totals colD (both (Kc, d + 1, Sp)).
-template <class T, int D, int R>
-void backward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const int64_t *cb, const int64_t *ce,
+template <class T, int D, int R, class Ix>
+void backward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const Ix *cb, const Ix *ce,
                    const T *out, const T *u, T inv_eps, T *gx, T *colT, double *colD) {
   using S = Simd<T>;
   using V = typename S::V;
@@ -158,7 +158,7 @@ void backward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const
       }
     }
     int count = 0;
-    for (const int64_t *c = cb; c != ce; ++c) {
+    for (const Ix *c = cb; c != ce; ++c) {
       const T *yl = ys + *c * tile;
       const T *hrow = yl + static_cast<int64_t>(dd) * Sp;
       T *tp0 = colT + *c * tile;
@@ -191,7 +191,7 @@ void backward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const
     for (int r = 0; r < R && ib + r < Sr; ++r)
       for (int k = 0; k < dd; ++k) racc[(ib + r) * dd + k] += reduce_add(RS(r, k));
   }
-  for (const int64_t *c = cb; c != ce; ++c) {  // the leaf's column sums into float64, the tiles cleared
+  for (const Ix *c = cb; c != ce; ++c) {  // the leaf's column sums into float64, the tiles cleared
     T *src = colT + *c * tile;
     double *dst = colD + *c * tile;
     for (int64_t q = 0; q < tile; ++q) dst[q] += static_cast<double>(src[q]);
@@ -207,45 +207,47 @@ void backward_leaf(const T *x, const T *ys, int d, int64_t Sr, int64_t Sp, const
   }
 }
 
-template <class T>
-using FwdFn = void (*)(const T *, const T *, int, int64_t, int64_t, const int64_t *, const int64_t *, T, T *);
-template <class T>
-using BwdFn = void (*)(const T *, const T *, int, int64_t, int64_t, const int64_t *, const int64_t *, const T *,
+template <class T, class Ix>
+using FwdFn = void (*)(const T *, const T *, int, int64_t, int64_t, const Ix *, const Ix *, T, T *);
+template <class T, class Ix>
+using BwdFn = void (*)(const T *, const T *, int, int64_t, int64_t, const Ix *, const Ix *, const T *,
                        const T *, T, T *, T *, double *);
 
-template <class T>
-FwdFn<T> pick_forward(int d) {
+template <class T, class Ix>
+FwdFn<T, Ix> pick_forward(int d) {
   switch (d) {
-    case 1: return &forward_leaf<T, 1, 4>;
-    case 2: return &forward_leaf<T, 2, 4>;
-    case 3: return &forward_leaf<T, 3, 4>;
-    case 4: return &forward_leaf<T, 4, 4>;
-    case 5: return &forward_leaf<T, 5, 2>;
-    case 6: return &forward_leaf<T, 6, 2>;
-    case 8: return &forward_leaf<T, 8, 2>;
-    case 10: return &forward_leaf<T, 10, 2>;
-    default: return &forward_leaf<T, 0, 2>;
+    case 1: return &forward_leaf<T, 1, 4, Ix>;
+    case 2: return &forward_leaf<T, 2, 4, Ix>;
+    case 3: return &forward_leaf<T, 3, 4, Ix>;
+    case 4: return &forward_leaf<T, 4, 4, Ix>;
+    case 5: return &forward_leaf<T, 5, 2, Ix>;
+    case 6: return &forward_leaf<T, 6, 2, Ix>;
+    case 8: return &forward_leaf<T, 8, 2, Ix>;
+    case 10: return &forward_leaf<T, 10, 2, Ix>;
+    default: return &forward_leaf<T, 0, 2, Ix>;
   }
 }
-template <class T>
-BwdFn<T> pick_backward(int d) {
+template <class T, class Ix>
+BwdFn<T, Ix> pick_backward(int d) {
   switch (d) {
-    case 1: return &backward_leaf<T, 1, 4>;
-    case 2: return &backward_leaf<T, 2, 4>;
-    case 3: return &backward_leaf<T, 3, 4>;
-    case 4: return &backward_leaf<T, 4, 2>;
-    case 5: return &backward_leaf<T, 5, 2>;
-    case 6: return &backward_leaf<T, 6, 2>;
-    case 8: return &backward_leaf<T, 8, 2>;
-    case 10: return &backward_leaf<T, 10, 2>;
-    default: return &backward_leaf<T, 0, 1>;
+    case 1: return &backward_leaf<T, 1, 4, Ix>;
+    case 2: return &backward_leaf<T, 2, 4, Ix>;
+    case 3: return &backward_leaf<T, 3, 4, Ix>;
+    case 4: return &backward_leaf<T, 4, 2, Ix>;
+    case 5: return &backward_leaf<T, 5, 2, Ix>;
+    case 6: return &backward_leaf<T, 6, 2, Ix>;
+    case 8: return &backward_leaf<T, 8, 2, Ix>;
+    case 10: return &backward_leaf<T, 10, 2, Ix>;
+    default: return &backward_leaf<T, 0, 1, Ix>;
   }
 }
 
 using I1 = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+template <class Ix>
+using Cols = nb::ndarray<const Ix, nb::ndim<1>, nb::c_contig, nb::device::cpu>;  // int64 or int32 leaves
 
-template <class T>
-void check(const In3<T> &x, const In3<T> &y, const In2<T> &h, const I1 &ptr, const I1 &cols, double eps,
+template <class T, class Ix>
+void check(const In3<T> &x, const In3<T> &y, const In2<T> &h, const I1 &ptr, const Cols<Ix> &cols, double eps,
            const char *name) {
   auto fail = [&](const std::string &what) { throw nb::value_error((std::string(name) + ": " + what).c_str()); };
   if (y.shape(2) != x.shape(2) || x.shape(2) < 1) fail("x (Kr, Sr, d) and y (Kc, Sc, d) must share d >= 1");
@@ -260,9 +262,9 @@ void check(const In3<T> &x, const In3<T> &y, const In2<T> &h, const I1 &ptr, con
   if (!(eps > 0.0) || !std::isfinite(eps)) fail("eps must be positive and finite");
 }
 
-template <class T>
-Out<T, 2> forward_binding(In3<T> x, In3<T> y, In2<T> h, I1 ptr, I1 cols, double eps, int n_threads) {
-  check<T>(x, y, h, ptr, cols, eps, "softmin_sqeuclid_blocks");
+template <class T, class Ix>
+Out<T, 2> forward_binding(In3<T> x, In3<T> y, In2<T> h, I1 ptr, Cols<Ix> cols, double eps, int n_threads) {
+  check<T, Ix>(x, y, h, ptr, cols, eps, "softmin_sqeuclid_blocks");
   const int64_t Kr = x.shape(0), Sr = x.shape(1), Kc = y.shape(0), Sc = y.shape(1);
   const int d = static_cast<int>(x.shape(2));
   const int64_t Sp = padded<T>(Sc), tile = (d + 1) * Sp;
@@ -274,8 +276,9 @@ Out<T, 2> forward_binding(In3<T> x, In3<T> y, In2<T> h, I1 ptr, I1 cols, double 
     const int64_t nnz = cols.shape(0);
     const int nt = resolve_threads(n_threads, Kr, nnz * Sr * Sp * d);
     const T inv_eps = static_cast<T>(LOG2E / eps);
-    FwdFn<T> fn = pick_forward<T>(d);
-    const int64_t *p = ptr.data(), *c = cols.data();
+    FwdFn<T, Ix> fn = pick_forward<T, Ix>(d);
+    const int64_t *p = ptr.data();
+    const Ix *c = cols.data();
     parallel_leaves(nt, Kr, [&](int, int64_t I) {
       fn(x.data() + I * Sr * d, ys.data(), d, Sr, Sp, c + p[I], c + p[I + 1], inv_eps, out.get() + I * Sr);
     });
@@ -283,10 +286,10 @@ Out<T, 2> forward_binding(In3<T> x, In3<T> y, In2<T> h, I1 ptr, I1 cols, double 
   return owned<T, 2>(std::move(out), {static_cast<size_t>(Kr), static_cast<size_t>(Sr)});
 }
 
-template <class T>
-std::tuple<Out<T, 3>, Out<T, 3>, Out<T, 2>> backward_binding(In3<T> x, In3<T> y, In2<T> h, I1 ptr, I1 cols,
+template <class T, class Ix>
+std::tuple<Out<T, 3>, Out<T, 3>, Out<T, 2>> backward_binding(In3<T> x, In3<T> y, In2<T> h, I1 ptr, Cols<Ix> cols,
                                                              In2<T> out, In2<T> u, double eps, int n_threads) {
-  check<T>(x, y, h, ptr, cols, eps, "softmin_sqeuclid_blocks_backward");
+  check<T, Ix>(x, y, h, ptr, cols, eps, "softmin_sqeuclid_blocks_backward");
   const int64_t Kr = x.shape(0), Sr = x.shape(1), Kc = y.shape(0), Sc = y.shape(1);
   const int d = static_cast<int>(x.shape(2));
   if (out.shape(0) != size_t(Kr) || out.shape(1) != size_t(Sr) || u.shape(0) != size_t(Kr) ||
@@ -303,10 +306,11 @@ std::tuple<Out<T, 3>, Out<T, 3>, Out<T, 2>> backward_binding(In3<T> x, In3<T> y,
     const int64_t nnz = cols.shape(0);
     const int nt = resolve_threads(n_threads, Kr, nnz * Sr * Sp * d);
     const T inv_eps = static_cast<T>(LOG2E / eps);
-    BwdFn<T> fn = pick_backward<T>(d);
+    BwdFn<T, Ix> fn = pick_backward<T, Ix>(d);
     std::vector<std::vector<T>> colT(nt);
     std::vector<std::vector<double>> colD(nt);
-    const int64_t *p = ptr.data(), *c = cols.data();
+    const int64_t *p = ptr.data();
+    const Ix *c = cols.data();
     parallel_leaves(nt, Kr, [&](int t, int64_t I) {
       if (colT[t].empty()) {
         colT[t].assign(static_cast<size_t>(std::max<int64_t>(1, Kc * tile)), T(0));
@@ -341,23 +345,29 @@ void register_softmin_blocks(nb::module_ &m) {
       "softmin_sqeuclid_blocks(x, y, h, ptr, cols, eps, n_threads=0) -> out\n\n"
       "out[I, i] = -eps * log sum_{J in cols[ptr[I]:ptr[I+1]]} sum_j exp((h[J, j] - |x[I, i] - y[J, j]|^2) / eps)\n"
       "over the kept column leaves of each row leaf (block-sparse, online log-sum-exp). x: (Kr, Sr, d),\n"
-      "y: (Kc, Sc, d), h: (Kc, Sc) (padding slots h = -inf), ptr: (Kr + 1,) int64, cols: (nnz,) int64; all\n"
-      "float32 or all float64, C-contiguous, CPU. A row with no kept weight gives +inf. Releases the GIL.";
+      "y: (Kc, Sc, d), h: (Kc, Sc) (padding slots h = -inf), ptr: (Kr + 1,) int64, cols: (nnz,) int64 or\n"
+      "int32; all float32 or all float64, C-contiguous, CPU. A row with no kept weight gives +inf. Releases the GIL.";
   static const char *bwd_doc =
       "softmin_sqeuclid_blocks_backward(x, y, h, ptr, cols, out, u, eps, n_threads=0) -> (gx, gy, gh)\n\n"
       "Vector-Jacobian product of softmin_sqeuclid_blocks for the cotangent u (Kr, Sr) over the same blocks:\n"
       "gx_i = 2 u_i (x_i - sum_j p_ij y_j), gh_j = -sum_i u_i p_ij, gy_j = 2 (c_j y_j - sum_i u_i p_ij x_i),\n"
       "c_j = sum_i u_i p_ij, p_ij = exp((h_j - |x_i - y_j|^2 + out_i) / eps). Column sums in float64.";
-  m.def("softmin_sqeuclid_blocks", &forward_binding<float>, nb::arg("x").noconvert(), nb::arg("y").noconvert(),
-        nb::arg("h").noconvert(), nb::arg("ptr").noconvert(), nb::arg("cols").noconvert(), nb::arg("eps"),
-        nb::arg("n_threads") = 0, fwd_doc);
-  m.def("softmin_sqeuclid_blocks", &forward_binding<double>, nb::arg("x").noconvert(), nb::arg("y").noconvert(),
-        nb::arg("h").noconvert(), nb::arg("ptr").noconvert(), nb::arg("cols").noconvert(), nb::arg("eps"),
-        nb::arg("n_threads") = 0);
-  m.def("softmin_sqeuclid_blocks_backward", &backward_binding<float>, nb::arg("x").noconvert(),
-        nb::arg("y").noconvert(), nb::arg("h").noconvert(), nb::arg("ptr").noconvert(), nb::arg("cols").noconvert(),
-        nb::arg("out").noconvert(), nb::arg("u").noconvert(), nb::arg("eps"), nb::arg("n_threads") = 0, bwd_doc);
-  m.def("softmin_sqeuclid_blocks_backward", &backward_binding<double>, nb::arg("x").noconvert(),
-        nb::arg("y").noconvert(), nb::arg("h").noconvert(), nb::arg("ptr").noconvert(), nb::arg("cols").noconvert(),
-        nb::arg("out").noconvert(), nb::arg("u").noconvert(), nb::arg("eps"), nb::arg("n_threads") = 0);
+  auto fwd = [&](auto fn, const char *doc) {
+    m.def("softmin_sqeuclid_blocks", fn, nb::arg("x").noconvert(), nb::arg("y").noconvert(), nb::arg("h").noconvert(),
+          nb::arg("ptr").noconvert(), nb::arg("cols").noconvert(), nb::arg("eps"), nb::arg("n_threads") = 0,
+          doc ? doc : "");
+  };
+  fwd(&forward_binding<float, int64_t>, fwd_doc);
+  fwd(&forward_binding<double, int64_t>, nullptr);
+  fwd(&forward_binding<float, int32_t>, nullptr);
+  fwd(&forward_binding<double, int32_t>, nullptr);
+  auto bwd = [&](auto fn, const char *doc) {
+    m.def("softmin_sqeuclid_blocks_backward", fn, nb::arg("x").noconvert(), nb::arg("y").noconvert(),
+          nb::arg("h").noconvert(), nb::arg("ptr").noconvert(), nb::arg("cols").noconvert(), nb::arg("out").noconvert(),
+          nb::arg("u").noconvert(), nb::arg("eps"), nb::arg("n_threads") = 0, doc ? doc : "");
+  };
+  bwd(&backward_binding<float, int64_t>, bwd_doc);
+  bwd(&backward_binding<double, int64_t>, nullptr);
+  bwd(&backward_binding<float, int32_t>, nullptr);
+  bwd(&backward_binding<double, int32_t>, nullptr);
 }
