@@ -2,12 +2,15 @@
 divergences) to its certified truncation, for any dimension and the costs it bounds; it keeps few blocks on
 separated clusters; batched clouds and unbounded costs are refused with a clear error."""
 
+import math
+
 import pytest
 import torch
 
 import monge
 from monge.geometry import PointCloud
 from monge.geometry._backends.lazy import lazy_softmin
+from monge.geometry._backends import multiscale as ms
 from monge.geometry._backends.multiscale import MultiscaleSoftmin
 from monge.geometry.costs import Cosine, Euclidean, SqEuclidean
 from monge.problems import LinearProblem
@@ -15,6 +18,13 @@ from monge.solvers.schedules import EpsScaling
 from monge.solvers.sinkhorn import Sinkhorn
 
 D = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def blocks_always(monkeypatch):
+    """The block path at every kept fraction (these small clouds keep most pairs, which runs the lazy soft-min
+    by default); the dense fallback has its own test."""
+    monkeypatch.setattr(ms, "DENSE_FRACTION", math.inf)
 
 
 def _clouds(n, m, d, seed=0):

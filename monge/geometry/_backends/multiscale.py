@@ -2,12 +2,13 @@ r"""Multiscale soft-min between point clouds: k-d cells, a coarse eps-scaling, c
 
 Both clouds are cut into the leaves of a balanced k-d tree (:class:`~._backends.clustering.Clusters`). A soft-min
 at ``eps`` reduces each source leaf ``I`` against the target leaves ``J`` it keeps only; what it drops is bounded
-with the cluster radii (triangle inequality, :math:`\delta_{IJ} = (\|c_I - c_J\| - r_I - r_J)_+`):
+with the bounding boxes of the tree's nodes (:math:`t_{IJ}` the box-to-box distance, ``J`` a leaf or a whole
+subtree of dropped leaves):
 
 .. math::
-    C_{ij} \ge \underline C_{IJ} = \phi(\delta_{IJ}), \qquad
+    C_{ij} \ge \underline C_{IJ} = \phi(t_{IJ}), \qquad
     \sum_{J \notin K_I} \sum_{j \in J} e^{(h_j - C_{ij})/\varepsilon} \le D_I =
-    \sum_{J \notin K_I} e^{(L_J - \underline C_{IJ})/\varepsilon}, \quad L_J = \varepsilon \log \sum_{j\in J}
+    \sum_{J \text{ dropped}} e^{(L_J - \underline C_{IJ})/\varepsilon}, \quad L_J = \varepsilon \log \sum_{j\in J}
     e^{h_j/\varepsilon}
 
 (:math:`\phi(t) = s t^2` for ``s |x - y|^2``, :math:`t^p` for ``|x - y|^p``, :math:`t^2/2` on normalised points for
@@ -18,25 +19,28 @@ e^{\tilde o_i/\varepsilon}`: every call **certifies** :math:`D_I e^{\max_{i \in 
 marginals within a relative ``rtol``), in the forward pass and for the gradients (the backward pass runs on the
 same blocks).
 
-The block lists (the refreshable part of the soft-min contract): kept per ``(dim, eps)``; a new ``eps`` selects
-anew, from an estimate of :math:`\tilde o` (the previous output of that ``dim``, or the rigorous upper bound
-:math:`\min_J (\overline C_{IJ} - L_J)`), keeping in each row the fewest blocks, largest bounds first, whose
-dropped sum stays under ``rtol``; a call whose certificate fails reselects from its own output (adding to the
-list) and reruns, which then passes by construction. A call costs O(K) beyond its kept blocks: the dropped sums
-:math:`D_I` are taken once per selection and, while the potentials move, bounded by
-:math:`D_I e^{\max_J (L_J - L_J^{\text{sel}})/\varepsilon}` (recomputed, O(K^2), only when that bound fails). Memory: the points, ``K_x x K_y`` bounds, the block lists and
-one group of gathered tiles (``_GROUP`` entries); forward and backward.
+The block lists (the refreshable part of the soft-min contract): kept per ``(dim, eps)``, selected by a walk of
+the column tree for every row leaf (:mod:`~._backends.multiscale_select`: node boxes instead of balls, whole
+subtrees dropped at once, so the leaves can be small at any ``n``) from an estimate of :math:`\tilde o` (the
+previous output of that ``dim`` plus a margin, capped by a rigorous upper bound); a call whose certificate fails
+re-evaluates its dropped sums at the current potentials by the same walk, then reselects from its own output and
+reruns. A call costs O(K) beyond its kept blocks while the potentials stay close to those of the selection (the
+dropped sums are bounded by :math:`D_I e^{\max_J (L_J - L_J^{\text{sel}})/\varepsilon}`). A selection that
+would keep more than half of the pairs runs the exact lazy soft-min for that ``(dim, eps)`` instead. Memory: the
+points, ``O(K)`` node boxes, the block lists and one group of gathered tiles; forward and backward.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
 from ..costs import Cosine, Cost, Euclidean, SqEuclidean
+from . import multiscale_select as sel_
 from .clustering import Clusters
-from .lazy import kernel_available
+from .lazy import kernel_available, lazy_softmin
 
 try:
     from ..._core import softmin_sqeuclid_blocks as _b_fwd
@@ -44,17 +48,18 @@ try:
 except ImportError:  # pragma: no cover - a build without the block kernel: the torch tiles
     _b_fwd = _b_bwd = None
 
-__all__ = ["MultiscaleSoftmin", "DEFAULT_RTOL", "default_leaf_size"]
+__all__ = ["MultiscaleSoftmin", "DEFAULT_RTOL", "DENSE_FRACTION", "default_leaf_size"]
 
 #: Certified relative truncation per soft-min entry, per dtype (the plan's marginals move by at most this).
 DEFAULT_RTOL = {torch.float32: 1e-6, torch.float64: 1e-12}
-_GROUP = 1 << 23  # gathered target coordinates per group of tiles (32 MB in float32)
+#: Above this fraction of kept point pairs, a ``(dim, eps)`` runs the exact lazy soft-min instead of blocks.
+DENSE_FRACTION = 0.5
 
 
 def default_leaf_size(n: int) -> int:
-    """Points per leaf: ``n / 2048`` within [16, 1024]: small cells (tight bounds) while the ``K x K`` bounds, built
-    once per clustering and re-read only when a block list is selected, stay within ``2^22`` entries."""
-    return int(min(1024, max(16, math.ceil(n / 2048))))
+    """Points per leaf: 32 (16 below 2^12 points): small cells keep few wasted pairs, and the tree walk that
+    selects the blocks costs O(visited nodes), whatever the number of leaves."""
+    return 16 if n < 4096 else 32
 
 
 def _bound_fn(cost_fn: Cost):
@@ -73,6 +78,18 @@ def _bound_fn(cost_fn: Cost):
 
 def _normalised(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+
+
+class _List(NamedTuple):
+    """A block list of one ``(dim, eps)``: CSR ``(ptr, cols)``, the reduction's plan, ``log D_I`` at ``L``
+    (``dense``: the exact lazy soft-min instead)."""
+    eps: float
+    dense: bool
+    ptr: torch.Tensor | None = None
+    cols: torch.Tensor | None = None
+    plan: object = None
+    logD: torch.Tensor | None = None
+    L: torch.Tensor | None = None
 
 
 class MultiscaleSoftmin:
@@ -98,25 +115,23 @@ class MultiscaleSoftmin:
                              f"{tuple(x.shape)} and y of shape {tuple(y.shape)}; loop over the batch, or use "
                              "backend='lazy' for batched clouds")
         self.cost_fn, self.symmetric = cost_fn, y is x
+        self.kind = sel_.cost_kind(cost_fn)
         self.leaf_size = leaf_size or default_leaf_size(max(x.shape[0], y.shape[0]))
         self.rtol = rtol if rtol is not None else DEFAULT_RTOL.get(x.dtype, 1e-7)
         self.kernel = isinstance(cost_fn, SqEuclidean) and kernel_available(x) and _b_fwd is not None
         self.sides = None
-        self._lists: dict = {}  # dim -> (eps, keep mask, plan, log dropped sums, the L they were taken at)
+        self._lists: dict = {}  # dim -> _List
         self._last: dict = {}  # dim -> the last certified output, by row tile (K,)
-        self.stats = {"calls": 0, "reselections": 0, "kept_fraction": 1.0}
+        self.stats = {"calls": 0, "reselections": 0, "kept_fraction": 1.0, "dense_calls": 0}
 
     def _build(self, x, y):
         X = Clusters(x, self.leaf_size)
         Y = X if self.symmetric else Clusters(y, self.leaf_size)
         px, py = (_normalised(x), _normalised(y)) if isinstance(self.cost_fn, Cosine) else (x, y)
-        (cx, rx), (cy, ry) = X.stats(px), Y.stats(py)
-        # pair bounds from the points of one side to the other side's ball, the tighter of the two orders
-        lo1, hi1 = _ball_bounds(X, px, cy, ry)
-        lo0, hi0 = _ball_bounds(Y, py, cx, rx)
-        low, up = self.phi(torch.maximum(lo1, lo0.T)), self.phi(torch.minimum(hi1, hi0.T))
+        bx = sel_.heap_boxes(X, px)
+        by = bx if self.symmetric else sel_.heap_boxes(Y, py)
         self.sides = (X, Y)
-        self.bounds = {1: (low, up), 0: (low.T.contiguous(), up.T.contiguous())}
+        self.boxes = {1: (bx, by), 0: (by, bx)}
 
     def __call__(self, x, y, h, eps: float, dim: int) -> torch.Tensor:
         return self.softmin(x, y, h, eps, dim)
@@ -135,71 +150,75 @@ class MultiscaleSoftmin:
         R, C = self.sides if dim == 1 else self.sides[::-1]
         xr, yc = (x, y) if dim == 1 else (y, x)
         eps = float(eps)
-        low, up = self.bounds[dim]
+        self.stats["calls"] += 1
         with torch.no_grad(), _one_thread(self):
             hp = C.pad(h.detach().to(xr.dtype), -math.inf)  # (Kc, Sc)
-            L = eps * torch.logsumexp(hp.double() / eps, 1)  # (Kc,)
-            xp, yp = R.pad(xr.detach(), 0.0), C.pad(yc.detach(), 0.0)
-            valid = (R.index < R.n).reshape(R.K, R.S)
-            out = self._certified(dim, eps, L, low, up, xp, yp, hp, valid)
-        self.stats["calls"] += 1
-        plan = self._lists[dim][2]
-        needs = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, h))
-        if needs:
+            L = sel_.node_lse(hp, eps)  # (2 Kc,): every node of the column tree
+            lst = self._lists.get(dim)
+            if lst is None or lst.eps != eps:
+                last = self._last.get(dim)
+                est = last + 2.0 * eps if last is not None else torch.full((R.K,), math.nan, dtype=torch.float64)
+                lst = self._select(dim, L, est, eps)
+            out = None
+            if not lst.dense:
+                xp, yp = R.pad(xr.detach(), 0.0), C.pad(yc.detach(), 0.0)
+                valid = (R.index < R.n).reshape(R.K, R.S)
+                out = self._certified(dim, lst, eps, L, xp, yp, hp, valid)
+        if out is None:  # the exact lazy soft-min for this (dim, eps)
+            self.stats["dense_calls"] += 1
+            self.stats["kept_fraction"] = 1.0
+            res = lazy_softmin(x, y, h, eps, dim, self.cost_fn)
+            self._last[dim] = R.pad(res.detach().double(), -math.inf).amax(1).nan_to_num(0.0, posinf=0.0)
+            return res
+        plan = self._lists[dim].plan
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, h)):
             xg, yg = R.pad(xr, 0.0), C.pad(yc, 0.0)
             hg = C.pad(h.to(xr.dtype), -math.inf)
             out = _BlockSoftmin.apply(xg, yg, hg, out, self, plan, eps)
         return out.reshape(-1)[R.slot]
 
-    def _certified(self, dim, eps, L, low, up, xp, yp, hp, valid):
+    def _certified(self, dim, lst, eps, L, xp, yp, hp, valid):
+        """The truncated soft-min ``(Kr, Sr)`` whose certificate holds, or ``None`` (go dense)."""
         logr = math.log(self.rtol)
-        cached = self._lists.get(dim)
-        if cached is not None and cached[0] == eps:
-            mask, plan, logD, Lsel = cached[1:]
-        else:
-            est = (up - L[None, :]).amin(1)  # rigorous: every o_i of the row tile is below it
-            if dim in self._last and self._last[dim].shape == est.shape:
-                est = torch.minimum(est, self._last[dim] + 2.0 * eps)
-            mask, plan, logD, Lsel = self._keep(self._select(L, low, est, eps, logr), L, low, eps)
+        Kc = (L.shape[0] // 2)
         for attempt in range(3):
-            out = self._reduce(xp, yp, hp, plan, eps)
+            out = self._reduce(xp, yp, hp, lst.plan, eps)
             top = torch.where(valid, out, -math.inf).double().amax(1)  # (Kr,): the largest output of each tile
             # O(K): the dropped sums of the selection, moved by at most max_J (L_J - Lsel_J)
-            moved = torch.where(L == Lsel, 0.0, L - Lsel).amax() / eps
-            if not bool(_passes(logD + moved, top, eps, logr)):  # O(K^2): the dropped sums at the current L
-                logD, Lsel = _dropped(mask, L, low, eps), L
-            self._lists[dim] = (eps, mask, plan, logD, Lsel)
-            if bool(_passes(logD, top, eps, logr)) or bool(mask.all()):
+            Ln, Ls = L[Kc:], lst.L[Kc:]
+            moved = torch.where(Ln == Ls, 0.0, Ln - Ls).amax() / eps
+            if not bool(_passes(lst.logD + moved, top, eps, logr)):  # the walk at the current L
+                logD = sel_.dropped(self.boxes[dim], L, top, eps, self.rtol, self.kind, lst.ptr, lst.cols,
+                                    self.threads)
+                lst = lst._replace(logD=logD, L=L)
+            self._lists[dim] = lst
+            if bool(_passes(lst.logD, top, eps, logr)):
                 self._last[dim] = top.nan_to_num(0.0, posinf=0.0)
                 return out
             self.stats["reselections"] += 1
-            fresh = self._select(L, low, top + 3.0 * eps, eps, logr)  # a margin: the potentials keep moving
-            mask, plan, logD, Lsel = self._keep(mask | fresh if attempt < 1 else torch.ones_like(mask), L, low, eps)
-        raise RuntimeError("multiscale soft-min: the truncation certificate failed with every block kept")
+            if attempt >= 1:
+                break
+            lst = self._select(dim, L, top + 3.0 * eps, eps)  # a margin: the potentials keep moving
+            if lst.dense:
+                return None
+        self._lists[dim] = _List(eps, True)
+        return None
 
-    def _keep(self, mask, L, low, eps):
-        """A block list with its plan, the log of its dropped sums at ``L`` and that ``L``."""
-        self.stats["kept_fraction"] = float(mask.double().mean())
-        return mask, _csr(mask) if self.kernel else _plan(mask), _dropped(mask, L, low, eps), L
-
-    @staticmethod
-    def _select(L, low, est, eps, logr):
-        """The fewest blocks per row whose dropped bound ``sum exp((L_J - low_IJ + est_I)/eps)`` is below ``rtol``:
-        terms above ``rtol`` are kept, terms below ``rtol / 2K`` dropped (together at most ``rtol / 2``), and only
-        the band between is ordered (``topk``), smallest first, to drop what the rest of the budget allows."""
-        v = (L[None, :] - low + est[:, None].nan_to_num(math.inf, posinf=math.inf)) / eps
-        lo = logr - math.log(2.0 * v.shape[1])
-        sure = v < lo
-        band = ~sure & (v <= logr)
-        k = int(band.sum(1).max()) if band.numel() else 0
-        keep = ~sure & ~band
-        if k == 0:
-            return keep
-        s0 = torch.logsumexp(torch.where(sure, v, -math.inf), 1, keepdim=True)  # <= log(rtol / 2)
-        vals, idx = torch.topk(torch.where(band, -v, -math.inf), k, dim=1)  # the band, smallest term first
-        cum = torch.logaddexp(s0, torch.logcumsumexp(-vals, 1))  # -vals = -inf past a row's band: cum stays
-        drop = (cum <= logr) & (vals > -math.inf)
-        return keep | (band & ~torch.zeros_like(band).scatter_(1, idx, drop))
+    def _select(self, dim, L, est, eps) -> _List:
+        """A fresh block list of ``dim`` at ``eps`` (stored), or the dense marker above ``DENSE_FRACTION``."""
+        R, C = self.sides if dim == 1 else self.sides[::-1]
+        max_kept = int(min(DENSE_FRACTION * R.n * C.n / (R.S * C.S), 2**62))
+        got = sel_.select(self.boxes[dim], L, est.nan_to_num(math.nan, posinf=math.inf), eps, self.rtol,
+                          self.kind, max_kept, self.threads)
+        if got is None:
+            lst = _List(eps, True)
+        else:
+            ptr, cols, logD = got
+            self.stats["kept_fraction"] = cols.shape[0] / (R.K * C.K)
+            plan = (ptr, cols) if self.kernel else sel_.plan_from_csr(ptr, cols, C.K)
+            lst = _List(eps, False, ptr, cols, plan, logD, L)
+        self._lists[dim] = lst
+        return lst
 
     def _reduce(self, xp, yp, hp, plan, eps):
         """The truncated soft-min of every row tile ``(Kr, Sr)`` (no autograd): the compiled block kernel over
@@ -217,30 +236,10 @@ class MultiscaleSoftmin:
         return out
 
 
-def _dropped(mask, L, low, eps):
-    """``log D_I``: the log of the bound on each row leaf's dropped sum, without the output's factor (K^2 work)."""
-    return torch.logsumexp(torch.where(mask, -math.inf, (L[None, :] - low) / eps), 1)
-
-
 def _passes(logD, top, eps, logr):
     """Whether every row leaf's dropped fraction ``D_I exp(top_I / eps)`` is at most ``rtol`` (NaN fails)."""
     cert = torch.where(logD == -math.inf, -math.inf, logD + top / eps)
     return (cert <= logr).all()
-
-
-def _ball_bounds(R: Clusters, pts, c, r):
-    """``(lo, hi) (K_R, K_C)``: bounds of ``|x_i - y_j|`` over the leaf ``I`` of ``R`` and a ball ``(c_J, r_J)``:
-    ``(min_i |x_i - c_J| - r_J)_+`` and ``max_i |x_i - c_J| + r_J`` (double precision, by groups of leaves)."""
-    xp = R.pad(pts.detach().double(), math.nan)
-    c, r = c.double(), r.double()
-    lo, hi = xp.new_empty(R.K, c.shape[0]), xp.new_empty(R.K, c.shape[0])
-    step = max(1, (1 << 22) // max(1, R.S * c.shape[0]))
-    for i in range(0, R.K, step):
-        dist = torch.cdist(xp[i:i + step].reshape(-1, xp.shape[2]), c).reshape(-1, R.S, c.shape[0])
-        lo[i:i + step] = dist.nan_to_num(math.inf).amin(1)
-        hi[i:i + step] = dist.nan_to_num(-math.inf).amax(1)
-    eta = 1e-9 * (1.0 + float(r.max()))  # rounding of the distances
-    return (lo - r[None, :] - eta).clamp_min(0.0), hi + r[None, :] + eta
 
 
 class _one_thread:
@@ -257,32 +256,6 @@ class _one_thread:
 
     def __exit__(self, *exc):
         torch.set_num_threads(self.prev)
-
-
-def _csr(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kept column leaves of every row leaf as CSR ``(ptr (Kr + 1,), cols (nnz,))`` (int64, by row)."""
-    ptr = torch.zeros(mask.shape[0] + 1, dtype=torch.long)
-    torch.cumsum(mask.sum(1), 0, out=ptr[1:])
-    return ptr, mask.nonzero()[:, 1].contiguous()
-
-
-def _plan(mask: torch.Tensor) -> list:
-    """Groups of row tiles ``(rows, ids)``: tiles of similar block counts together, ``ids (B, c)`` their kept column
-    leaves padded with the empty leaf ``Kc``; at most ``_GROUP`` gathered entries per group (by row count)."""
-    Kr, Kc = mask.shape
-    count = mask.sum(1)
-    order = torch.argsort(count, descending=True)
-    cols = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # kept leaves first
-    groups, i = [], 0
-    while i < Kr:
-        c = max(1, int(count[order[i]]))
-        rows_per = max(1, min(Kr - i, (_GROUP // 64) // c))
-        rows = order[i:i + rows_per]
-        ids = cols[rows, :c]
-        ids = torch.where(torch.arange(c)[None, :] < count[rows, None], ids, torch.full_like(ids, Kc))
-        groups.append((rows, ids))
-        i += rows_per
-    return groups
 
 
 def _gather(xp, yp, hp, rows, ids):
