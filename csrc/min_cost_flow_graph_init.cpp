@@ -12,76 +12,20 @@
 
 namespace monge::mcf {
 
-void FlowSimplex::init_cost_scaling(double alpha, double eps_final) {
-  const i64 E = m_ / 2;
-  std::vector<double> F(E, 0.0), p(n_, 0.0), ex(supply_);
-  if (!cost_scaling(F, p, ex, alpha, eps_final * cmax_)) std::fill(F.begin(), F.end(), 0.0);  // prices still order
-  std::vector<double> prio(E);
-  double fmax = 0.0;
-  for (i64 e = 0; e < E; ++e) fmax = std::max(fmax, std::fabs(F[e]));
-  const double scale = 2.0 * std::max(cmax_, 1e-300);
-  for (i64 e = 0; e < E; ++e) {
-    const double slack = cost_[e] - std::fabs(p[src_[e]] - p[dst_[e]]);
-    prio[e] = F[e] != 0.0 ? 3.0 + std::fabs(F[e]) / fmax : 1.5 - slack / scale;
-  }
-  init_spanning_tree(prio.data());
-}
+namespace {
 
-bool FlowSimplex::cost_scaling(std::vector<double> &F, std::vector<double> &p, std::vector<double> &ex, double alpha,
-                               double eps_final) {
-  const i64 E = m_ / 2;
-  std::vector<i64> off(n_ + 1, 0);
-  std::vector<Slot> adj(2 * E);  // per node its edges, contiguous: other end, edge, direction, length
-  for (i64 e = 0; e < E; ++e) ++off[src_[e] + 1], ++off[dst_[e] + 1];
-  for (int v = 0; v < n_; ++v) off[v + 1] += off[v];
-  {
-    std::vector<i64> pos(off.begin(), off.end() - 1);
-    for (i64 e = 0; e < E; ++e) {
-      adj[pos[src_[e]]++] = Slot{dst_[e], 1, e, cost_[e]};
-      adj[pos[dst_[e]]++] = Slot{src_[e], 0, e, cost_[e]};
-    }
-  }
-  std::vector<i64> cur(n_);
-  std::vector<int> queue;
-  std::vector<char> inq(n_, 0);
-  // excess below tiny is rounding dust (the supplies sum to zero only up to rounding): left for the simplex
-  const double tiny = 1e-11 * smax_;
-  double eps = cmax_;
-  while (eps > eps_final) {
-    eps = std::max(eps / alpha, eps_final);
-    lipschitz_projection(p, off, adj, eps);
-    for (i64 e = 0; e < E; ++e) {  // flow-carrying edges must stay eps-tight: cancel the others
-      if (F[e] == 0.0) continue;
-      const int i = F[e] > 0.0 ? src_[e] : dst_[e], j = F[e] > 0.0 ? dst_[e] : src_[e];
-      if (-cost_[e] + p[j] - p[i] < -eps) ex[i] += std::fabs(F[e]), ex[j] -= std::fabs(F[e]), F[e] = 0.0;
-    }
-    if (!global_update(F, p, ex, off, adj, eps, tiny)) return false;
-    i64 next_update = relabels_ + n_;
-    const i64 budget = relabels_ + 100 * i64(n_);
-    queue.clear();
-    for (int v = 0; v < n_; ++v) {
-      cur[v] = off[v];
-      inq[v] = ex[v] > tiny;
-      if (inq[v]) queue.push_back(v);
-    }
-    for (size_t h = 0; h < queue.size(); ++h) {
-      const int v = queue[h];
-      inq[v] = 0;
-      discharge(v, F, p, ex, off, adj, cur, eps, tiny, queue, inq);
-      if (relabels_ > next_update) {
-        if (relabels_ > budget || !global_update(F, p, ex, off, adj, eps, tiny)) return false;
-        for (int w = 0; w < n_; ++w) cur[w] = off[w];
-        next_update = relabels_ + n_;
-      }
-      if (h > size_t(1) << 20 && 2 * h > queue.size()) queue.erase(queue.begin(), queue.begin() + h + 1), h = size_t(-1);
-    }
-  }
-  return true;
-}
+// An edge seen from one end (cost scaling).
+struct Slot {
+  int w, fwd;  // the other end; 1 if this end is the edge's src
+  i64 e;
+  double l;
+};
 
-void FlowSimplex::discharge(int v, std::vector<double> &F, std::vector<double> &p, std::vector<double> &ex,
-                            const std::vector<i64> &off, const std::vector<Slot> &adj, std::vector<i64> &cur,
-                            double eps, double tiny, std::vector<int> &queue, std::vector<char> &inq) {
+// Discharges v: pushes its excess along admissible residual arcs from its current arc on, relabelling v when none
+// is left, until the excess is below tiny; nodes that gain an excess join the queue.
+void discharge(int v, std::vector<double> &F, std::vector<double> &p, std::vector<double> &ex,
+               const std::vector<i64> &off, const std::vector<Slot> &adj, std::vector<i64> &cur, double eps,
+               double tiny, std::vector<int> &queue, std::vector<char> &inq, i64 &relabels) {
   if (off[v] == off[v + 1]) return;  // an isolated node cannot pass its excess on (the global update reports it)
   while (ex[v] > tiny) {
     i64 k = cur[v];
@@ -120,17 +64,22 @@ void FlowSimplex::discharge(int v, std::vector<double> &F, std::vector<double> &
     }
     p[v] = best - eps;
     cur[v] = off[v];
-    ++relabels_;
+    ++relabels;
   }
 }
 
-bool FlowSimplex::global_update(const std::vector<double> &F, std::vector<double> &p, const std::vector<double> &ex,
-                                const std::vector<i64> &off, const std::vector<Slot> &adj, double eps, double tiny) {
-  const i64 cap = 4 * i64(n_) + 16;
-  std::vector<i64> R(n_, cap);
+// Global price update (as in Goldberg's CS2): the rank R(v) of a node is the fewest eps-units to a node with a
+// deficit along residual arcs, arc length floor((rc + eps) / eps) >= 0 (eps-optimality), found by Dial's
+// buckets and stopped once every excess is ranked (the others get the next rank). p(v) -= R(v) eps keeps every
+// residual arc eps-optimal and makes the shortest-path arcs admissible, so each excess has an admissible path
+// to a deficit. False when some excess cannot reach a deficit (a component whose supplies do not balance).
+bool global_update(int n, const std::vector<double> &F, std::vector<double> &p, const std::vector<double> &ex,
+                   const std::vector<i64> &off, const std::vector<Slot> &adj, double eps, double tiny) {
+  const i64 cap = 4 * i64(n) + 16;
+  std::vector<i64> R(n, cap);
   std::vector<std::vector<int>> buckets(1);
   i64 todo = 0;
-  for (int v = 0; v < n_; ++v) {
+  for (int v = 0; v < n; ++v) {
     todo += ex[v] > tiny;
     if (ex[v] < -tiny) R[v] = 0, buckets[0].push_back(v);
   }
@@ -160,16 +109,18 @@ bool FlowSimplex::global_update(const std::vector<double> &F, std::vector<double
     std::vector<int>().swap(buckets[r]);
   }
   if (todo > 0) return false;
-  for (int v = 0; v < n_; ++v) p[v] -= double(std::min(R[v], r)) * eps;
+  for (int v = 0; v < n; ++v) p[v] -= double(std::min(R[v], r)) * eps;
   return true;
 }
 
-void FlowSimplex::lipschitz_projection(std::vector<double> &p, const std::vector<i64> &off,
-                                       const std::vector<Slot> &adj, double eps) {
+// p_j <- min(p_j, min_i p_i + l_ij + eps): the largest prices below p that are (l + eps)-Lipschitz along every
+// edge (multi-source Dijkstra), so every forward residual arc has reduced cost >= -eps
+void lipschitz_projection(int n, std::vector<double> &p, const std::vector<i64> &off, const std::vector<Slot> &adj,
+                          double eps) {
   using QE = std::pair<double, int>;
   std::vector<QE> heap;
-  heap.reserve(n_);
-  for (int v = 0; v < n_; ++v) heap.emplace_back(p[v], v);
+  heap.reserve(n);
+  for (int v = 0; v < n; ++v) heap.emplace_back(p[v], v);
   std::make_heap(heap.begin(), heap.end(), std::greater<QE>());
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), std::greater<QE>());
@@ -182,6 +133,75 @@ void FlowSimplex::lipschitz_projection(std::vector<double> &p, const std::vector
       if (nd < p[w]) p[w] = nd, heap.emplace_back(nd, w), std::push_heap(heap.begin(), heap.end(), std::greater<QE>());
     }
   }
+}
+
+}  // namespace
+
+void FlowSimplex::init_cost_scaling(double alpha, double eps_final) {
+  const i64 E = m_ / 2;
+  std::vector<double> F(E, 0.0), p(n_, 0.0), ex(supply_);
+  if (!cost_scaling(F, p, ex, alpha, eps_final * cmax_)) std::fill(F.begin(), F.end(), 0.0);  // prices still order
+  std::vector<double> prio(E);
+  double fmax = 0.0;
+  for (i64 e = 0; e < E; ++e) fmax = std::max(fmax, std::fabs(F[e]));
+  const double scale = 2.0 * std::max(cmax_, 1e-300);
+  for (i64 e = 0; e < E; ++e) {
+    const double slack = cost_[e] - std::fabs(p[src_[e]] - p[dst_[e]]);
+    prio[e] = F[e] != 0.0 ? 3.0 + std::fabs(F[e]) / fmax : 1.5 - slack / scale;
+  }
+  init_spanning_tree(prio.data());
+}
+
+bool FlowSimplex::cost_scaling(std::vector<double> &F, std::vector<double> &p, std::vector<double> &ex, double alpha,
+                               double eps_final) {
+  const i64 E = m_ / 2;
+  std::vector<i64> off(n_ + 1, 0);
+  std::vector<Slot> adj(2 * E);  // per node its edges, contiguous: other end, edge, direction, length
+  for (i64 e = 0; e < E; ++e) ++off[src_[e] + 1], ++off[dst_[e] + 1];
+  for (int v = 0; v < n_; ++v) off[v + 1] += off[v];
+  {
+    std::vector<i64> pos(off.begin(), off.end() - 1);
+    for (i64 e = 0; e < E; ++e) {
+      adj[pos[src_[e]]++] = Slot{dst_[e], 1, e, cost_[e]};
+      adj[pos[dst_[e]]++] = Slot{src_[e], 0, e, cost_[e]};
+    }
+  }
+  std::vector<i64> cur(n_);
+  std::vector<int> queue;
+  std::vector<char> inq(n_, 0);
+  // excess below tiny is rounding dust (the supplies sum to zero only up to rounding): left for the simplex
+  const double tiny = 1e-11 * smax_;
+  double eps = cmax_;
+  while (eps > eps_final) {
+    eps = std::max(eps / alpha, eps_final);
+    lipschitz_projection(n_, p, off, adj, eps);
+    for (i64 e = 0; e < E; ++e) {  // flow-carrying edges must stay eps-tight: cancel the others
+      if (F[e] == 0.0) continue;
+      const int i = F[e] > 0.0 ? src_[e] : dst_[e], j = F[e] > 0.0 ? dst_[e] : src_[e];
+      if (-cost_[e] + p[j] - p[i] < -eps) ex[i] += std::fabs(F[e]), ex[j] -= std::fabs(F[e]), F[e] = 0.0;
+    }
+    if (!global_update(n_, F, p, ex, off, adj, eps, tiny)) return false;
+    i64 next_update = relabels_ + n_;
+    const i64 budget = relabels_ + 100 * i64(n_);
+    queue.clear();
+    for (int v = 0; v < n_; ++v) {
+      cur[v] = off[v];
+      inq[v] = ex[v] > tiny;
+      if (inq[v]) queue.push_back(v);
+    }
+    for (size_t h = 0; h < queue.size(); ++h) {
+      const int v = queue[h];
+      inq[v] = 0;
+      discharge(v, F, p, ex, off, adj, cur, eps, tiny, queue, inq, relabels_);
+      if (relabels_ > next_update) {
+        if (relabels_ > budget || !global_update(n_, F, p, ex, off, adj, eps, tiny)) return false;
+        for (int w = 0; w < n_; ++w) cur[w] = off[w];
+        next_update = relabels_ + n_;
+      }
+      if (h > size_t(1) << 20 && 2 * h > queue.size()) queue.erase(queue.begin(), queue.begin() + h + 1), h = size_t(-1);
+    }
+  }
+  return true;
 }
 
 void FlowSimplex::init_spanning_tree(const double *prio) {

@@ -71,12 +71,6 @@ struct DisjointSets {
 
 class FlowSimplex : private monge::flow::FlowTree {
  public:
-  struct Slot {  // an edge seen from one end (cost scaling)
-    int w, fwd;  // the other end; 1 if this end is the edge's src
-    i64 e;
-    double l;
-  };
-
   // status codes returned by solve()
   enum { kOptimal = 0, kMaxIter = 1, kInfeasible = 2, kUnbounded = 3 };
 
@@ -205,23 +199,6 @@ class FlowSimplex : private monge::flow::FlowTree {
   // and phase (the simplex then starts from the price-ordered tree alone).
   bool cost_scaling(std::vector<double> &F, std::vector<double> &p, std::vector<double> &ex, double alpha,
                     double eps_final);
-
-  void discharge(int v, std::vector<double> &F, std::vector<double> &p, std::vector<double> &ex,
-                 const std::vector<i64> &off, const std::vector<Slot> &adj, std::vector<i64> &cur, double eps,
-                 double tiny, std::vector<int> &queue, std::vector<char> &inq);
-
-  // Global price update (as in Goldberg's CS2): the rank R(v) of a node is the fewest eps-units to a node with a
-  // deficit along residual arcs, arc length floor((rc + eps) / eps) >= 0 (eps-optimality), found by Dial's
-  // buckets and stopped once every excess is ranked (the others get the next rank). p(v) -= R(v) eps keeps every
-  // residual arc eps-optimal and makes the shortest-path arcs admissible, so each excess has an admissible path
-  // to a deficit. False when some excess cannot reach a deficit (a component whose supplies do not balance).
-  bool global_update(const std::vector<double> &F, std::vector<double> &p, const std::vector<double> &ex,
-                     const std::vector<i64> &off, const std::vector<Slot> &adj, double eps, double tiny);
-
-  // p_j <- min(p_j, min_i p_i + l_ij + eps): the largest prices below p that are (l + eps)-Lipschitz along every
-  // edge (multi-source Dijkstra), so every forward residual arc has reduced cost >= -eps
-  void lipschitz_projection(std::vector<double> &p, const std::vector<i64> &off, const std::vector<Slot> &adj,
-                            double eps);
 
   // Kruskal: the edges with prio > 0 by decreasing prio, then the BFS-tree edges of the graph (adjacency off/adj)
   std::vector<i64> prio_tree(const double *prio, const std::vector<i64> &off, const std::vector<i64> &adj);
