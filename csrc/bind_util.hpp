@@ -14,6 +14,7 @@
 #include <initializer_list>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace monge {
@@ -27,6 +28,14 @@ NumpyOut<T, N> owned(std::unique_ptr<T[]> data, std::initializer_list<size_t> sh
   T *ptr = data.release();
   nanobind::capsule owner(ptr, [](void *p) noexcept { delete[] static_cast<T *>(p); });
   return NumpyOut<T, N>(ptr, shape, owner);
+}
+
+// A 1-D numpy array that takes over the vector v (no copy; freed when the array is).
+template <class T>
+NumpyOut<T, 1> to_numpy(std::vector<T> &&v) {
+  auto *heap = new std::vector<T>(std::move(v));
+  nanobind::capsule owner(heap, [](void *p) noexcept { delete static_cast<std::vector<T> *>(p); });
+  return NumpyOut<T, 1>(heap->data(), {heap->size()}, owner);
 }
 
 // A zero-initialised buffer of max(1, count) elements (numpy arrays may be empty, allocations may not).

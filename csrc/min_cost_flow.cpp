@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "bind_util.hpp"
 #include "min_cost_flow_solver.hpp"
 
 namespace nb = nanobind;
@@ -84,12 +85,7 @@ namespace {
 using monge::mcf::FlowSimplex;
 using monge::mcf::i64;
 
-template <typename T>
-nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T> &&v) {
-  auto *heap = new std::vector<T>(std::move(v));
-  nb::capsule owner(heap, [](void *p) noexcept { delete static_cast<std::vector<T> *>(p); });
-  return nb::ndarray<nb::numpy, T, nb::ndim<1>>(heap->data(), {heap->size()}, owner);
-}
+using monge::to_numpy;
 
 using F1 = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using I1 = nb::ndarray<const i64, nb::ndim<1>, nb::c_contig, nb::device::cpu>;

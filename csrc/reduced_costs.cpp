@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "bind_util.hpp"
+
 namespace nb = nanobind;
 
 namespace {
@@ -33,12 +35,7 @@ namespace {
 using i64 = std::int64_t;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-template <typename T>
-nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T> &&v) {
-  auto *heap = new std::vector<T>(std::move(v));
-  nb::capsule owner(heap, [](void *p) noexcept { delete static_cast<std::vector<T> *>(p); });
-  return nb::ndarray<nb::numpy, T, nb::ndim<1>>(heap->data(), {heap->size()}, owner);
-}
+using monge::to_numpy;
 
 inline double ground(const double *a, const double *b, int d, double p) {
   double c = 0.0;
