@@ -247,7 +247,11 @@ SM_INLINE VD vexp(VD x) {
   const VD t = mul(x, set1(LOG2E));
   const VD lo = fmadd(x, set1(LOG2E_LO), fmadd(x, set1(LOG2E), sub(set1(0.0), t)));
   const VD r = vexp2(t);
-  return mul(r, fmadd(lo, set1(LN2), set1(1.0)));  // (r (1 + lo ln 2): inf stays inf)
+  VD out = mul(r, fmadd(lo, set1(LN2), set1(1.0)));  // (r (1 + lo ln 2): inf stays inf)
+#if defined(MONGE_SIMD_AVX2)  // (its vexp2 clamps 2^k to the normal range: overflow is inf here too)
+  out.v = _mm256_blendv_pd(out.v, _mm256_set1_pd(HUGE_VAL), _mm256_cmp_pd(x.v, _mm256_set1_pd(709.8), _CMP_GT_OQ));
+#endif
+  return out;
 }
 #if defined(MONGE_SIMD_AVX512)
 SM_INLINE VD vlog(VD x) {
