@@ -1,6 +1,6 @@
 """The compiled Sinkhorn iterations of float64 CPU dense costs, for the driver: several iterations per call
-(csrc/sinkhorn_dense.cpp), the start state and the final half step of small solves and the averaged iterations of
-OT(a, a) (csrc/sinkhorn_small.cpp). The same iterates as :meth:`~monge.solvers.sinkhorn.SinkhornData.step` up to
+(csrc/sinkhorn_dense.cpp), the start state and the final half step of small solves, the averaged iterations of
+OT(a, a) and all of eps-scaling's stages in one call (csrc/sinkhorn_small.cpp). The same iterates as :meth:`~monge.solvers.sinkhorn.SinkhornData.step` up to
 rounding; where a compiled sum is unreliable (underflow at small eps) the torch log-domain step takes over."""
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ __all__ = ["_CompiledLoop", "CompiledStages"]
 
 class CompiledStages:
     """The annealing stages of eps-scaling (plain iterations ``f = kappa_a softmin_1(g + e log b)``,
-    ``g = kappa_b softmin_0(f + e log a)`` at each temperature ``e``) in one compiled call per iteration, on a Gibbs
-    kernel built per stage, where :class:`_CompiledLoop` applies at the target ``eps`` (also OT(a, a): the stages
-    alternate as in torch). :meth:`run` returns None where a sum is unreliable (the caller runs that stage in
-    torch from the same potentials)."""
+    ``g = kappa_b softmin_0(f + e log a)`` at each temperature ``e``) compiled, on a Gibbs kernel per stage, where
+    :class:`_CompiledLoop` applies at the target ``eps`` (also OT(a, a): the stages alternate as in torch).
+    :meth:`run_all`: every stage in one call up to :attr:`ONE_CALL_MAX_ENTRIES` cost entries (a kernel from the
+    previous one by a squaring where eps halves), else :meth:`run` per stage (one call per iteration, threaded
+    kernels); both stop where a sum is unreliable (the caller runs the rest in torch from the same potentials)."""
 
     def __init__(self, C: torch.Tensor, data):
         self.C = C.numpy()
