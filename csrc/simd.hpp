@@ -264,7 +264,8 @@ SM_INLINE VD vlog(VD x) {
   for (int q = 21; q >= 3; q -= 2) p = _mm512_fmadd_pd(p, z, _mm512_set1_pd(1.0 / q));
   // log m = 2 s + 2 s z p; log x = e ln2_hi + (2 s + (2 s z p + e ln2_lo))
   const __m512d s2 = _mm512_add_pd(s, s);
-  const __m512d tail = _mm512_fmadd_pd(_mm512_mul_pd(s2, z), p, _mm512_mul_pd(e, _mm512_set1_pd(1.90821492927058770002e-10)));
+  const __m512d elo = _mm512_mul_pd(e, _mm512_set1_pd(1.90821492927058770002e-10));
+  const __m512d tail = _mm512_fmadd_pd(_mm512_mul_pd(s2, z), p, elo);
   return {_mm512_fmadd_pd(e, _mm512_set1_pd(6.93147180369123816490e-01), _mm512_add_pd(s2, tail))};
 }
 #else

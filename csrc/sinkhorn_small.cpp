@@ -192,7 +192,8 @@ nb::tuple sinkhorn_small_stages(Mat C, Vec1 temps, int64_t iters, Vec1 lwa, Vec1
       const double e = temps.data()[done];
       stage_kernel(c, n * m, c0, e, prev, K);
       prev = e;
-      const double ka = std::isinf(rho_a) ? 1.0 : rho_a / (rho_a + e), kb = std::isinf(rho_b) ? 1.0 : rho_b / (rho_b + e);
+      const double ka = std::isinf(rho_a) ? 1.0 : rho_a / (rho_a + e);
+      const double kb = std::isinf(rho_b) ? 1.0 : rho_b / (rho_b + e);
       bool ok = std::isfinite(c0);
       std::copy(f.begin(), f.end(), fn.begin());
       std::copy(g.begin(), g.end(), gn.begin());

@@ -151,5 +151,6 @@ def test_divergence_gradcheck_points_and_weights():
     assert torch.autograd.gradcheck(div, (x, y), eps=1e-6, atol=1e-7, rtol=1e-5)
     # weights: the unbalanced divergence (masses may move freely)
     a, b = (a / a.sum()).requires_grad_(), (b / b.sum() * 1.2).requires_grad_()
-    divw = lambda a, b: monge.sinkhorn_divergence(x.detach(), y.detach(), a, b, eps=0.1, rho=1.0, tol=1e-13)  # noqa: E731
+    xd, yd = x.detach(), y.detach()
+    divw = lambda a, b: monge.sinkhorn_divergence(xd, yd, a, b, eps=0.1, rho=1.0, tol=1e-13)  # noqa: E731
     assert torch.autograd.gradcheck(divw, (a, b), eps=1e-6, atol=1e-7, rtol=1e-5)
