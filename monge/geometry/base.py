@@ -165,11 +165,11 @@ class Geometry:
         P = torch.exp((u.unsqueeze(-1) + v.unsqueeze(-2) - C) / eps)
         return (P * C).sum((-1, -2))
 
-    def coarse_view(self, wa: torch.Tensor, wb: torch.Tensor):
-        """A coarse problem eps-scaling can start on (multiscale clouds): ``(coarse geometry, A, B, threshold,
-        prolong)`` with the coarse weights ``A, B``, the temperature ``threshold`` above which the coarse problem
-        stands for the fine one, and ``prolong(h, eps, side)`` the soft-min of the fine points of ``side`` (0:
-        source, 1: target) against the other side's coarse support; ``None`` (the default) where there is none."""
+    def coarse_view(self, wa: torch.Tensor, wb: torch.Tensor, eps: float):
+        """A coarse problem eps-scaling can start on (multiscale clouds), fine enough for the final temperature
+        ``eps``: ``(coarse geometry, A, B, cell_a, cell_b)`` with the coarse weights ``A, B`` and the coarse cell of
+        every source and target entry (the coarse potentials are injected through them); ``None`` (the default)
+        where there is none."""
         return None
 
     def cost_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -243,14 +243,14 @@ class PointCloud(_PointsGeometry):
             geom._impl = self._impl  # one clustering and one set of block lists
         return geom
 
-    def coarse_view(self, wa: torch.Tensor, wb: torch.Tensor):
-        """Multiscale only: the coarse problem eps-scaling starts on, ``(coarse geometry, A, B, threshold,
-        prolong)`` (:func:`~monge.geometry._backends.multiscale.coarse_view`), for unbatched weights ``wa, wb``;
-        ``None`` for the other backends."""
+    def coarse_view(self, wa: torch.Tensor, wb: torch.Tensor, eps: float):
+        """Multiscale only: the coarse problem eps-scaling starts on at the final temperature ``eps``, ``(coarse
+        geometry, A, B, cell_x, cell_y)`` (:func:`~monge.geometry._backends.multiscale_coarse.coarse_view`), for
+        unbatched weights ``wa, wb``; ``None`` for the other backends."""
         if self.backend not in ("multiscale", "auto") or wa.dim() != 1 or wb.dim() != 1:
             return None
         red = self._impl if self.backend == "multiscale" else self._impl.multiscale
-        return coarse_view(red, self.x, self.y, wa, wb)
+        return coarse_view(red, self.x, self.y, wa, wb, eps)
 
     def cost(self) -> torch.Tensor:
         return self.cost_fn(self.x, self.y)

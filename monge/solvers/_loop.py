@@ -18,7 +18,7 @@ from ..results.convergence import Convergence, tol_in
 from ._progress import WARNINGS, Progress, warn_not_converged
 
 __all__ = ["Checks", "FixedPoint", "Progress", "Relaxation", "Stall", "WARNINGS", "early_check", "fixed_point",
-           "relaxed", "warn_not_converged"]
+           "relaxed", "warn_not_converged", "WarmOmega"]
 
 
 def relaxed(old: torch.Tensor, new: torch.Tensor, omega: float) -> torch.Tensor:
@@ -97,6 +97,15 @@ class Stall:
         return active & (recent > (1.0 - self.rel) * before)
 
 
+class WarmOmega(float):
+    """An ``omega`` for :func:`fixed_point`: the ``"auto"`` over-relaxation switched to this value (an optimum
+    already measured, e.g. on a coarse level of the same problem) at the first check after at least one plain
+    iteration, instead of estimating a rate from probes: plain iterations first, as a multigrid smoother, damp
+    the local errors a coarse start leaves (over-relaxed, they would decay by only ``omega - 1`` per iteration).
+    The safety nets stay (restore and halve on a blow-up, halve on an oscillation), so do the raises by Young's
+    relation."""
+
+
 class Relaxation:
     r"""Adaptive over-relaxation for fixed-point loops (no OT math): ``omega`` in use, and when to change it.
 
@@ -119,8 +128,9 @@ class Relaxation:
     _SPACING = 3  # iterations between the probe errors used for the first rate estimate
 
     def __init__(self, omega, check_every: int):
-        self.auto = omega == "auto"
+        self.auto = omega == "auto" or isinstance(omega, WarmOmega)
         self.omega = 1.0 if self.auto else float(omega)
+        self.warm = float(omega) if isinstance(omega, WarmOmega) else None  # taken after some plain iterations
         self.check_every = check_every
         self.saved = None
         self.err_at_switch = None
@@ -132,7 +142,7 @@ class Relaxation:
 
     def wants_probe(self, it: int) -> bool:
         """Whether the loop should pass the error at iteration ``it`` (not a check) to :meth:`probe`."""
-        return self.auto and self.omega == 1.0 and self.retries == 0 and it < self.PROBES
+        return self.auto and self.omega == 1.0 and self.retries == 0 and (it < self.PROBES or self.warm is not None)
 
     def probe(self, it: int, err: torch.Tensor) -> None:
         self._pending.append((it, err))
@@ -175,6 +185,10 @@ class Relaxation:
                     if new is not None and new > w + 0.05:
                         self.raises += 1
                         self._switch(new, state, last)
+            return None
+        if self.warm is not None and len(self.history) >= 2:  # plain iterations have smoothed the local errors
+            self._switch(self._damped(0.0) if self.warm <= 1.0 else min(self.warm, 1.8), state, last)
+            self.warm = None
             return None
         if self.retries > 3 or last >= _worst(trace[0]):  # not below the start: still in the transient
             return None

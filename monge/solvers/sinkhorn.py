@@ -23,7 +23,7 @@ from ..geometry.dense import DenseCost
 from ..geometry.pointcloud import PointCloud
 from ..problems.linear import LinearProblem
 from ..results import SinkhornResult
-from ._loop import fixed_point, relaxed
+from ._loop import WarmOmega, fixed_point, relaxed
 from ._sinkhorn_compiled import CompiledStages, _CompiledLoop
 from .marginals import KL, Hard, Marginal
 from .schedules import EpsScaling
@@ -213,13 +213,13 @@ class Sinkhorn:
             wide = not unroll and _widened(geom, data)
             if wide:  # a small float32 dense cost: the float64 compiled loop, the returned step in float32
                 geom, data, f, g = *wide, f.double(), g.double()
-            f, g, n_it = self._anneal(geom, data, f, g, prob.geom)
+            f, g, n_it, omega = self._anneal(geom, data, f, g, prob.geom)
             fast = _CompiledLoop.of(geom, data, f, self.eps)
             quick = fast is not None and self.grad != "implicit" and not (mode and _needs_grad(prob))
             dtype = prob.a.dtype
             back = (lambda st: tuple(t.to(dtype) for t in st)) if wide else (lambda st: st)  # noqa: E731
             run = sinkhorn_loop(geom, data, f, g, self.eps, tol=tol, max_iter=self.max_iter - n_it,
-                                check_every=self.check_every, omega=self.omega, fixed_iters=self.fixed_iters,
+                                check_every=self.check_every, omega=omega, fixed_iters=self.fixed_iters,
                                 verbose=self.verbose, start=n_it, fast=fast,
                                 finish=lambda st: (quick and fast.finish(st[1], dtype)) or
                                 self._finish(prob, back(st), mode, None if wide else fast))
@@ -243,11 +243,12 @@ class Sinkhorn:
 
     def _anneal(self, geom, data, f, g, own):
         """The annealing stages of the schedule (if any), plain iterations on ``geom``, from the temperatures of the
-        problem's own geometry ``own``: ``(f, g, iterations)``."""
+        problem's own geometry ``own``: ``(f, g, iterations, omega)``, ``omega`` the over-relaxation the final loop
+        starts with (:attr:`omega`, or a rate carried over from a coarse level)."""
         if self.schedule is None:
-            return f, g, 0
+            return f, g, 0, self.omega
         temps = self.schedule.temperatures(self.eps, own.cost_scale())
-        run = _coarse_start(geom, data, f, g, temps, self.schedule.iters_per_stage)
+        run = _coarse_start(geom, data, f, g, temps, self)
         if run is not None:  # a multiscale cloud anneals on its cluster centres first
             return run
         fast = CompiledStages.of(geom, data, f, self.eps) if len(temps) > 1 else None
@@ -258,7 +259,7 @@ class Sinkhorn:
             for _ in range(self.schedule.iters_per_stage):
                 f = data.f_update(geom, g, e)[0]
                 g = data.g_update(geom, f, e)
-        return f, g, (len(temps) - 1) * self.schedule.iters_per_stage
+        return f, g, (len(temps) - 1) * self.schedule.iters_per_stage, self.omega
 
     def _finish(self, prob, state, mode: bool, fast=None):
         """The returned object: one (differentiable) half step from ``g`` on the problem's own geometry and
@@ -327,34 +328,60 @@ def _widened(geom, data: SinkhornData):
     return DenseCost(C.detach().double()), SinkhornData(ma, mb, data.k, data.symmetric)
 
 
-def _coarse_start(geom, data, f, g, temps, iters: int):
-    """The eps-scaling stages at or above the geometry's coarse threshold, run on its coarse problem (cluster
-    centres and masses); the potentials are then prolonged to the points and the remaining stages run on
-    ``geom``. ``None`` where it does not apply (no coarse view, a warm start, marginals other than hard or KL, no
-    coarse stage): the caller anneals as usual. Returns ``(f, g, iterations)``."""
+def _coarse_start(geom, data, f, g, temps, solver: "Sinkhorn"):
+    """A nested (multigrid-style) start for a multiscale cloud: its coarse problem (cell centres and masses,
+    :meth:`~monge.geometry.Geometry.coarse_view`) annealed by ``solver`` through the stages down to the final eps, or
+    to the coarse view's threshold where even its finest cells are wider than the final kernel (itself from its own
+    coarse start while large), and iterated to the solver's tolerance there; its potentials are injected into the
+    points and the stages below the threshold, if any, run on them. The fine loop then only damps local errors; at
+    a coarse loop run at the final eps, from the over-relaxation it ended with (a
+    :class:`~monge.solvers._loop.WarmOmega` for ``omega="auto"``). ``None`` where it does not apply
+    (no coarse view, a warm start, marginals other than hard or KL, no annealing, a coarse solve that did not end
+    finite): the caller anneals as usual. Returns ``(f, g, iterations, omega)``; the certificates are those of the
+    fine loop that follows (the start is only a start)."""
     if f.dim() != 1 or len(temps) < 2 or bool(f.any()) or bool(g.any()):
         return None
     if not all(type(m) in (Hard, KL) for m in (data.ma, data.mb)):
         return None
-    view = geom.coarse_view(data.ma.w, data.mb.w)
+    view = geom.coarse_view(data.ma.w, data.mb.w, temps[-1])
     if view is None:
         return None
-    coarse, A, B, threshold, prolong = view
-    stages = [e for e in temps[:-1] if e >= threshold]
-    if not stages:
+    coarse, A, B, cell_a, cell_b, threshold = view
+    stages = [e for e in temps if e >= min(threshold, temps[-1])]  # where the cells are finer than the kernel
+    if not stages:  # even the finest cells are wider than the first stage's kernel
         return None
     marg = lambda m, w: Hard(w) if type(m) is Hard else KL(w, m.rho)  # noqa: E731
-    cdata = SinkhornData(marg(data.ma, A), marg(data.mb, B), 1, data.symmetric)
-    F, G = A.new_zeros(A.shape), B.new_zeros(B.shape)
-    for e in stages:
-        for _ in range(iters):
-            F = cdata.f_update(coarse, G, e)[0]
-            G = cdata.g_update(coarse, F, e)
-    e = stages[-1]
-    f = data.ma.update(prolong(G + e * cdata.mb.lw, e, 0), e)
-    g = data.mb.update(prolong(F + e * cdata.ma.lw, e, 1), e)
-    for e in temps[len(stages):-1]:
-        for _ in range(iters):
+    ma = marg(data.ma, A)
+    cdata = SinkhornData(ma, ma if data.symmetric else marg(data.mb, B), 1, data.symmetric)
+    with torch.no_grad():
+        F, G, w = _coarse_solve(coarse, cdata, stages, solver)
+    if not (bool(torch.isfinite(F).all()) and bool(torch.isfinite(G).all())):
+        return None
+    f, g = F[cell_a].to(f.dtype), G[cell_b].to(g.dtype)
+    for e in temps[len(stages):-1]:  # kernels narrower than the cells: anneal on the points
+        for _ in range(solver.schedule.iters_per_stage):
             f = data.f_update(geom, g, e)[0]
             g = data.g_update(geom, f, e)
-    return f, g, (len(temps) - 1) * iters
+    warm = solver.omega == "auto" and not solver.fixed_iters and not data.symmetric and w > 1.0
+    warm = warm and len(stages) == len(temps)  # a rate measured at the final eps only
+    return f, g, (len(temps) - 1) * solver.schedule.iters_per_stage, WarmOmega(w) if warm else solver.omega
+
+
+def _coarse_solve(coarse, cdata, temps, solver):
+    """``(F, G, omega)``: the coarse problem annealed over ``temps`` (recursively through its own coarse start) and
+    iterated at ``temps[-1]`` to the solver's tolerance (no warning: only a start), and the over-relaxation its
+    loop ended with."""
+    zero = cdata.ma.w.new_zeros
+    F, G, _, omega = solver._anneal(coarse, cdata, zero(cdata.ma.w.shape), zero(cdata.mb.w.shape), coarse)
+    eps, used = temps[-1], [1.0]
+    tol = solver.tol if solver.tol is not None else DEFAULT_TOL[F.dtype]
+
+    def step(s, w):
+        used[0] = w
+        return cdata.step(coarse, s, eps, w)
+
+    run = fixed_point(step, lambda s: cdata.error(s, eps), cdata.start(coarse, F, G, eps), tol=tol,
+                      max_iter=solver.max_iter, check_every=solver.check_every,
+                      omega=1.0 if cdata.symmetric else omega, quiet=True,
+                      watch=lambda s: cdata.rows(s, eps), measure=lambda s: cdata.measure(s, eps))
+    return run.state[0], run.state[1], float(used[0])

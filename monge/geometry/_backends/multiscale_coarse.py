@@ -1,5 +1,14 @@
-r"""The coarse problem of the multiscale eps-scaling: cluster centres and masses of the k-d tree of
-:mod:`~monge.geometry._backends.multiscale`, and the prolongation of coarse potentials to the points."""
+r"""The coarse problem of the multiscale eps-scaling (a nested, multigrid-style start): the points of each side
+grouped into the cells of a balanced k-d tree (:func:`~._backends.clustering.kd_leaves`) of ``p`` points each,
+as a point cloud of the cells' mass-weighted centres with the cell masses :math:`A_I = \sum_{i \in I} a_i`.
+
+The coarse problem is solved through every annealing stage down to the final ``eps`` (itself multiscale, with its
+own coarse start, while it is large), its potentials injected into the points (:math:`f_i = F_{I(i)}`) and the
+fine iterations continue from there: the coarse levels remove the slow, global error modes, the fine level only
+damps local ones, which Sinkhorn's soft-min smooths in a few iterations when the cells are finer than the
+kernel width (:math:`\phi(r) \le \varepsilon / 4`, ``r`` the cells' median radius). ``p`` is the largest power of
+two in :data:`COARSE_POINTS` whose cells meet that bound (the smallest where none does).
+"""
 
 from __future__ import annotations
 
@@ -7,48 +16,101 @@ import math
 
 import torch
 
-from .clustering import Clusters
-from .multiscale import MultiscaleSoftmin, _one_thread
+from .clustering import kd_leaves
+from ..costs import Cosine
+from .multiscale import MultiscaleSoftmin, _normalised
 
-__all__ = ["coarse_view"]
+__all__ = ["coarse_view", "COARSE_POINTS", "COARSE_WIDTH", "COARSE_MIN_CLUSTERS", "COARSE_MULTISCALE_MIN"]
+
+#: Points per coarse cell, the fewest and the most (powers of two): a cell of ``p`` points makes a coarse soft-min
+#: ~``p^2`` times cheaper than a fine one.
+COARSE_POINTS = (4, 64)
+#: Cells are made coarser while ``phi(median radius) <= COARSE_WIDTH * eps``: well inside the kernel's width, the
+#: coarse solution's errors are local ones the fine iterations damp in a few steps (n = 2e4, d = 3, eps = 5e-3:
+#: cells of 4 points, phi(r) ~ eps / 2, need 23 fine iterations to tol 2e-5; cells of 8, phi(r) ~ eps, 31).
+COARSE_WIDTH = 0.25
+#: A cloud with fewer cells than this of ``COARSE_POINTS[0]`` points gets no coarse start (plain annealing: its fine
+#: soft-mins are cheap).
+COARSE_MIN_CLUSTERS = 128
+#: A coarse problem of at least this many cells is itself multiscale (with its own coarse start); smaller ones are
+#: lazy point clouds (their soft-mins cost less than the multiscale bookkeeping there).
+COARSE_MULTISCALE_MIN = 8192
 
 
-def coarse_view(red: MultiscaleSoftmin, x, y, wa, wb):
-    r"""The coarse problem the multiscale eps-scaling starts on: the clusters of level ``~ log2(sqrt(n))`` of the
-    k-d tree, as a point cloud of their (mass-weighted) centres with the cluster masses
-    :math:`A_I = \sum_{i \in I} a_i`, and the temperature ``phi(2 r)`` (``r``: the median cluster radius) above
-    which the clusters stand for their points. ``prolong(h, eps, side)`` is the soft-min of the fine points of
-    ``side`` (0: x, 1: y) against the OTHER side's cluster centres, ``h`` a potential on those centres (the start
-    of the fine potentials). Returns ``(coarse geometry, A, B, threshold, prolong)``.
+def coarse_view(red: MultiscaleSoftmin, x, y, wa, wb, eps: float):
+    r"""The coarse problem for the temperature ``eps``: ``(coarse cloud, A, B, cell_x, cell_y, threshold)``, the
+    point cloud of the cell centres (same cost; ``backend="multiscale"`` from :data:`COARSE_MULTISCALE_MIN` cells,
+    else ``"lazy"``), the cell masses, the cell of each point of ``x`` and ``y``, and the temperature
+    ``phi(r) / COARSE_WIDTH`` down to which the coarse problem stands for the fine one (at most ``eps`` unless
+    even the finest cells are wider than the kernel); ``None`` for a cloud too small to have
+    :data:`COARSE_MIN_CLUSTERS` cells.
+
+    Example:
+        >>> import torch
+        >>> from monge.geometry.costs import SqEuclidean
+        >>> x = torch.rand(2000, 2, dtype=torch.float64)
+        >>> w = torch.full((2000,), 1 / 2000, dtype=torch.float64)
+        >>> red = MultiscaleSoftmin(SqEuclidean(), x, x)
+        >>> coarse, A, B, lx, ly, threshold = coarse_view(red, x, x, w, w, 1e-3)  # cells of ~8 points
+        >>> coarse.shape, coarse.backend, round(float(A.sum()), 12), bool((lx == ly).all()), threshold > 1e-3
+        ((256, 256), 'lazy', 1.0, True, True)
+        >>> coarse_view(red, x, x, w, w, 1.0)[0].shape  # ~64 points at large eps
+        (32, 32)
     """
     from ..pointcloud import PointCloud
-    from .lazy import lazy_softmin
 
-    if red.sides is None:
-        with _one_thread(red):
-            red._build(x, y)
-    X, Y = red.sides
-    level = min(X.levels, Y.levels, max(0, round(0.5 * math.log2(max(x.shape[0], y.shape[0])))))
-    cx, A, rx = _coarse(X, x, wa, level)
-    cy, B, ry = (cx, A, rx) if red.symmetric else _coarse(Y, y, wb, level)
-    thr = float(red.phi(2.0 * torch.cat([rx, ry]).median()))
-    coarse = PointCloud(cx, None if red.symmetric else cy, cost=red.cost_fn)
-
-    def prolong(h, eps, side):
-        pts, centres = (x, cy) if side == 0 else (y, cx)
-        return lazy_softmin(pts, centres, h, eps, 1, red.cost_fn)
-
-    return coarse, A, B, thr, prolong
+    sx = _Tree.of(x, red, eps)
+    sy = sx if red.symmetric else _Tree.of(y, red, eps)
+    if max(sx.levels, sy.levels) < math.log2(COARSE_MIN_CLUSTERS):
+        return None
+    cx, A, lx = sx.cells(wa)
+    cy, B, ly = (cx, A, lx) if red.symmetric else sy.cells(wb)
+    big = max(cx.shape[0], cy.shape[0]) >= COARSE_MULTISCALE_MIN
+    coarse = PointCloud(cx, None if red.symmetric else cy, cost=red.cost_fn, backend="multiscale" if big else "lazy")
+    return coarse, A, B, lx, ly, max(sx.threshold, sy.threshold)
 
 
-def _coarse(cl: Clusters, x, w, level: int):
-    """Centres (mass-weighted means), masses and radii of the clusters of ``cl`` at ``level``."""
-    lab = cl.coarse(level)
-    K = 1 << min(level, cl.levels)
-    x = x.detach()
-    W = x.new_zeros(K).index_add_(0, lab, w.detach())
-    wt = w.detach() + W.sum() * 1e-12  # empty-mass clusters: the plain mean
-    c = x.new_zeros(K, x.shape[1]).index_add_(0, lab, wt[:, None] * x)
-    c = c / x.new_zeros(K).index_add_(0, lab, wt)[:, None]
-    r = x.new_zeros(K).scatter_reduce(0, lab, (x - c[lab]).norm(dim=1), "amax")
-    return c, W, r
+class _Tree:
+    """The k-d cells of one side (on the points the cost's bound is stated for: normalised for the cosine) at the
+    level chosen for ``eps``: the coarsest of at most ``COARSE_POINTS[1]`` points per cell whose median radius
+    ``r`` has ``phi(r) <= COARSE_WIDTH * eps``, else cells of ``COARSE_POINTS[0]`` points."""
+
+    def __init__(self, x, levels: int, red: MultiscaleSoftmin):
+        self.x = x.detach()
+        self.levels = levels
+        self.pts = _normalised(self.x) if isinstance(red.cost_fn, Cosine) else self.x
+        order, leaf = kd_leaves(self.x, levels)
+        self.leaf = torch.empty_like(leaf)
+        self.leaf[order] = leaf
+        self.level = levels
+        self.threshold = math.inf
+
+    @classmethod
+    def of(cls, x, red: MultiscaleSoftmin, eps: float) -> "_Tree":
+        n, (few, many) = x.shape[0], COARSE_POINTS
+        tree = cls(x, max(0, math.floor(math.log2(max(1.0, n / few)))), red)
+        for up in range(tree.levels - 1, max(0, math.ceil(math.log2(max(1.0, n / many)))) - 1, -1):  # coarser cells
+            if float(red.phi(tree.radii(up).median())) > COARSE_WIDTH * eps:
+                break
+            tree.level = up
+        tree.threshold = float(red.phi(tree.radii(tree.level).median())) / COARSE_WIDTH
+        return tree
+
+    def label(self, level: int) -> torch.Tensor:
+        return self.leaf >> (self.levels - level)
+
+    def radii(self, level: int) -> torch.Tensor:
+        """The radius of every cell at ``level`` (its farthest point from its plain mean)."""
+        lab, K = self.label(level), 1 << level
+        cnt = torch.bincount(lab, minlength=K).clamp_min(1).to(self.pts.dtype)[:, None]
+        c = self.pts.new_zeros(K, self.pts.shape[1]).index_add_(0, lab, self.pts) / cnt
+        return self.pts.new_zeros(K).scatter_reduce(0, lab, (self.pts - c[lab]).norm(dim=1), "amax")
+
+    def cells(self, w):
+        """Centres (mass-weighted means), masses and the cell of each point at the chosen level."""
+        lab, K, x = self.label(self.level), 1 << self.level, self.x
+        w = w.detach()
+        W = x.new_zeros(K).index_add_(0, lab, w)
+        wt = w + W.sum() * 1e-12  # cells without mass: the plain mean
+        c = x.new_zeros(K, x.shape[1]).index_add_(0, lab, wt[:, None] * x)
+        return c / x.new_zeros(K).index_add_(0, lab, wt)[:, None], W, lab
