@@ -1,12 +1,12 @@
 """Sinkhorn divergence, forward + backward, on the multiscale backend vs GeomLoss ``SamplesLoss("sinkhorn",
-backend="multiscale")``: points uniform in [0,1]^d, float32, blur 0.05, scaling 0.5 (GeomLoss's cost is |x-y|^2/2
+backend="multiscale")``: points uniform in [0,1]^d, float32, blur 0.05 (``--blur``), scaling 0.5 (GeomLoss's cost is |x-y|^2/2
 with eps = blur^2; monge runs |x - y|^2 at eps = 2 blur^2, halves its value, and anneals by EpsScaling(0.25)).
 Each run in its own process (peak RSS); no warm-up call is timed. The marginal error of the cross term is that of
 monge's returned potentials (its ``convergence.error``) and, for GeomLoss, of its returned potentials measured by
 the exact lazy soft-min (l1, both marginals).
 
 Usage:
-    python benchmarks/bench_multiscale_sinkhorn.py [--n 50000] [--d 3] [--peers geomloss lazy] [--tol 2e-5]
+    python benchmarks/bench_multiscale_sinkhorn.py [--n 50000] [--d 3] [--peers geomloss lazy] [--tol 2e-5] [--blur 0.05]
 
 (``lazy``: monge's exact lazy backend, the reference; GeomLoss's multiscale backend needs pykeops, which compiles
 its CPU kernels with g++ at run time: ``pip install --target /tmp/keops --no-deps pykeops keopscore pybind11``
@@ -25,11 +25,10 @@ CHILD = r"""
 import json, resource, sys, time, warnings
 import torch
 warnings.simplefilter("ignore")
-lib, n, d, tol = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+lib, n, d, tol, blur = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 g = torch.Generator().manual_seed(0)
 x = torch.rand(n, d, generator=g).requires_grad_()
 y = torch.rand(n, d, generator=g)
-blur = 0.05
 import monge
 from monge.geometry._backends.lazy import lazy_softmin
 from monge.geometry.costs import SqEuclidean
@@ -66,8 +65,9 @@ print(json.dumps({"time": t, "cpu": cpu, "value": float(v), "grad_norm": float(x
 """
 
 
-def run(lib, n, d, tol):
-    out = subprocess.run([sys.executable, "-c", CHILD, lib, str(n), str(d), str(tol)], capture_output=True, text=True)
+def run(lib, n, d, tol, blur):
+    out = subprocess.run([sys.executable, "-c", CHILD, lib, str(n), str(d), str(tol), str(blur)], capture_output=True,
+                         text=True)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
         return {"error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
@@ -79,16 +79,17 @@ def main():
     ap.add_argument("--n", type=int, nargs="+", default=[50000])
     ap.add_argument("--d", type=int, default=3)
     ap.add_argument("--tol", type=float, default=2e-5)
+    ap.add_argument("--blur", type=float, default=0.05, help="GeomLoss blur; monge runs eps = 2 blur^2")
     ap.add_argument("--peers", nargs="*", default=["geomloss", "lazy"], choices=["geomloss", "lazy"])
     args = ap.parse_args()
     for n in args.n:
-        rows = [("monge multiscale", run("monge", n, args.d, args.tol))]
+        rows = [("monge multiscale", run("monge", n, args.d, args.tol, args.blur))]
         names = {"geomloss": "geomloss multiscale", "lazy": "monge lazy"}
-        rows += [(names[p], run(p, n, args.d, args.tol)) for p in args.peers]
+        rows += [(names[p], run(p, n, args.d, args.tol, args.blur)) for p in args.peers]
         base = rows[0][1].get("time")
         for name, r in rows:
             ratio = f"ratio {r['time'] / base:5.2f}x" if base and "time" in r and name != rows[0][0] else ""
-            print(f"n={n} d={args.d} {name:20s} fwd+bwd {r.get('time', float('nan')):8.2f} s (CPU "
+            print(f"n={n} d={args.d} blur={args.blur} {name:20s} fwd+bwd {r.get('time', float('nan')):8.2f} s (CPU "
                   f"{r.get('cpu', float('nan')):8.2f} s)  value "
                   f"{r.get('value', 0):.6e}  |grad| {r.get('grad_norm', 0):.4e}  cross-term l1 marginal error "
                   f"{r.get('cross_error', float('nan')):.1e} (value {r.get('cross_value', 0):.6e})  peak RSS "
