@@ -5,9 +5,9 @@ largest variance, so the ``2^L`` leaves hold ``floor(n / 2^L)`` or ``ceil(n / 2^
 and adapt to the density; level ``l < L`` of the same tree is the coarser clustering ``leaf >> (L - l)``. Cost
 ``O(L n log n)`` (two stable sorts per level), memory ``O(n)``.
 
-Each leaf ``I`` gets a centre :math:`c_I` (the mean of its points) and a radius
-:math:`r_I = \max_{i \in I} \|x_i - c_I\|`, so that every pair of points of two leaves satisfies
-:math:`\big|\,\|x_i - y_j\| - \|c_I - c_J\|\,\big| \le r_I + r_J` (triangle inequality): the distance bounds the
+The tree is complete (``2^L`` leaves, every internal node two children), so it needs no pointers: the bounding
+boxes of its nodes (:func:`~monge.geometry._backends.multiscale_select.heap_boxes`, a heap: root 1, children
+``2k, 2k + 1``, leaf ``J`` at ``2^L + J``) bound the distance of every pair of points of two nodes, which the
 truncation certificate of :mod:`~monge.geometry._backends.multiscale` is built on.
 """
 
@@ -63,8 +63,8 @@ class Clusters:
     r"""The leaves of a balanced k-d tree of ``x (n, d)`` (detached), as a padded layout for tiled reductions.
 
     Attributes: ``K`` leaves of at most ``S`` points; ``index (K * S,)``: the point in each slot (``n`` for a
-    padding slot); ``slot (n,)``: the slot of each point; ``centres (K, d)``, ``radii (K,)``; ``levels`` of the
-    tree (``K = 2^levels``).
+    padding slot); ``slot (n,)``: the slot of each point; ``leaf (n,)``: the leaf of each point; ``counts (K,)``;
+    ``levels`` of the tree (``K = 2^levels``).
 
     Example:
         >>> import torch
@@ -92,17 +92,6 @@ class Clusters:
         self.leaf = torch.empty(n, dtype=torch.long, device=x.device)
         self.leaf[order] = leaf
         self.counts = counts
-        self.centres, self.radii = self.stats(x)
-
-    def stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Centres ``(K, d)`` and radii ``(K,)`` of the leaves for the points ``x`` (e.g. normalised points)."""
-        x = x.detach()
-        d = x.shape[1]
-        w = self.counts.clamp_min(1).to(x.dtype)[:, None]
-        c = torch.zeros(self.K, d, dtype=x.dtype, device=x.device).index_add_(0, self.leaf, x) / w
-        r = torch.zeros(self.K, dtype=x.dtype, device=x.device).scatter_reduce(
-            0, self.leaf, (x - c[self.leaf]).norm(dim=1), "amax")
-        return c, r * (1.0 + 1e-6) + 1e-12 * float(x.abs().max())  # rounding of the norms: a slightly larger radius
 
     def coarse(self, level: int) -> torch.Tensor:
         """The coarse cluster (``0 .. 2^level - 1``) of each point: its leaf's ancestor at ``level``."""
