@@ -1,7 +1,8 @@
 """The compiled Sinkhorn iterations of float64 CPU dense costs, for the driver: several iterations per call
 (csrc/sinkhorn_dense.cpp), the start state and the final half step of small solves, the averaged iterations of
 OT(a, a) and all of eps-scaling's stages in one call (csrc/sinkhorn_small.cpp). The same iterates as
-:meth:`~monge.solvers.sinkhorn.SinkhornData.step` up to rounding; where a compiled sum is unreliable (underflow at small eps) the torch log-domain step takes over."""
+:meth:`~monge.solvers.sinkhorn.SinkhornData.step` up to rounding; where a compiled sum is unreliable (underflow at
+small eps) the torch log-domain step takes over."""
 
 from __future__ import annotations
 
