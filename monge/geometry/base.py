@@ -167,9 +167,10 @@ class Geometry:
 
     def coarse_view(self, wa: torch.Tensor, wb: torch.Tensor, eps: float):
         """A coarse problem eps-scaling can start on (multiscale clouds), fine enough for the final temperature
-        ``eps``: ``(coarse geometry, A, B, cell_a, cell_b)`` with the coarse weights ``A, B`` and the coarse cell of
-        every source and target entry (the coarse potentials are injected through them); ``None`` (the default)
-        where there is none."""
+        ``eps``: ``(coarse geometry, A, B, prolong, threshold)`` with the coarse weights ``A, B``, ``prolong(h, eps,
+        side)`` the soft-min at the entries of ``side`` (0: source, 1: target) against the other side's coarse
+        support carrying ``h``, and the temperature down to which the coarse problem stands for the fine one;
+        ``None`` (the default) where there is none."""
         return None
 
     def cost_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:

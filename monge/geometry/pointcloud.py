@@ -245,7 +245,7 @@ class PointCloud(_PointsGeometry):
 
     def coarse_view(self, wa: torch.Tensor, wb: torch.Tensor, eps: float):
         """Multiscale only: the coarse problem eps-scaling starts on at the final temperature ``eps``, ``(coarse
-        geometry, A, B, cell_x, cell_y)`` (:func:`~monge.geometry._backends.multiscale_coarse.coarse_view`), for
+        geometry, A, B, prolong, threshold)`` (:func:`~monge.geometry._backends.multiscale_coarse.coarse_view`), for
         unbatched weights ``wa, wb``; ``None`` for the other backends."""
         if self.backend not in ("multiscale", "auto") or wa.dim() != 1 or wb.dim() != 1:
             return None

@@ -332,10 +332,11 @@ def _coarse_start(geom, data, f, g, temps, solver: "Sinkhorn"):
     """A nested (multigrid-style) start for a multiscale cloud: its coarse problem (cell centres and masses,
     :meth:`~monge.geometry.Geometry.coarse_view`) annealed by ``solver`` through the stages down to the final eps, or
     to the coarse view's threshold where even its finest cells are wider than the final kernel (itself from its own
-    coarse start while large), and iterated to the solver's tolerance there; its potentials are injected into the
-    points and the stages below the threshold, if any, run on them. The fine loop then only damps local errors; at
-    a coarse loop run at the final eps, from the over-relaxation it ended with (a
-    :class:`~monge.solvers._loop.WarmOmega` for ``omega="auto"``). ``None`` where it does not apply
+    coarse start while large), and iterated to the solver's tolerance there; its potentials are prolonged to the
+    points (a soft-min against the other side's cells, to first order in the point's offset from its cell) and
+    the stages below the threshold, if any, run on them. The fine loop then only damps local errors; after a
+    coarse loop at the final eps, from the over-relaxation it ended with (a :class:`~monge.solvers._loop.WarmOmega`
+    for ``omega="auto"``). ``None`` where it does not apply
     (no coarse view, a warm start, marginals other than hard or KL, no annealing, a coarse solve that did not end
     finite): the caller anneals as usual. Returns ``(f, g, iterations, omega)``; the certificates are those of the
     fine loop that follows (the start is only a start)."""
@@ -346,7 +347,7 @@ def _coarse_start(geom, data, f, g, temps, solver: "Sinkhorn"):
     view = geom.coarse_view(data.ma.w, data.mb.w, temps[-1])
     if view is None:
         return None
-    coarse, A, B, cell_a, cell_b, threshold = view
+    coarse, A, B, prolong, threshold = view
     stages = [e for e in temps if e >= min(threshold, temps[-1])]  # where the cells are finer than the kernel
     if not stages:  # even the finest cells are wider than the first stage's kernel
         return None
@@ -357,7 +358,10 @@ def _coarse_start(geom, data, f, g, temps, solver: "Sinkhorn"):
         F, G, w = _coarse_solve(coarse, cdata, stages, solver)
     if not (bool(torch.isfinite(F).all()) and bool(torch.isfinite(G).all())):
         return None
-    f, g = F[cell_a].to(f.dtype), G[cell_b].to(g.dtype)
+    e = stages[-1]
+    with torch.no_grad():
+        f = data.ma.update(prolong(G + e * cdata.mb.lw, e, 0), e).to(f.dtype)
+        g = data.mb.update(prolong(F + e * cdata.ma.lw, e, 1), e).to(g.dtype)
     for e in temps[len(stages):-1]:  # kernels narrower than the cells: anneal on the points
         for _ in range(solver.schedule.iters_per_stage):
             f = data.f_update(geom, g, e)[0]

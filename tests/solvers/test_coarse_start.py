@@ -153,8 +153,7 @@ def test_no_coarse_start_for_warm_starts_small_clouds_and_other_backends(monkeyp
     x, y = _clouds(1500, 1200)
     geom = PointCloud(x, y, backend="multiscale")
     warm = _solve(geom)
-    _solve(geom, init=(warm.f, warm.g)) if False else sk.Sinkhorn(eps=2e-3, tol=1e-9, schedule=EpsScaling(0.25))(
-        LinearProblem(geom), init=(warm.f, warm.g))
+    sk.Sinkhorn(eps=2e-3, tol=1e-9, schedule=EpsScaling(0.25))(LinearProblem(geom), init=(warm.f, warm.g))
     _solve(PointCloud(x[:200], y[:200], backend="multiscale"))  # fewer than COARSE_MIN_CLUSTERS cells
     _solve(PointCloud(x, y, backend="lazy"))
     assert [c[2] for c in calls if c[0] in (1500, 200)] == [True, False, False, False]
