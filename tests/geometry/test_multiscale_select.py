@@ -159,9 +159,13 @@ def test_d10_uniform_falls_back_to_lazy_and_clustered_keeps_blocks():
     h = torch.zeros(500, dtype=D)
     out = red.softmin(xg, y, h, 0.05, 1)
     ref = lazy_softmin(xg, y, h, 0.05, 1, SqEuclidean())
-    assert red.stats["dense_calls"] == 1 and torch.equal(out, ref)
+    assert red.stats["dense_calls"] == 1 and torch.equal(out, ref) and red._lists[1].retry
     w = torch.rand(600, generator=g, dtype=D)
     assert torch.allclose(*(torch.autograd.grad((o * w).sum(), xg)[0] for o in (out, ref)))
+    red.softmin(x, y, h, 0.05, 1)  # selected again from the first output: still dense, now for good
+    assert red.stats["dense_calls"] == 2 and not red._lists[1].retry
+    f = torch.zeros(600, dtype=D)
+    assert torch.equal(red.softmin(x, y, f, 0.05, 0), lazy_softmin(x, y, f, 0.05, 0, SqEuclidean()))
     centres = torch.rand(20, 10, generator=g, dtype=D)
     xc = (centres[torch.arange(600) % 20] + 0.02 * torch.randn(600, 10, generator=g, dtype=D))
     yc = (centres[torch.arange(500) % 20] + 0.02 * torch.randn(500, 10, generator=g, dtype=D))

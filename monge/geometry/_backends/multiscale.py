@@ -82,7 +82,7 @@ def _normalised(x: torch.Tensor) -> torch.Tensor:
 
 class _List(NamedTuple):
     """A block list of one ``(dim, eps)``: CSR ``(ptr, cols)``, the reduction's plan, ``log D_I`` at ``L``
-    (``dense``: the exact lazy soft-min instead)."""
+    (``dense``: the exact lazy soft-min instead, ``retry``: decided without an estimate of the output)."""
     eps: float
     dense: bool
     ptr: torch.Tensor | None = None
@@ -90,6 +90,7 @@ class _List(NamedTuple):
     plan: object = None
     logD: torch.Tensor | None = None
     L: torch.Tensor | None = None
+    retry: bool = False  # dense from the rigorous estimate alone: select again once an output is known
 
 
 class MultiscaleSoftmin:
@@ -155,7 +156,7 @@ class MultiscaleSoftmin:
             hp = C.pad(h.detach().to(xr.dtype), -math.inf)  # (Kc, Sc)
             L = sel_.node_lse(hp, eps)  # (2 Kc,): every node of the column tree
             lst = self._lists.get(dim)
-            if lst is None or lst.eps != eps:
+            if lst is None or lst.eps != eps or lst.retry:
                 last = self._last.get(dim)
                 est = last + 2.0 * eps if last is not None else torch.full((R.K,), math.nan, dtype=torch.float64)
                 lst = self._select(dim, L, est, eps)
@@ -211,7 +212,7 @@ class MultiscaleSoftmin:
         got = sel_.select(self.boxes[dim], L, est.nan_to_num(math.nan, posinf=math.inf), eps, self.rtol,
                           self.kind, max_kept, self.threads)
         if got is None:
-            lst = _List(eps, True)
+            lst = _List(eps, True, retry=bool(est.isnan().all()) and dim not in self._last)
         else:
             ptr, cols, logD = got
             self.stats["kept_fraction"] = cols.shape[0] / (R.K * C.K)
