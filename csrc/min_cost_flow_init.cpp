@@ -68,12 +68,12 @@ bool FlowSimplex::init_from_basis(const i64 *basis, const double *pi0) {
     const i64 b = basis[v];
     if (b >= 0) {
       set_parent(v, par[v], b, src_[b] == v, std::max(x[v], 0.0));
-    } else {
+    } else {  // R -> v whichever way the arc pointed: a zero-flow arc pointing up (v -> R) would let a later cycle
+              // route flow through R, from one component to another, at the artificial arcs' arbitrary costs
       const i64 a = m_ + v;
       cost_[a] = 0.0;
-      if (b == -2) src_[a] = v, dst_[a] = R_;
-      else src_[a] = R_, dst_[a] = v;
-      set_parent(v, R_, a, b == -2, 0.0);
+      src_[a] = R_, dst_[a] = v;
+      set_parent(v, R_, a, false, 0.0);
     }
   }
   finish_init();

@@ -114,8 +114,10 @@ class FlowSimplex : private monge::flow::FlowTree {
   // A basis given as the tree arc of every node (e.g. the final basis of a solve on a subset of these arcs, same
   // supplies: basis_out): an arc index < m (its other end is the node's parent), or -1 / -2: the node hangs from R
   // by its artificial arc pointing down / up. Its flows are the tree solve of the supplies; false (nothing set)
-  // unless it is a spanning tree whose real arcs carry flow >= 0 and artificial arcs none (up to rounding). pi0
-  // (or null) sets the level of the potentials below each artificial arc (offset_components).
+  // unless it is a spanning tree whose real arcs carry flow >= 0 and artificial arcs none (up to rounding). The
+  // artificial arcs are hung pointing down (R -> v) whichever way they pointed: at zero flow that way round every
+  // cycle through R is blocked, so they never carry flow. pi0 (or null) sets the level of the potentials below each
+  // artificial arc (offset_components).
   bool init_from_basis(const i64 *basis, const double *pi0);
 
   // The basis in init_from_basis's form.

@@ -44,7 +44,8 @@ def test_same_problem_from_its_own_basis_needs_no_pivot(seed):
     first = _solve(rows[keep], cols[keep], C[keep], a, b)
     again = _solve(rows[keep], cols[keep], C[keep], a, b, first[6])
     assert first[7] is False and again[7] is True and again[3] == 0
-    np.testing.assert_array_equal(again[6], first[6])
+    # the same tree; its artificial arcs (-1 / -2: pointing down / up) come back pointing down (-1), at zero flow
+    np.testing.assert_array_equal(again[6], np.where(first[6] == -2, -1, first[6]))
     assert _certify(again, rows[keep], cols[keep], C[keep], a, b) == pytest.approx(first[0] @ C[keep], abs=1e-15)
 
 
@@ -62,6 +63,21 @@ def test_added_arcs_from_the_remapped_basis_equal_a_cold_solve(seed):
     assert warm[7] is True
     assert _certify(warm, rows, cols, C, a, b) == pytest.approx(_certify(cold, rows, cols, C, a, b), abs=1e-15)
     assert warm[3] < cold[3]
+
+
+def test_artificial_arcs_of_a_warm_basis_never_carry_flow():
+    # Two balanced components under the root: s0 -> d0 (cost 10) hung from R pointing down, s1 -> d1 (cost 10)
+    # pointing up (-2), and the cheap cross arcs s0 -> d1, s1 -> d0 (cost 1). pi0 sets the artificial arcs' costs so
+    # that s1 -> R -> s0 costs -200: a zero-flow up arc kept as given let the first pivot route s1's unit through R
+    # (artificial flow 2, status 0, value 11) instead of the optimum s0 -> d1, s1 -> d0 (value 2).
+    src, dst, cost = np.array([0, 1, 0, 1]), np.array([2, 3, 3, 2]), np.array([10.0, 10.0, 1.0, 1.0])
+    supply, basis = np.array([1.0, 1.0, -1.0, -1.0]), np.array([-1, -2, 0, 1])
+    pi0 = np.array([-100.0, 100.0, -100.0, 100.0])
+    flow, u, status, _, art, _, _, warm = _core.min_cost_flow_warm(src, dst, cost, supply, pi0, basis, 0.0, 0,
+                                                                   np.zeros(0))
+    assert warm is True and status == 0 and art == 0.0
+    np.testing.assert_array_equal(flow, [0.0, 0.0, 1.0, 1.0])
+    assert (u[src] - u[dst] <= cost).all()
 
 
 def test_a_basis_that_is_no_feasible_tree_is_refused():
