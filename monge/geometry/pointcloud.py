@@ -115,9 +115,23 @@ class PointCloud(_PointsGeometry):
             raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
         if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
             raise ValueError(f"chunk: expected a positive int or None, got {chunk!r}")
-        self.x, self.y = x, y
-        self.cost_fn = get_cost(cost, p)
-        check_cost_power(self.cost_fn, p)  # p next to a cost of another degree would be ignored
+        cost_fn = get_cost(cost, p)
+        check_cost_power(cost_fn, p)  # p next to a cost of another degree would be ignored
+        self._setup(x, y, cost_fn, backend, chunk)
+
+    @classmethod
+    def _trusted(cls, x, y, cost_fn: Cost, backend: str, chunk: int | None) -> "PointCloud":
+        """A cloud on points, cost and options an existing cloud was validated with (its points, or their detached
+        views, unmodified since: the caller checks ``_version``), without validating them again (per-call latency
+        of small problems). ``y=None``: ``y = x``."""
+        geom = cls.__new__(cls)
+        geom._setup(x, x if y is None else y, cost_fn, backend, chunk)
+        return geom
+
+    def _setup(self, x, y, cost_fn: Cost, backend: str, chunk: int | None) -> None:
+        """The members and the backend object of validated arguments."""
+        self.x, self.y, self.cost_fn = x, y, cost_fn
+        self._valid = (x._version, y._version)  # the points' state when validated (see detach)
         if backend == "auto" and not _multiscale_may_win(self.cost_fn, x, y):
             n, m = self.shape
             big = n * m * max(1, self.batch_shape.numel()) > LAZY_ABOVE
@@ -237,10 +251,19 @@ class PointCloud(_PointsGeometry):
         """The same geometry on detached points (itself when nothing needs gradients, so its cost cache is shared)."""
         if not (self.x.requires_grad or self.y.requires_grad):
             return self
+        # one detached cloud per state of the points: solvers ask for it several times per solve; the version
+        # counters (shared with the detached views) rebuild it when a point tensor was modified in place since
+        key = (self.x._version, self.y._version)
+        cached = self.__dict__.get("_detached")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         y = None if self.symmetric else self.y.detach()
-        geom = PointCloud(self.x.detach(), y, cost=self.cost_fn, backend=self.backend, chunk=self.chunk)
+        geom = PointCloud._trusted(self.x.detach(), y, self.cost_fn, self.backend, self.chunk) \
+            if key == self._valid else PointCloud(self.x.detach(), y, cost=self.cost_fn, backend=self.backend,
+                                                  chunk=self.chunk)  # changed since validated: validate again
         if self.backend in ("multiscale", "auto"):
             geom._impl = self._impl  # one clustering and one set of block lists
+        self._detached = (key, geom)
         return geom
 
     def coarse_view(self, wa: torch.Tensor, wb: torch.Tensor, eps: float):

@@ -308,8 +308,10 @@ def _loop_geometry(geom, unroll: bool):
     if loop.dtype != torch.float64 or loop.device.type != "cpu" or n * m * loop.batch_shape.numel() > \
             DENSE_LOOP_MAX_ENTRIES:
         return loop
-    C = loop.cost()
-    return DenseCost(C) if bool(torch.isfinite(C.sum())) else loop  # overflowing costs: the cloud's own errors
+    try:  # DenseCost checks C's finiteness (one sum)
+        return DenseCost(loop.cost())
+    except ValueError:  # overflowing costs: the cloud's own errors
+        return loop
 
 
 def _widened(geom, data: SinkhornData):
