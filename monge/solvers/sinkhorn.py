@@ -350,7 +350,7 @@ def _coarse_start(geom, data, f, g, temps, solver: "Sinkhorn"):
     if view is None:
         return None
     coarse, A, B, prolong, threshold = view
-    stages = [e for e in temps if e >= min(threshold, temps[-1])]  # where the cells are finer than the kernel
+    stages = [e for e in temps if e >= max(threshold, temps[-1])]  # where the cells are finer than the kernel
     if not stages:  # even the finest cells are wider than the first stage's kernel
         return None
     marg = lambda m, w: Hard(w) if type(m) is Hard else KL(w, m.rho)  # noqa: E731

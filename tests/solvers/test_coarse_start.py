@@ -76,10 +76,14 @@ def test_same_converged_result_as_the_lazy_backend_and_fewer_fine_softmins(monke
 
 
 @pytest.mark.parametrize("eps", [2e-4, 0.5])
-def test_eps_far_below_and_far_above_the_cell_scale(eps):
+def test_eps_far_below_and_far_above_the_cell_scale(eps, monkeypatch):
     x, y = _clouds(1200, 1000, seed=1)
     tree = mc._Tree.of(x, PointCloud(x, y, backend="multiscale")._impl, eps)
+    coarse_stages, solve = [], sk._coarse_solve
+    monkeypatch.setattr(sk, "_coarse_solve", lambda c, d, st, s: coarse_stages.append(st) or solve(c, d, st, s))
     res = _solve(PointCloud(x, y, backend="multiscale"), eps=eps, tol=1e-8)
+    # below the cells' scale the coarse problem stops at its threshold and the last stages run on the points
+    assert (coarse_stages[0][-1] > 4 * eps) if eps < 1e-3 else (coarse_stages[0][-1] == eps)
     ref = _solve(PointCloud(x, y, backend="lazy"), eps=eps, tol=1e-8)
     assert res.convergence.all_converged
     torch.testing.assert_close(res.value, ref.value, rtol=1e-8, atol=0)
