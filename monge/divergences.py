@@ -68,9 +68,8 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps: float, p: float = 2, rho: 
     solver = Sinkhorn(eps=eps, schedule=schedule, **solver_kw)
     x, y = as_tensor(x, "x"), as_tensor(y, "y")
     ab = LinearProblem(PointCloud(x, y, cost=c, backend=backend), a, b, rho_a=rho, rho_b=rho)
-    xy = ab.geom  # validated: the self terms' clouds on its points skip the checks (per-call latency)
-    aa = LinearProblem(PointCloud._trusted(xy.x, None, xy.cost_fn, backend, xy.chunk), ab.a, ab.a, rho_a=rho, rho_b=rho)
-    bb = LinearProblem(PointCloud._trusted(xy.y, None, xy.cost_fn, backend, xy.chunk), ab.b, ab.b, rho_a=rho, rho_b=rho)
+    aa = LinearProblem(ab.geom.self_cloud(0, backend), ab.a, ab.a, rho_a=rho, rho_b=rho)  # points validated once
+    bb = LinearProblem(ab.geom.self_cloud(1, backend), ab.b, ab.b, rho_a=rho, rho_b=rho)
     value = solver(ab).value - 0.5 * solver(aa).value - 0.5 * solver(bb).value
     if rho is not None:
         value = value + 0.5 * eps * (ab.a.sum(-1) - ab.b.sum(-1)) ** 2

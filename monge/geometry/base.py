@@ -133,6 +133,12 @@ class Geometry:
         """The same geometry on detached data: solver loops run on it, then one differentiable step follows."""
         raise NotImplementedError
 
+    @property
+    def requires_grad(self) -> bool:
+        """Whether a tensor of the geometry requires gradients (exactly when :meth:`detach` is not ``self``);
+        subclasses answer without building the detached geometry."""
+        return self.detach() is not self
+
     def loop_geometry(self, unroll: bool) -> "Geometry":
         """The geometry a solver's iterations run on: :meth:`detach` for envelope/implicit gradients (the loop
         records nothing); for unrolled gradients ``self``, or a cheaper equivalent (a dense point cloud builds its

@@ -154,8 +154,11 @@ class PointCloud(_PointsGeometry):
         p = getattr(self.cost_fn, "p", None)
         if self.cost_fn.name in ("sqeuclidean", "euclidean") and p is not None:
             d = self.x.shape[-1]
-            pts = torch.cat([self.x.detach().reshape(-1, d), self.y.detach().reshape(-1, d)])
-            diam = float((pts.max(0).values - pts.min(0).values).norm())
+            pts = self.x.detach().reshape(-1, d)
+            if not self.symmetric:
+                pts = torch.cat([pts, self.y.detach().reshape(-1, d)])
+            lo, hi = torch.aminmax(pts, dim=0)
+            diam = float(torch.linalg.vector_norm(hi - lo))
             return getattr(self.cost_fn, "scale", 1.0) * max(diam, 1e-30) ** p
         if self.cost_fn.name == "cosine":
             return 2.0
@@ -246,6 +249,38 @@ class PointCloud(_PointsGeometry):
     @property
     def symmetric(self) -> bool:
         return self.y is self.x
+
+    @property
+    def requires_grad(self) -> bool:
+        return self.x.requires_grad or self.y.requires_grad
+
+    def dense_loop_cost(self, max_entries: int) -> torch.Tensor | None:
+        """The cost of :meth:`detach` (no autograd graph), computed without building that cloud, for a float64 CPU
+        cloud on the lazy or dense backend of at most ``max_entries`` cost entries (all batch elements), where a
+        solver iterates on the materialised cost; ``None`` otherwise."""
+        n, m = self.shape
+        if self.backend not in ("lazy", "dense") or self.dtype != torch.float64 or self.device.type != "cpu" or \
+                n * m * self.batch_shape.numel() > max_entries:
+            return None
+        return self.cost_fn(self.x.detach(), self.y.detach())
+
+    def self_cloud(self, side: int, backend: str = "auto") -> "PointCloud":
+        """The cloud of one side's points against themselves (``side`` 0: ``x``, 1: ``y``) with this cloud's cost and
+        chunk, and ``backend`` (the one this cloud was asked for: it is chosen again for the new shape): the self
+        terms of a Sinkhorn divergence. The points are not validated again (they were, for this cloud); ``backend``
+        is checked.
+
+        Example:
+            >>> import torch
+            >>> PointCloud(torch.zeros(5, 2), torch.ones(3, 2)).self_cloud(1).shape
+            (3, 3)
+        """
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
+        pts = self.y if side else self.x
+        if (pts._version,) != self._valid[side:side + 1]:  # modified in place since validated: validate again
+            return PointCloud(pts, cost=self.cost_fn, backend=backend, chunk=self.chunk)
+        return PointCloud._trusted(pts, None, self.cost_fn, backend, self.chunk)
 
     def detach(self) -> "PointCloud":
         """The same geometry on detached points (itself when nothing needs gradients, so its cost cache is shared)."""

@@ -287,7 +287,7 @@ class Sinkhorn:
 def _needs_grad(prob: LinearProblem) -> bool:
     """Whether the result must carry gradients (a weight, or a tensor of the geometry: its :meth:`detach` is itself
     exactly when nothing in it requires them)."""
-    return prob.a.requires_grad or prob.b.requires_grad or prob.geom.detach() is not prob.geom
+    return prob.a.requires_grad or prob.b.requires_grad or prob.geom.requires_grad
 
 
 #: A float64 CPU point cloud of at most this many cost entries (all batch elements) iterates on its materialised
@@ -301,17 +301,13 @@ def _loop_geometry(geom, unroll: bool):
     envelope/implicit loops (a small float64 CPU point cloud: its detached cost matrix, see
     :data:`DENSE_LOOP_MAX_ENTRIES`); for unrolling, the geometry's cheapest differentiable equivalent. The returned
     potentials and gradients come from the problem's own geometry (the final half step)."""
-    loop = geom.loop_geometry(unroll)
-    if unroll or type(loop) is not PointCloud or loop.backend not in ("lazy", "dense"):
-        return loop
-    n, m = loop.shape
-    if loop.dtype != torch.float64 or loop.device.type != "cpu" or n * m * loop.batch_shape.numel() > \
-            DENSE_LOOP_MAX_ENTRIES:
-        return loop
-    try:  # DenseCost checks C's finiteness (one sum)
-        return DenseCost(loop.cost())
-    except ValueError:  # overflowing costs: the cloud's own errors
-        return loop
+    C = None if unroll or type(geom) is not PointCloud else geom.dense_loop_cost(DENSE_LOOP_MAX_ENTRIES)
+    if C is not None:
+        try:  # DenseCost checks its finiteness
+            return DenseCost(C)
+        except ValueError:  # overflowing costs (or points modified in place since validated): the cloud's own errors
+            pass
+    return geom.loop_geometry(unroll)
 
 
 def _widened(geom, data: SinkhornData):

@@ -45,3 +45,24 @@ def test_detach_validates_points_modified_in_place():
         x2[1, 1] = float("inf")
     with pytest.raises(ValueError, match="x: expected finite values, found infinite entries"):
         geom2.detach()
+
+
+def test_requires_grad_is_detach_not_self():
+    x, geom = _cloud()
+    assert geom.requires_grad and geom.detach() is not geom
+    plain = PointCloud(x.detach(), x.detach()[:3])
+    assert not plain.requires_grad and plain.detach() is plain
+
+
+def test_self_cloud_skips_only_unchanged_points():
+    x, geom = _cloud("lazy")
+    aa = geom.self_cloud(0, "auto")
+    assert aa.symmetric and aa.x is geom.x and aa.shape == (6, 6) and aa.cost_fn is geom.cost_fn
+    bb = geom.self_cloud(1, "dense")
+    assert bb.x is geom.y and bb.backend == "dense"
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        geom.self_cloud(0, "fast")
+    with torch.no_grad():
+        x[2, 0] = float("nan")
+    with pytest.raises(ValueError, match="x: expected finite values, found NaN entries"):
+        geom.self_cloud(0)
