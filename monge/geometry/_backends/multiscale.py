@@ -152,6 +152,9 @@ class MultiscaleSoftmin:
         xr, yc = (x, y) if dim == 1 else (y, x)
         eps = float(eps)
         self.stats["calls"] += 1
+        lst = self._lists.get(dim)
+        if lst is not None and lst.eps == eps and lst.dense and not lst.retry:  # no selection work at all
+            return self._dense(x, y, h, eps, dim, R)
         with torch.no_grad(), _one_thread(self):
             hp = C.pad(h.detach().to(xr.dtype), -math.inf)  # (Kc, Sc)
             L = sel_.node_lse(hp, eps)  # (2 Kc,): every node of the column tree
@@ -165,18 +168,22 @@ class MultiscaleSoftmin:
                 xp, yp = R.pad(xr.detach(), 0.0), C.pad(yc.detach(), 0.0)
                 valid = (R.index < R.n).reshape(R.K, R.S)
                 out = self._certified(dim, lst, eps, L, xp, yp, hp, valid)
-        if out is None:  # the exact lazy soft-min for this (dim, eps)
-            self.stats["dense_calls"] += 1
-            self.stats["kept_fraction"] = 1.0
-            res = lazy_softmin(x, y, h, eps, dim, self.cost_fn)
-            self._last[dim] = R.pad(res.detach().double(), -math.inf).amax(1).nan_to_num(0.0, posinf=0.0)
-            return res
+        if out is None:
+            return self._dense(x, y, h, eps, dim, R)
         plan = self._lists[dim].plan
         if torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, h)):
             xg, yg = R.pad(xr, 0.0), C.pad(yc, 0.0)
             hg = C.pad(h.to(xr.dtype), -math.inf)
             out = _BlockSoftmin.apply(xg, yg, hg, out, self, plan, eps)
         return out.reshape(-1)[R.slot]
+
+    def _dense(self, x, y, h, eps, dim, R):
+        """The exact lazy soft-min for this ``(dim, eps)`` (its largest output per row leaf kept as an estimate)."""
+        self.stats["dense_calls"] += 1
+        self.stats["kept_fraction"] = 1.0
+        res = lazy_softmin(x, y, h, eps, dim, self.cost_fn)
+        self._last[dim] = R.pad(res.detach().double(), -math.inf).amax(1).nan_to_num(0.0, posinf=0.0)
+        return res
 
     def _certified(self, dim, lst, eps, L, xp, yp, hp, valid):
         """The truncated soft-min ``(Kr, Sr)`` whose certificate holds, or ``None`` (go dense)."""
