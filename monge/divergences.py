@@ -68,8 +68,8 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps: float, p: float = 2, rho: 
     solver = Sinkhorn(eps=eps, schedule=schedule, **solver_kw)
     x, y = as_tensor(x, "x"), as_tensor(y, "y")
     ab = LinearProblem(PointCloud(x, y, cost=c, backend=backend), a, b, rho_a=rho, rho_b=rho)
-    aa = LinearProblem(ab.geom.self_cloud(0, backend), ab.a, ab.a, rho_a=rho, rho_b=rho)  # points validated once
-    bb = LinearProblem(ab.geom.self_cloud(1, backend), ab.b, ab.b, rho_a=rho, rho_b=rho)
+    aa = ab.self_term(ab.geom.self_cloud(0, backend), 0)  # points and weights validated once
+    bb = ab.self_term(ab.geom.self_cloud(1, backend), 1)
     value = solver(ab).value - 0.5 * solver(aa).value - 0.5 * solver(bb).value
     if rho is not None:
         value = value + 0.5 * eps * (ab.a.sum(-1) - ab.b.sum(-1)) ** 2

@@ -65,6 +65,30 @@ class LinearProblem:
         object.__setattr__(self, "rho_a", rho_a)
         object.__setattr__(self, "rho_b", rho_b)
 
+    def self_term(self, geom: Geometry, side: int) -> "LinearProblem":
+        """The problem of one side's measure against itself on ``geom`` (that side's support against itself, e.g.
+        :meth:`~monge.geometry.PointCloud.self_cloud`), with that side's validated weights and penalty: the self
+        terms of a Sinkhorn divergence, without checking the weights again (they were, for this problem).
+
+        Example:
+            >>> import torch
+            >>> from monge.geometry import PointCloud
+            >>> prob = LinearProblem(PointCloud(torch.rand(4, 2), torch.rand(3, 2)))
+            >>> bb = prob.self_term(prob.geom.self_cloud(1), 1)
+            >>> bb.a is bb.b is prob.b, bb.geom.shape
+            (True, (3, 3))
+        """
+        w, rho = (self.b, self.rho_b) if side else (self.a, self.rho_a)
+        n = w.shape[w.dim() - self.geom.event_ndim :]
+        if tuple(geom.source_shape) != tuple(n) or tuple(geom.target_shape) != tuple(n):
+            raise ValueError(f"geom: expected the support of side {side} against itself, of shape {tuple(n) * 2}, "
+                             f"got source {tuple(geom.source_shape)} and target {tuple(geom.target_shape)}")
+        check_batch(geom=geom.batch_shape, a=w.shape[: w.dim() - len(n)])
+        prob = LinearProblem.__new__(LinearProblem)
+        for k, v in (("geom", geom), ("a", w), ("b", w), ("rho_a", rho), ("rho_b", rho)):
+            object.__setattr__(prob, k, v)
+        return prob
+
     @property
     def is_balanced(self) -> bool:
         return self.rho_a is None and self.rho_b is None
