@@ -52,7 +52,8 @@ class _PointsGeometry(Geometry):
 
     @property
     def batch_shape(self):
-        return broadcast_shapes(self.x.shape[:-2], self.y.shape[:-2])
+        bx, by = self.x.shape[:-2], self.y.shape[:-2]
+        return bx if bx == by else broadcast_shapes(bx, by)
 
     @property
     def dtype(self):

@@ -218,11 +218,12 @@ class Sinkhorn:
             quick = fast is not None and self.grad != "implicit" and not (mode and _needs_grad(prob))
             dtype = prob.a.dtype
             back = (lambda st: tuple(t.to(dtype) for t in st)) if wide else (lambda st: st)  # noqa: E731
+            own = None if wide or prob.a.requires_grad or prob.b.requires_grad else data  # = SinkhornData.of(prob)
             run = sinkhorn_loop(geom, data, f, g, self.eps, tol=tol, max_iter=self.max_iter - n_it,
                                 check_every=self.check_every, omega=omega, fixed_iters=self.fixed_iters,
                                 verbose=self.verbose, start=n_it, fast=fast,
                                 finish=lambda st: (quick and fast.finish(st[1], dtype)) or
-                                self._finish(prob, back(st), mode, None if wide else fast))
+                                self._finish(prob, back(st), mode, None if wide else fast, own))
         f, g, value = run.state
         return SinkhornResult(f=f, g=g, value=value, eps=self.eps, problem=prob, convergence=run.convergence)
 
@@ -261,13 +262,14 @@ class Sinkhorn:
                 g = data.g_update(geom, f, e)
         return f, g, (len(temps) - 1) * self.schedule.iters_per_stage, self.omega
 
-    def _finish(self, prob, state, mode: bool, fast=None):
+    def _finish(self, prob, state, mode: bool, fast=None, data=None):
         """The returned object: one (differentiable) half step from ``g`` on the problem's own geometry and
         weights, the value, and the error of the returned ``(f, g)`` on both marginals (one more soft-min; with
-        ``fast``, a float64 :class:`_CompiledLoop` of the same problem, in one compiled call)."""
+        ``fast``, a float64 :class:`_CompiledLoop` of the same problem, in one compiled call). ``data``: the loop's
+        :class:`SinkhornData` where it equals ``SinkhornData.of(prob)`` (weights without gradients, not widened)."""
         geom, eps, g = prob.geom, self.eps, state[1]
         with torch.set_grad_enabled(mode):
-            data = SinkhornData.of(prob)
+            data = SinkhornData.of(prob) if data is None else data
             if self.grad == "implicit":
                 from ..autodiff import implicit_potential
 
