@@ -12,7 +12,9 @@
 // and for every p also r >= dist(box A, box B)^p - max_A f - max_B g. The larger bound, lowered by a rounding
 // margin, prunes the block pair when it is >= the threshold; other pairs descend the y tree (nearer child
 // first) down to leaf pairs, whose arcs are priced one by one. The result is the same set of arcs as the full
-// scan's (up to ties): nothing below the threshold is ever pruned. Leaves of x are spread over threads.
+// scan's (up to ties): nothing below the threshold is ever pruned. Leaves of x are spread over threads; the
+// output does not depend on their number or their timing: each leaf writes its own block (concatenated in the
+// x tree's row order) and a column's best arc is the smallest r, ties to the row first in that order.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
@@ -57,6 +59,26 @@ struct RowBest {
       std::push_heap(heap.begin(), heap.end());
     }
   }
+};
+
+// The smallest r of each column and the position in the x tree's order of its row (a), ties to the first
+// position (what one thread scanning the leaves in order keeps): the same whatever order the arcs come in.
+// The scan of a leaf keeps the first of equal r itself (its rows in s order, a thread's leaves too); offer()
+// merges the threads'.
+struct ColBest {
+  std::vector<double> v;
+  std::vector<i64> a;
+  explicit ColBest(int m) : v(m, kInf), a(m, -1) {}
+  void offer(int j, double r, i64 i) {
+    if (r < v[j] || (r == v[j] && i < a[j])) v[j] = r, a[j] = i;
+  }
+};
+
+// The arcs one leaf of x contributes (its rows' short lists, in the tree's row order) and the pairs it priced.
+struct LeafOut {
+  std::vector<i64> rows, cols;
+  std::vector<double> vals;
+  i64 priced = 0;
 };
 
 // A kd-tree over one cloud with the per-node potential bounds.
@@ -182,7 +204,7 @@ struct Scan {
   }
 
   // Every arc of leaf A of x against the y tree; row heaps of A's rows, column bests of this thread.
-  i64 leaf(int A, std::vector<RowBest> &best, std::vector<double> &cv, std::vector<i64> &ca) const {
+  i64 leaf(int A, std::vector<RowBest> &best, ColBest &cb) const {
     const int b = tx->begin[A], e = tx->end[A];
     auto level = [&] {  // no arc of A above this helps any row of A
       double w = -kInf;
@@ -204,7 +226,7 @@ struct Scan {
           for (int t = ty->begin[B]; t < ty->end[B]; ++t) {
             const int j = ty->perm[t];
             const double r = ground(xi, y + i64(j) * d, d, p) - f[i] - g[j];
-            if (r < cv[j]) cv[j] = r, ca[j] = i;
+            if (r < cb.v[j]) cb.v[j] = r, cb.a[j] = s;  // ties: the first s (a thread's leaves come in s order)
             if (r < thresh && r < rb.worst(per_row, thresh)) rb.offer(r, j, per_row);
           }
         }
@@ -224,7 +246,38 @@ struct Scan {
 using F1 = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using F2 = nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
-// Leaves of x (or row ranges for the full scan) over threads; per-thread row lists and column bests merged.
+// Leaves of x over min(n_threads, #leaves) threads, handed out one at a time; each leaf's short lists go to its
+// own block, the column bests to the thread's (merged after the join; ColBest's tie rule makes the merge
+// order-free). The column bests of every thread end up in the returned one.
+ColBest scan_leaves(const Scan &sc, const std::vector<int> &leaves, int n_threads, int m, std::vector<LeafOut> &out) {
+  const Tree &tx = *sc.tx;
+  const int T = std::max(1, std::min<int>(n_threads, int(leaves.size())));
+  std::vector<ColBest> cb(T, ColBest(m));
+  out.assign(leaves.size(), LeafOut{});
+  std::atomic<size_t> next{0};
+  auto work = [&](int t) {
+    std::vector<RowBest> best;
+    for (size_t q; (q = next.fetch_add(1)) < leaves.size();) {
+      const int A = leaves[q], b = tx.begin[A], e = tx.end[A];
+      best.assign(e - b, RowBest{});
+      LeafOut &o = out[q];
+      o.priced = sc.leaf(A, best, cb[t]);
+      for (int s = b; s < e; ++s)
+        for (auto &bj : best[s - b].heap) o.rows.push_back(tx.perm[s]), o.cols.push_back(bj.second),
+                                          o.vals.push_back(bj.first);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < T; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto &th : pool) th.join();
+  for (int t = 1; t < T; ++t)
+    for (int j = 0; j < m; ++j) cb[0].offer(j, cb[t].v[j], cb[t].a[j]);
+  return std::move(cb[0]);
+}
+
+// Rows of x in blocks of at most `lf` (the full scan: a fixed number of blocks, whatever the thread count), the
+// y tree with leaves of `leaf` points; the blocks' arcs in leaf order, then each column's best below -tol.
 nb::tuple reduced_cost_scan(F2 x, F2 y, F1 f, F1 g, double p, double tol, int per_row, int n_threads, int leaf) {
   const int n = int(x.shape(0)), m = int(y.shape(0)), d = int(x.shape(1));
   if (int(y.shape(1)) != d || int(f.shape(0)) != n || int(g.shape(0)) != m || per_row < 1 || leaf < 0 || n < 1 ||
@@ -242,7 +295,7 @@ nb::tuple reduced_cost_scan(F2 x, F2 y, F1 f, F1 g, double p, double tol, int pe
     double scale = 0.0;
     for (int i = 0; i < n; ++i) scale = std::max(scale, std::fabs(f.data()[i]));
     for (int j = 0; j < m; ++j) scale = std::max(scale, std::fabs(g.data()[j]));
-    tx.build(x.data(), f.data(), n, d, leaf > 0 ? lf : 1 + n / std::max(1, 4 * n_threads));
+    tx.build(x.data(), f.data(), n, d, leaf > 0 ? lf : 1 + n / 64);
     ty.build(y.data(), g.data(), m, d, lf);
     double diam = 0.0;
     for (int k = 0; k < d; ++k) {
@@ -255,37 +308,18 @@ nb::tuple reduced_cost_scan(F2 x, F2 y, F1 f, F1 g, double p, double tol, int pe
     std::vector<int> leaves;
     for (size_t q = 0; q < tx.begin.size(); ++q)
       if (tx.left[q] < 0) leaves.push_back(int(q));
-    const int T = std::max(1, std::min<int>(n_threads, int(leaves.size())));
-    std::vector<std::vector<i64>> R(T), C(T), CA(T, std::vector<i64>(m, -1));
-    std::vector<std::vector<double>> V(T), CV(T, std::vector<double>(m, kInf));
-    std::vector<i64> P(T, 0);
-    std::atomic<size_t> next{0};
-    auto work = [&](int t) {
-      std::vector<RowBest> best;
-      for (size_t q; (q = next.fetch_add(1)) < leaves.size();) {
-        const int A = leaves[q];
-        best.assign(tx.end[A] - tx.begin[A], RowBest{});
-        P[t] += sc.leaf(A, best, CV[t], CA[t]);
-        for (int s = tx.begin[A]; s < tx.end[A]; ++s)
-          for (auto &bj : best[s - tx.begin[A]].heap) R[t].push_back(tx.perm[s]), C[t].push_back(bj.second),
-                                                    V[t].push_back(bj.first);
-      }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < T; ++t) pool.emplace_back(work, t);
-    work(0);
-    for (auto &th : pool) th.join();
-    for (int t = 0; t < T; ++t) {
-      if (t > 0)
-        for (int j = 0; j < m; ++j)
-          if (CV[t][j] < CV[0][j]) CV[0][j] = CV[t][j], CA[0][j] = CA[t][j];
-      rows.insert(rows.end(), R[t].begin(), R[t].end());
-      cols.insert(cols.end(), C[t].begin(), C[t].end());
-      vals.insert(vals.end(), V[t].begin(), V[t].end());
-      priced += P[t];
+    std::sort(leaves.begin(), leaves.end(), [&](int u, int v) { return tx.begin[u] < tx.begin[v]; });
+    std::vector<LeafOut> out;
+    const ColBest cb = scan_leaves(sc, leaves, n_threads, m, out);
+    for (LeafOut &o : out) {
+      rows.insert(rows.end(), o.rows.begin(), o.rows.end());
+      cols.insert(cols.end(), o.cols.begin(), o.cols.end());
+      vals.insert(vals.end(), o.vals.begin(), o.vals.end());
+      priced += o.priced;
+      o = LeafOut{};
     }
     for (int j = 0; j < m; ++j)
-      if (CV[0][j] < thresh) rows.push_back(CA[0][j]), cols.push_back(j), vals.push_back(CV[0][j]);
+      if (cb.v[j] < thresh) rows.push_back(tx.perm[cb.a[j]]), cols.push_back(j), vals.push_back(cb.v[j]);
   }
   return nb::make_tuple(to_numpy(std::move(rows)), to_numpy(std::move(cols)), to_numpy(std::move(vals)), priced);
 }

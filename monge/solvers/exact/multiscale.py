@@ -91,7 +91,8 @@ def _children_arcs(parent_x, parent_y, act_r, act_c):
 def _scan(x, y, f, g, p, tol, per_row):
     """Blocked scan of the reduced costs :math:`C_{ij} - f_i - g_j` (compiled, kd-tree pruned, the cost never
     stored): the ``per_row`` smallest of each row and the smallest of each column among those ``< -tol``."""
-    r, c, _, priced = _core.reduced_cost_scan(x, y, f, g, float(p), float(tol), int(per_row), os.cpu_count() or 1)
+    r, c, _, priced = _core.reduced_cost_scan(x, y, f, g, float(p), float(tol), int(per_row),
+                                              torch.get_num_threads())
     return r, c, int(priced)
 
 
@@ -206,8 +207,8 @@ def _multiscale_sorted(x, y, a64, b64, like, lo, span, p, coarsest, per_row, max
 def _prolong(x, y, cx, cy, fc, gc, p):
     """Potentials of the points from those of the cells by c-transforms: :math:`f(x) = \\min_J c(x, c_J) - g_J`,
     then :math:`g(y) = \\min_I c(c_I, y) - f_I` (smooth inside a cell, unlike the parent's constant)."""
-    f = _core.reduced_cost_scan(x, cy, np.zeros(len(x)), gc, float(p), -np.inf, 1, os.cpu_count() or 1)
-    g = _core.reduced_cost_scan(y, cx, np.zeros(len(y)), fc, float(p), -np.inf, 1, os.cpu_count() or 1)
+    f = _core.reduced_cost_scan(x, cy, np.zeros(len(x)), gc, float(p), -np.inf, 1, torch.get_num_threads())
+    g = _core.reduced_cost_scan(y, cx, np.zeros(len(y)), fc, float(p), -np.inf, 1, torch.get_num_threads())
     fx, gy = np.full(len(x), np.nan), np.full(len(y), np.nan)
     fx[f[0][: len(x)]] = f[2][: len(x)]
     gy[g[0][: len(y)]] = g[2][: len(y)]
