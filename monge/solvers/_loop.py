@@ -48,13 +48,13 @@ class Checks:
     """When a loop checks its error: every ``check_every`` iterations (regular checks), plus one extra check where
     :func:`early_check` predicts the tolerance to be met before the next regular one (``tol <= 0``: never)."""
 
-    def __init__(self, check_every: int, tol: float):
-        self.every, self.tol = check_every, tol
+    def __init__(self, check_every: int, tol: float, each: bool = False):
+        self.every, self.tol, self.each = check_every, tol, each
         self.extra: int | None = None
         self.last: float | None = None  # the error at the last regular check
 
     def due(self, it: int) -> bool:
-        return it % self.every == 0 or it == self.extra
+        return self.each or it % self.every == 0 or it == self.extra
 
     def regular(self, it: int) -> bool:
         return it % self.every == 0
@@ -240,7 +240,8 @@ class FixedPoint:
 def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: int = 10, omega="auto",
                 fixed_iters: bool = False, freeze=None, verbose: bool = False, name: str = "sinkhorn",
                 finish=None, start: int = 0, quiet: bool = False, criterion: str = "marginal_l1",
-                watch=None, check_start: bool = True, measure=None, block=None) -> FixedPoint:
+                watch=None, check_start: bool = True, measure=None, block=None,
+                stop_each: bool = False) -> FixedPoint:
     r"""Iterate ``state <- step(state, omega)`` until ``error(state) <= tol`` for every batch element.
 
     Args:
@@ -265,6 +266,8 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
         block: optional ``(state, omega, k) -> (state, seen)``, ``k`` iterations of ``step`` in one call (a compiled
             loop) and ``watch`` of the state after each (for the probes of ``"auto"``): used from check to check,
             for unbatched states.
+        stop_each: test the stop after every iteration too (an iteration costing far more than a check, e.g. a
+            soft-min over 10^8+ entries); the over-relaxation and the stall test still decide every ``check_every``.
 
     The loop never stops before one full step; a NaN/inf error freezes its element, which ends ``"diverged"``;
     the loop stops early when every unconverged element has stalled (:class:`Stall`), reported ``"stalled"``.
@@ -276,7 +279,7 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
         (10, ('converged',))
     """
     relax = Relaxation(1.0 if fixed_iters and omega == "auto" else omega, check_every)
-    checks = Checks(check_every, 0.0 if fixed_iters else tol)
+    checks = Checks(check_every, 0.0 if fixed_iters else tol, stop_each and not fixed_iters)
     bar = Progress(start + max_iter, verbose, name)
     rec = _Record(tol, start, fixed_iters, freeze is not None)
     it, end = start, start + max_iter
@@ -292,6 +295,8 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
             bar.update(it, worst)
             if stop:
                 break
+            if not checks.regular(it) and relax.wants_probe(it):
+                relax.probe(it, _detached(sig))  # a check between the regular ones still feeds the probes
             restore = relax.update(rec.signal, state, it) if checks.regular(it) else None
             if restore is not None:
                 state, it = restore, it + 1
@@ -299,7 +304,8 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
         elif relax.wants_probe(it):
             relax.probe(it, _detached(watch(state)))
         if block is not None and freeze is None:
-            nxt = min(end, (it // check_every + 1) * check_every, checks.extra if (checks.extra or 0) > it else end)
+            nxt = it + 1 if checks.each else min(end, (it // check_every + 1) * check_every,
+                                                 checks.extra if (checks.extra or 0) > it else end)
             probing = relax.wants_probe(it)
             state, seen = block(state, relax.omega, nxt - it)
             for q in range(it + 1, min(nxt, relax.PROBES) if probing else it + 1):

@@ -126,7 +126,8 @@ class SinkhornData:
 
 def sinkhorn_loop(geom, data: SinkhornData, f, g, eps: float, *, tol: float, max_iter: int, check_every: int = 10,
                   omega="auto", fixed_iters: bool = False, verbose: bool = False, start: int = 0, finish=None,
-                  name: str = "sinkhorn", quiet: bool = False, check_start: bool = True, fast="auto"):
+                  name: str = "sinkhorn", quiet: bool = False, check_start: bool = True, fast="auto",
+                  stop_each: bool = False):
     """The Sinkhorn iterations at ``eps`` from ``(f, g)`` over :func:`~monge.solvers._loop.fixed_point`, for any
     pair of marginal updates (balanced, unbalanced, semi-unbalanced, the JKO step). ``finish(state)`` makes the
     returned object and its error (default: the state ``(f, g, Sf, Sg)`` and its error). ``fast``: the
@@ -141,7 +142,8 @@ def sinkhorn_loop(geom, data: SinkhornData, f, g, eps: float, *, tol: float, max
         fixed_iters=fixed_iters, freeze=data.freeze if f.dim() > data.k else None, verbose=verbose, name=name,
         finish=finish, start=start, quiet=quiet, check_start=check_start,
         watch=fast.watch if fast else lambda s: data.rows(s, eps),
-        measure=fast.measure if fast else lambda s: data.measure(s, eps), block=fast.block if fast else None)
+        measure=fast.measure if fast else lambda s: data.measure(s, eps), block=fast.block if fast else None,
+        stop_each=stop_each)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,9 @@ class Sinkhorn:
             warning); ``converged`` still compares the final error with ``tol``.
         check_every: iterations between checks (the only device synchronisations of the loop), plus one extra
             check where the measured contraction predicts the tolerance to be met before the next regular one.
+            Where one soft-min reduces at least :data:`STOP_EACH_ENTRIES` cost entries, the stop is also tested
+            after every iteration (from the iteration's own soft-mins, O(n + m)); the over-relaxation still decides
+            every ``check_every``.
         schedule: an :class:`~monge.solvers.schedules.EpsScaling` to anneal eps (``None``: fixed eps).
         grad: ``"envelope"`` (default: detached iterations, one differentiable step), ``"unroll"`` (autograd
             through all iterations) or ``"implicit"`` (implicit function theorem, conjugate gradient).
@@ -221,7 +226,7 @@ class Sinkhorn:
             own = None if wide or prob.a.requires_grad or prob.b.requires_grad else data  # = SinkhornData.of(prob)
             run = sinkhorn_loop(geom, data, f, g, self.eps, tol=tol, max_iter=self.max_iter - n_it,
                                 check_every=self.check_every, omega=omega, fixed_iters=self.fixed_iters,
-                                verbose=self.verbose, start=n_it, fast=fast,
+                                verbose=self.verbose, start=n_it, fast=fast, stop_each=_expensive(prob.geom),
                                 finish=lambda st: (quick and fast.finish(st[1], dtype)) or
                                 self._finish(prob, back(st), mode, None if wide else fast, own))
         f, g, value = run.state
@@ -290,6 +295,17 @@ def _needs_grad(prob: LinearProblem) -> bool:
     """Whether the result must carry gradients (a weight, or a tensor of the geometry: its :meth:`detach` is itself
     exactly when nothing in it requires them)."""
     return prob.a.requires_grad or prob.b.requires_grad or prob.geom.requires_grad
+
+
+#: A soft-min over at least this many cost entries (all batch elements) costs so much more than a stop test (O(n + m)
+#: on the iteration's own soft-mins) that :class:`Sinkhorn` tests the stop after every iteration: at n = 10^6 each
+#: iteration past the tolerance costs two soft-mins of tens of CPU-seconds.
+STOP_EACH_ENTRIES = 10**8
+
+
+def _expensive(geom) -> bool:
+    n, m = geom.shape
+    return n * m * geom.batch_shape.numel() >= STOP_EACH_ENTRIES
 
 
 #: A float64 CPU point cloud of at most this many cost entries (all batch elements) iterates on its materialised
@@ -386,6 +402,6 @@ def _coarse_solve(coarse, cdata, temps, solver):
 
     run = fixed_point(step, lambda s: cdata.error(s, eps), cdata.start(coarse, F, G, eps), tol=tol,
                       max_iter=solver.max_iter, check_every=solver.check_every,
-                      omega=1.0 if cdata.symmetric else omega, quiet=True,
+                      omega=1.0 if cdata.symmetric else omega, quiet=True, stop_each=_expensive(coarse),
                       watch=lambda s: cdata.rows(s, eps), measure=lambda s: cdata.measure(s, eps))
     return run.state[0], run.state[1], float(used[0])

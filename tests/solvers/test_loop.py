@@ -146,3 +146,22 @@ def test_float32_scalar_convergence_rounds_tol_as_the_tensor_test():
     for v in (2e-5, 1e-7, 0.1):
         err = torch.tensor(v, dtype=torch.float32)  # equal to tol in float32, above it in float64
         assert Convergence.build(err, v, 3).status == Convergence.build(err[None], v, 3).status == ("converged",)
+
+
+def test_stop_each_stops_at_the_first_iteration_within_tol_and_keeps_the_regular_decisions():
+    # 0.5^3 = 0.125 <= 0.2: regular checks alone see it at iteration 10 (no rate known before for an early check)
+    halve = lambda x, w: 0.5 * x  # noqa: E731
+    plain = fixed_point(halve, lambda x: x.abs(), torch.tensor([1.0]), tol=0.2, max_iter=100, omega=1.0)
+    each = fixed_point(halve, lambda x: x.abs(), torch.tensor([1.0]), tol=0.2, max_iter=100, omega=1.0,
+                       stop_each=True)
+    assert (plain.n_iters, each.n_iters) == (10, 3)
+    assert float(each.state) == 0.125 and each.convergence.status == ("converged",)
+    # the auto over-relaxation still gets its probes and reaches the same fixed point
+    A = torch.tensor([[0.9, 0.05], [0.05, 0.9]], dtype=torch.float64)
+    step = lambda x, w: x + w * (A @ x + 1.0 - x)  # noqa: E731
+    err = lambda x: (A @ x + 1.0 - x).abs().sum()  # noqa: E731
+    runs = [fixed_point(step, err, torch.zeros(2, dtype=torch.float64), tol=1e-10, max_iter=5000, stop_each=s)
+            for s in (False, True)]
+    assert all(r.convergence.status == ("converged",) for r in runs)
+    assert torch.allclose(runs[0].state, runs[1].state, atol=1e-9)
+    assert runs[1].n_iters <= runs[0].n_iters
