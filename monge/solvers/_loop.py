@@ -295,8 +295,8 @@ def fixed_point(step, error, state, *, tol: float, max_iter: int, check_every: i
             bar.update(it, worst)
             if stop:
                 break
-            if not checks.regular(it) and relax.wants_probe(it):
-                relax.probe(it, _detached(sig))  # a check between the regular ones still feeds the probes
+            if checks.each and not checks.regular(it) and relax.wants_probe(it):
+                relax.probe(it, _detached(sig))  # a stop test between the regular checks still feeds the probes
             restore = relax.update(rec.signal, state, it) if checks.regular(it) else None
             if restore is not None:
                 state, it = restore, it + 1
