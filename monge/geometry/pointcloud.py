@@ -302,6 +302,10 @@ class PointCloud(_PointsGeometry):
         self._detached = (key, geom)
         return geom
 
+    def release(self) -> None:
+        if self.backend in ("multiscale", "auto"):
+            (self._impl if self.backend == "multiscale" else self._impl.multiscale).release()
+
     def coarse_view(self, wa: torch.Tensor, wb: torch.Tensor, eps: float):
         """Multiscale only: the coarse problem eps-scaling starts on at the final temperature ``eps``, ``(coarse
         geometry, A, B, prolong, threshold)`` (:func:`~monge.geometry._backends.multiscale_coarse.coarse_view`), for

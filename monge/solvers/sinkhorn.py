@@ -229,6 +229,7 @@ class Sinkhorn:
                                 verbose=self.verbose, start=n_it, fast=fast, stop_each=_expensive(prob.geom),
                                 finish=lambda st: (quick and fast.finish(st[1], dtype)) or
                                 self._finish(prob, back(st), mode, None if wide else fast, own))
+        prob.geom.release()  # caches for the next soft-min (a multiscale cloud's block lists); a backward keeps its own
         f, g, value = run.state
         return SinkhornResult(f=f, g=g, value=value, eps=self.eps, problem=prob, convergence=run.convergence)
 

@@ -137,6 +137,12 @@ class MultiscaleSoftmin:
     def __call__(self, x, y, h, eps: float, dim: int) -> torch.Tensor:
         return self.softmin(x, y, h, eps, dim)
 
+    def release(self) -> None:
+        """Drops the block lists (rebuilt by the next soft-min that needs one); the clustering, the node boxes and
+        the last outputs (the next selection's estimates) stay. A list held by a recorded backward stays alive
+        through that record."""
+        self._lists.clear()
+
     def softmin(self, x, y, h, eps: float, dim: int) -> torch.Tensor:
         """``-eps log sum exp((h - C)/eps)`` over ``y`` (``dim=1``) or ``x`` (``dim=0``), certified within
         ``eps * rtol`` per entry (see the module's docstring)."""
