@@ -54,13 +54,24 @@ def khatri_rao(U: torch.Tensor) -> torch.Tensor:
     return (U.unsqueeze(-1) * U.unsqueeze(-2)).reshape(U.shape[0], -1)
 
 
+def _bmm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """``A @ B`` by one batched kernel whatever the batch (a plain matrix is a batch of one): torch multiplies small
+    2-D operands (BLAS) and batched ones (its own loop) with different roundings, and a batch's element must equal
+    its single problem bitwise (the same linearised cost, hence the same Sinkhorn steps)."""
+    batch = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    A3 = A.expand(*batch, *A.shape[-2:]).reshape(-1, *A.shape[-2:])
+    B3 = B.expand(*batch, *B.shape[-2:]).reshape(-1, *B.shape[-2:])
+    return torch.bmm(A3, B3).reshape(*batch, A.shape[-2], B.shape[-1])
+
+
 def cross(Hx, P: torch.Tensor, Hy) -> torch.Tensor:
-    r""":math:`H_x P H_y^\top` for dense or :class:`LowRank` factors (O(n m r) when both are low rank)."""
+    r""":math:`H_x P H_y^\top` for dense or :class:`LowRank` factors (O(n m r) when both are low rank); each
+    element of a batch bitwise equal to its own 2-D product."""
     if isinstance(Hx, LowRank) and isinstance(Hy, LowRank):
-        core = (Hx.V.mT @ P) @ Hy.V  # (rx, ry)
-        return Hx.U @ (core @ Hy.U.mT)
-    left = Hx.U @ (Hx.V.mT @ P) if isinstance(Hx, LowRank) else Hx @ P
-    return (left @ Hy.V) @ Hy.U.mT if isinstance(Hy, LowRank) else left @ Hy.mT
+        core = _bmm(_bmm(Hx.V.mT, P), Hy.V)  # (rx, ry)
+        return _bmm(Hx.U, _bmm(core, Hy.U.mT))
+    left = _bmm(Hx.U, _bmm(Hx.V.mT, P)) if isinstance(Hx, LowRank) else _bmm(Hx, P)
+    return _bmm(_bmm(left, Hy.V), Hy.U.mT) if isinstance(Hy, LowRank) else _bmm(left, Hy.mT)
 
 
 @dataclass(frozen=True)
