@@ -75,6 +75,31 @@ inline void centre_duals(double *f, int64_t n, double *g, int64_t m) {
   for (int64_t j = 0; j < m; ++j) g[j] -= c;
 }
 
+// Runs run(t) for t = 0 .. nt - 1, t = 0 on the calling thread (nt <= 1: inline, no thread started).
+template <class F>
+void run_threads(int nt, F &&run) {
+  if (nt <= 1) {
+    run(0);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(nt - 1);
+  for (int t = 1; t < nt; ++t) pool.emplace_back(run, t);
+  run(0);
+  for (auto &th : pool) th.join();
+}
+
+// Calls body(t, i) for i in [0, count) on nt threads, handing out `chunk` indices at a time through one atomic
+// counter (items of uneven cost: block lists, tree walks); t is the thread's number, for per-thread buffers.
+template <class F>
+void parallel_chunks(int nt, int64_t count, int64_t chunk, F &&body) {
+  std::atomic<int64_t> next{0};
+  run_threads(nt, [&](int t) {
+    for (int64_t r0 = next.fetch_add(chunk); r0 < count; r0 = next.fetch_add(chunk))
+      for (int64_t i = r0, r1 = std::min(count, r0 + chunk); i < r1; ++i) body(t, i);
+  });
+}
+
 // Calls body(k) for k in [0, count) on min(n_threads, count) threads (n_threads <= 0: one per hardware
 // thread), handing out indices one at a time (problems of a batch differ in cost). One problem or one thread:
 // run inline, no thread is started. The first exception thrown by a body is rethrown here after the join.
@@ -98,11 +123,7 @@ void parallel_for(int64_t count, int n_threads, F &&body) {
       }
     }
   };
-  std::vector<std::thread> pool;
-  pool.reserve(nt - 1);
-  for (int t = 1; t < nt; ++t) pool.emplace_back(work);
-  work();
-  for (auto &th : pool) th.join();
+  run_threads(nt, [&](int) { work(); });
   if (error) std::rethrow_exception(error);
 }
 

@@ -64,21 +64,10 @@ struct Csr {
   const int64_t *ptr, *cols;
 };
 
-// Calls body(t, I) for every row leaf I, leaves handed out one at a time.
+// Calls body(t, I) for every row leaf I, leaves handed out one at a time (kept counts vary per leaf).
 template <class F>
 void parallel_leaves(int nt, int64_t K, F &&body) {
-  std::atomic<int64_t> next{0};
-  auto run = [&](int t) {
-    for (int64_t I = next.fetch_add(1); I < K; I = next.fetch_add(1)) body(t, I);
-  };
-  if (nt <= 1) {
-    run(0);
-    return;
-  }
-  std::vector<std::thread> pool;
-  for (int t = 1; t < nt; ++t) pool.emplace_back(run, t);
-  run(0);
-  for (auto &th : pool) th.join();
+  monge::parallel_chunks(nt, K, 1, body);
 }
 
 // The rows of leaf I: their soft-min over the kept leaves (out: Sr entries); the exponent tile and the online

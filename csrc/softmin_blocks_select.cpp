@@ -141,21 +141,8 @@ inline int64_t walk(const Trees &t, int64_t I, double est, double log_tau, const
 
 template <class F>
 void parallel_rows(int nt, int64_t K, F &&body) {
-  std::atomic<int64_t> next{0};
-  constexpr int64_t CHUNK = 8;
-  auto run = [&](int th) {
-    std::vector<int64_t> stack;
-    for (int64_t r0 = next.fetch_add(CHUNK); r0 < K; r0 = next.fetch_add(CHUNK))
-      for (int64_t I = r0; I < std::min(K, r0 + CHUNK); ++I) body(th, I, stack);
-  };
-  if (nt <= 1) {
-    run(0);
-    return;
-  }
-  std::vector<std::thread> pool;
-  for (int th = 1; th < nt; ++th) pool.emplace_back(run, th);
-  run(0);
-  for (auto &p : pool) p.join();
+  std::vector<std::vector<int64_t>> stacks(std::max(1, nt));  // one walk stack per thread
+  monge::parallel_chunks(nt, K, 8, [&](int th, int64_t I) { body(th, I, stacks[th]); });
 }
 
 using D2 = nb::ndarray<const double, nb::ndim<2>, nb::c_contig, nb::device::cpu>;

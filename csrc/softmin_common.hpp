@@ -168,15 +168,7 @@ void parallel_rows(int nt, int64_t B, int64_t n, F &&body) {
       r += i1 - i0;
     }
   };
-  if (nt == 1) {
-    run(0);
-    return;
-  }
-  std::vector<std::thread> pool;
-  pool.reserve(nt - 1);
-  for (int t = 1; t < nt; ++t) pool.emplace_back(run, t);
-  run(0);
-  for (auto &th : pool) th.join();
+  monge::run_threads(nt, run);
 }
 
 template <class T>
