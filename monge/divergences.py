@@ -45,7 +45,8 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps: float, p: float = 2, rho: 
             ``"sqeuclidean_half"`` is GeomLoss's :math:`\tfrac12\|x - y\|^2` (values half of ``p=2``'s at
             ``eps / 2``; see :class:`~monge.nn.SinkhornLoss` for the translation table).
         rho: marginal penalty (``None``: balanced); a loss module's ``reach`` gives ``rho = reach ** p``.
-        backend: ``"dense"``, ``"lazy"`` (O(n + m) memory) or ``"auto"``.
+        backend: ``"dense"``, ``"lazy"`` (O(n + m) memory), ``"multiscale"`` (certified block truncation with a
+            coarse start, unbatched clouds: 10^5-10^6 points) or ``"auto"`` (see :class:`~monge.PointCloud`).
         schedule: eps-scaling (default: halve eps per stage from the diameter^p).
         **solver_kw: passed to :class:`~monge.solvers.sinkhorn.Sinkhorn` (``tol``, ``max_iter``, ``grad``, ...).
 
